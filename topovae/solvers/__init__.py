@@ -1,0 +1,42 @@
+"""SIMP minimum-compliance topology optimization on 2D structured grids.
+
+from topovae.solvers import preset, solve, compliance
+result = solve(preset("mbb", 60, 20, 0.5, filter="sensitivity", rmin=2.4))
+result.compliance, result.iterations, result.density   # 216.81..., 106, (20, 60) array
+"""
+
+from ._fe import E0, EMIN, KE, NU, FEModel, edof_matrix, element_stiffness
+from ._filters import filter_matrix, heaviside
+from ._linear import cholmod_available
+from ._mma import MMA
+from ._presets import PRESETS, preset
+from ._problem import FILTERS, LINEAR_SOLVERS, OPTIMIZERS, Problem, ProblemError, SIMPSettings
+from ._simp import DesignMap, IterationInfo, SolveResult, compliance, oc_update, solve
+
+__all__ = [
+    "E0",
+    "EMIN",
+    "FILTERS",
+    "KE",
+    "LINEAR_SOLVERS",
+    "MMA",
+    "NU",
+    "OPTIMIZERS",
+    "PRESETS",
+    "DesignMap",
+    "FEModel",
+    "IterationInfo",
+    "Problem",
+    "ProblemError",
+    "SIMPSettings",
+    "SolveResult",
+    "cholmod_available",
+    "compliance",
+    "edof_matrix",
+    "element_stiffness",
+    "filter_matrix",
+    "heaviside",
+    "oc_update",
+    "preset",
+    "solve",
+]

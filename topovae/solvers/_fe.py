@@ -1,0 +1,186 @@
+"""Bilinear Q4 plane-stress finite elements on a structured grid of unit square elements.
+
+DOF numbering and the element stiffness follow top88 (Andreassen et al. 2011) so that results
+compare one to one: nodes are numbered column by column, node n = j * (nely + 1) + i for node row i
+(top to bottom) and column j; DOFs 2n (x) and 2n + 1 (y, upwards). Element e = j * nely + i.
+
+The stiffness matrix is assembled on the free DOFs only, into a CSC pattern computed once: each
+iteration is one sparse mat-vec ``data = scatter @ E`` from element Young's moduli to the matrix
+values (no COO -> CSC sort, no K[free][:, free] slicing). The free DOFs are numbered in a geometric
+nested-dissection order of the grid (`nested_dissection`), so the factorisation needs no
+fill-reducing ordering of its own: on a 300x100 grid it factorises ~25 % faster than with AMD.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from ._linear import LinearSolver, make_linear_solver
+from ._problem import Problem
+
+E0 = 1.0  # Young's modulus of solid material
+EMIN = 1e-9  # Young's modulus of void, keeps K non-singular
+NU = 0.3  # Poisson's ratio
+
+
+def element_stiffness(nu: float = NU) -> np.ndarray:
+    """(8, 8) stiffness of a unit square Q4 element with E = 1, plane stress (top88's KE)."""
+    k = np.array(
+        [
+            1 / 2 - nu / 6,
+            1 / 8 + nu / 8,
+            -1 / 4 - nu / 12,
+            -1 / 8 + 3 * nu / 8,
+            -1 / 4 + nu / 12,
+            -1 / 8 - nu / 8,
+            nu / 6,
+            1 / 8 - 3 * nu / 8,
+        ]
+    )
+    idx = np.array(
+        [
+            [0, 1, 2, 3, 4, 5, 6, 7],
+            [1, 0, 7, 6, 5, 4, 3, 2],
+            [2, 7, 0, 5, 6, 3, 4, 1],
+            [3, 6, 5, 0, 7, 2, 1, 4],
+            [4, 5, 6, 7, 0, 1, 2, 3],
+            [5, 4, 3, 2, 1, 0, 7, 6],
+            [6, 3, 4, 1, 2, 7, 0, 5],
+            [7, 2, 1, 4, 3, 6, 5, 0],
+        ]
+    )
+    return k[idx] / (1 - nu**2)
+
+
+KE = element_stiffness()
+
+
+def edof_matrix(nelx: int, nely: int) -> np.ndarray:
+    """(nelx * nely, 8) global DOFs of each element, counter-clockwise from the lower-left node."""
+    nodes = np.arange((nelx + 1) * (nely + 1)).reshape(nelx + 1, nely + 1)  # [j, i] -> node
+    n1 = nodes[:-1, :-1].ravel()  # upper-left node of element e = j * nely + i
+    n2 = n1 + nely + 1  # upper-right
+    return np.stack(
+        [2 * n1 + 2, 2 * n1 + 3, 2 * n2 + 2, 2 * n2 + 3, 2 * n2, 2 * n2 + 1, 2 * n1, 2 * n1 + 1],
+        axis=1,
+    )
+
+
+def to_vector(field: np.ndarray) -> np.ndarray:
+    """(nely, nelx) element field -> (nele,) vector in element order."""
+    return np.asarray(field).ravel(order="F")
+
+
+def to_field(vector: np.ndarray, nely: int, nelx: int) -> np.ndarray:
+    """(nele,) vector in element order -> (nely, nelx) element field."""
+    return vector.reshape(nelx, nely).T
+
+
+def simp_modulus(x: np.ndarray, penal: float) -> np.ndarray:
+    """Modified SIMP interpolation E(x) = Emin + x^p (E0 - Emin)."""
+    return EMIN + x**penal * (E0 - EMIN)
+
+
+class FEModel:
+    """The finite-element model of one problem's grid, supports and loads.
+
+    Built once per solve; `solve(E)` factorises K(E) and returns the displacements of every load
+    case. `element_energy(U)` gives sum over cases of u_e^T KE u_e per element.
+    """
+
+    def __init__(self, problem: Problem, linear_solver: str | None = None) -> None:
+        self.nelx, self.nely = problem.nelx, problem.nely
+        self.edof = edof_matrix(self.nelx, self.nely)
+        self.ndof = problem.ndof
+        fixed = problem.fixed_dofs()
+        node_order = nested_dissection(self.nely + 1, self.nelx + 1)
+        dof_order = np.stack([2 * node_order, 2 * node_order + 1], axis=1).ravel()
+        self.free = dof_order[~fixed[dof_order]]  # free DOFs in elimination order
+        self.forces = problem.force_matrix()  # (ndof, ncases)
+        self._f_free = np.ascontiguousarray(self.forces[self.free])
+        kind = linear_solver or problem.settings.linear_solver
+        self.solver: LinearSolver = make_linear_solver(kind)
+        indptr, indices, self._scatter = _free_dof_pattern(
+            self.edof, self.ndof, self.free, lower=self.solver.lower_only
+        )
+        self.solver.set_pattern(indptr, indices)
+
+    @property
+    def linear_solver_name(self) -> str:
+        return self.solver.name
+
+    def solve(self, young: np.ndarray) -> np.ndarray:
+        """(nele,) element moduli -> (ndof, ncases) displacements (zero on fixed DOFs)."""
+        self.solver.factorize(self._scatter @ young)
+        u = np.zeros((self.ndof, self._f_free.shape[1]))
+        u[self.free] = self.solver.solve(self._f_free)
+        return u
+
+    def element_energy(self, u: np.ndarray) -> np.ndarray:
+        """(ndof, ncases) displacements -> (nele,) sum over cases of u_e^T KE u_e."""
+        ue = u[self.edof]  # (nele, 8, ncases)
+        return np.einsum("eac,ab,ebc->e", ue, KE, ue, optimize=True)
+
+    def compliance(self, u: np.ndarray) -> float:
+        """Sum over load cases of f^T u."""
+        return float(np.einsum("dc,dc->", self.forces, u))
+
+
+def nested_dissection(rows: int, cols: int, leaf: int = 16) -> np.ndarray:
+    """Nested-dissection order of the nodes of a rows x cols grid (node n = col * rows + row).
+
+    The longer side is cut by a line of nodes; both halves are ordered recursively, the separator
+    last. Blocks of at most ``leaf`` nodes keep their natural order. For a 2D grid this gives the
+    optimal O(n log n) fill of the Cholesky factor (George 1973).
+    """
+    parts: list[np.ndarray] = []
+
+    def split(i0: int, i1: int, j0: int, j1: int) -> None:
+        ni, nj = i1 - i0, j1 - j0
+        if ni <= 0 or nj <= 0:
+            return
+        if ni * nj <= leaf or max(ni, nj) < 3:
+            jj, ii = np.meshgrid(np.arange(j0, j1), np.arange(i0, i1), indexing="ij")
+            parts.append((jj * rows + ii).ravel())
+        elif nj >= ni:
+            m = (j0 + j1) // 2
+            split(i0, i1, j0, m)
+            split(i0, i1, m + 1, j1)
+            parts.append(m * rows + np.arange(i0, i1))
+        else:
+            m = (i0 + i1) // 2
+            split(i0, m, j0, j1)
+            split(m + 1, i1, j0, j1)
+            parts.append(np.arange(j0, j1) * rows + m)
+
+    split(0, rows, 0, cols)
+    return np.concatenate(parts)
+
+
+def _free_dof_pattern(
+    edof: np.ndarray, ndof: int, free: np.ndarray, lower: bool
+) -> tuple[np.ndarray, np.ndarray, sp.csr_matrix]:
+    """CSC pattern of K restricted to the free DOFs (numbered as ordered in ``free``), and the
+    (nnz, nele) scatter matrix.
+
+    K.data = scatter @ E for element moduli E. With ``lower`` only the lower triangle (row >= col)
+    is kept, which is all CHOLMOD reads.
+    """
+    nfree = free.size
+    new_index = np.full(ndof, -1, dtype=np.int64)
+    new_index[free] = np.arange(nfree)
+    nele = edof.shape[0]
+    rows = new_index[edof][:, :, None].repeat(8, axis=2)  # (nele, 8, 8): [e, a, b] -> row of a
+    cols = rows.transpose(0, 2, 1)
+    keep = (rows >= 0) & (cols >= 0)
+    if lower:
+        keep &= rows >= cols
+    elem = np.broadcast_to(np.arange(nele)[:, None, None], rows.shape)[keep]
+    values = np.broadcast_to(KE, rows.shape)[keep]
+    key = cols[keep] * nfree + rows[keep]  # column-major: CSC order after sorting
+    pattern, position = np.unique(key, return_inverse=True)
+    indptr = np.searchsorted(pattern // nfree, np.arange(nfree + 1)).astype(np.int64)
+    indices = (pattern % nfree).astype(np.int64)
+    scatter = sp.csr_matrix((values, (position, elem)), shape=(pattern.size, nele))
+    return indptr, indices, scatter

@@ -1,0 +1,53 @@
+"""Filters and projection for SIMP (vectors in element order, see `_fe`).
+
+- Cone filter weights H_ei = max(0, rmin - dist(e, i)) over in-domain neighbours, Hs = row sums
+  (top88 eq. (5)-(6)); H is symmetric, which the chain rule below uses.
+- Sensitivity filter (Sigmund 1997, top88 eq. (5)):
+  dc_e <- sum_i H_ei x_i dc_i / (Hs_e max(1e-3, x_e)).
+- Density filter (Bruns & Tortorelli 2001, top88 eq. (6)): x~ = H x / Hs, chain rule
+  dc/dx = H (dc/dx~ / Hs).
+- Heaviside projection (Wang, Lazarov & Sigmund 2011, eq. (9)):
+  x^ = (tanh(b eta) + tanh(b (x~ - eta))) / (tanh(b eta) + tanh(b (1 - eta))).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import scipy.sparse as sp
+
+
+def filter_matrix(nelx: int, nely: int, rmin: float) -> tuple[sp.csr_matrix, np.ndarray]:
+    """(nele, nele) cone-filter matrix H and its row sums Hs (nele,), element order of `_fe`."""
+    r = math.ceil(rmin) - 1
+    j, i = np.meshgrid(np.arange(nelx), np.arange(nely), indexing="ij")  # element e = j*nely + i
+    j, i = j.ravel(), i.ravel()
+    rows, cols, vals = [], [], []
+    for dj in range(-r, r + 1):
+        for di in range(-r, r + 1):
+            w = rmin - math.hypot(di, dj)
+            if w <= 0:
+                continue
+            j2, i2 = j + dj, i + di
+            ok = (j2 >= 0) & (j2 < nelx) & (i2 >= 0) & (i2 < nely)
+            rows.append((j * nely + i)[ok])
+            cols.append((j2 * nely + i2)[ok])
+            vals.append(np.full(int(ok.sum()), w))
+    n = nelx * nely
+    h = sp.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
+    )
+    return h, np.asarray(h.sum(axis=1)).ravel()
+
+
+def heaviside(x: np.ndarray, beta: float, eta: float) -> np.ndarray:
+    """tanh projection of densities in [0, 1] towards {0, 1} with threshold eta."""
+    t = math.tanh(beta * eta)
+    return (t + np.tanh(beta * (x - eta))) / (t + math.tanh(beta * (1 - eta)))
+
+
+def heaviside_grad(x: np.ndarray, beta: float, eta: float) -> np.ndarray:
+    """Elementwise derivative of `heaviside` with respect to x."""
+    t = math.tanh(beta * eta)
+    return beta * (1 - np.tanh(beta * (x - eta)) ** 2) / (t + math.tanh(beta * (1 - eta)))

@@ -1,0 +1,327 @@
+"""The `Problem` value: everything one minimum-compliance solve needs, validated on construction.
+
+Conventions (shared by the whole package, see docs/architecture.md):
+
+- A density field has shape (nely, nelx): row i runs top to bottom, column j left to right.
+- Node fields have shape (nely + 1, nelx + 1) with the same orientation.
+- Forces are given in the physical frame: x to the right, y *upwards* (a downward load has fy < 0),
+  exactly as in top88, whose DOF numbering we follow (column-major nodes, DOFs 2n (x) and 2n + 1 (y)).
+- ``loads`` has shape (ncases, 2, nely + 1, nelx + 1): per load case the (fx, fy) node fields.
+  Compliance is summed over load cases.
+
+Usage::
+
+    p = Problem(nelx=60, nely=20, volfrac=0.5, fixed_x=..., fixed_y=..., loads=...)
+    p2 = p.with_settings(filter="sensitivity", rmin=2.4)
+    arrays, meta = p.to_arrays(), p.metadata()      # plain arrays + JSON-able dict
+    p3 = Problem.from_arrays(arrays, meta)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+FILTERS = ("sensitivity", "density", "heaviside")
+OPTIMIZERS = ("oc", "mma")
+LINEAR_SOLVERS = ("auto", "cholmod", "superlu")
+
+
+class ProblemError(ValueError):
+    """A problem or its settings are invalid. The message names the bad value and what is allowed."""
+
+
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ProblemError(f"unknown {name} {value!r}; choose one of: {', '.join(allowed)}")
+    return value
+
+
+def _finite_number(name: str, value: Any) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ProblemError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(v):
+        raise ProblemError(f"{name} must be finite, got {value!r}")
+    return v
+
+
+@dataclass(frozen=True)
+class SIMPSettings:
+    """Settings of the SIMP loop.
+
+    filter: "sensitivity" (Sigmund 1997), "density" (Bruns & Tortorelli 2001) or "heaviside"
+        (density filter followed by the tanh projection of Wang et al. 2011 with threshold ``eta``;
+        beta starts at ``beta_init`` and doubles every ``beta_every`` iterations, or whenever the
+        design has converged, until it reaches ``beta_max``).
+    rmin: filter radius in elements (cone weights max(0, rmin - distance), as in top88); >= 1.
+    optimizer: "oc" (optimality criteria, top88's bisection) or "mma" (Svanberg 1987/2007).
+    move: move limit per iteration. tol: stop when the largest design change is <= tol.
+    linear_solver: "auto" (CHOLMOD when the `fast` extra is installed, else SuperLU), "cholmod",
+        or "superlu".
+    """
+
+    penal: float = 3.0
+    filter: str = "density"
+    rmin: float = 1.5
+    optimizer: str = "oc"
+    move: float = 0.2
+    tol: float = 0.01
+    max_iter: int = 500
+    beta_init: float = 1.0
+    beta_max: float = 32.0
+    beta_every: int = 50
+    eta: float = 0.5
+    linear_solver: str = "auto"
+
+    def __post_init__(self) -> None:
+        _choice("filter", self.filter, FILTERS)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("linear solver", self.linear_solver, LINEAR_SOLVERS)
+        if _finite_number("penal", self.penal) < 1:
+            raise ProblemError(f"penal must be >= 1, got {self.penal}")
+        if _finite_number("rmin", self.rmin) < 1:
+            raise ProblemError(f"rmin must be >= 1 (in elements), got {self.rmin}")
+        if not 0 < _finite_number("move", self.move) <= 1:
+            raise ProblemError(f"move must be in (0, 1], got {self.move}")
+        if _finite_number("tol", self.tol) <= 0:
+            raise ProblemError(f"tol must be > 0, got {self.tol}")
+        for name in ("max_iter", "beta_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+                raise ProblemError(f"{name} must be a positive integer, got {value!r}")
+        if _finite_number("beta_init", self.beta_init) <= 0:
+            raise ProblemError(f"beta_init must be > 0, got {self.beta_init}")
+        if _finite_number("beta_max", self.beta_max) < self.beta_init:
+            raise ProblemError(
+                f"beta_max must be >= beta_init ({self.beta_init}), got {self.beta_max}"
+            )
+        if not 0 < _finite_number("eta", self.eta) < 1:
+            raise ProblemError(f"eta must be in (0, 1), got {self.eta}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SIMPSettings:
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ProblemError(f"unknown SIMP settings: {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+
+def _array(name: str, value: Any, shape: tuple[int, ...], dtype: type) -> np.ndarray:
+    try:
+        a = np.array(value, dtype=np.float64 if dtype is float else None)
+    except (TypeError, ValueError):
+        raise ProblemError(f"{name} must be a numeric array of shape {shape}") from None
+    if a.shape != shape:
+        raise ProblemError(f"{name} must have shape {shape}, got {a.shape}")
+    if a.dtype.kind not in "biuf":
+        raise ProblemError(f"{name} must be numeric or boolean, got dtype {a.dtype}")
+    if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+        raise ProblemError(f"{name} contains NaN or infinite values")
+    if dtype is bool:
+        if not np.all((a == 0) | (a == 1)):
+            raise ProblemError(f"{name} must be a boolean mask (values 0/1)")
+        a = a.astype(bool)
+    a.setflags(write=False)
+    return a
+
+
+@dataclass(frozen=True, eq=False)
+class Problem:
+    """A 2D minimum-compliance problem on a structured grid of unit Q4 elements.
+
+    Arrays (see the module docstring for orientation):
+        fixed_x, fixed_y: (nely+1, nelx+1) bool, the node's x / y displacement is fixed.
+        loads: (ncases, 2, nely+1, nelx+1) float, per load case the (fx, fy) node forces, y up.
+            A (2, nely+1, nelx+1) array is taken as one load case.
+        passive_solid, passive_void: (nely, nelx) bool element masks held at 1 / 0. Default none.
+    """
+
+    nelx: int
+    nely: int
+    volfrac: float
+    fixed_x: np.ndarray
+    fixed_y: np.ndarray
+    loads: np.ndarray
+    passive_solid: np.ndarray | None = None
+    passive_void: np.ndarray | None = None
+    settings: SIMPSettings = field(default_factory=SIMPSettings)
+    name: str = "custom"
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        for n in ("nelx", "nely"):
+            v = getattr(self, n)
+            if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
+                raise ProblemError(f"{n} must be a positive integer, got {v!r}")
+            set_(self, n, int(v))
+        volfrac = _finite_number("volfrac", self.volfrac)
+        if not 0 < volfrac < 1:
+            raise ProblemError(f"volfrac must be in (0, 1), got {self.volfrac}")
+        set_(self, "volfrac", volfrac)
+        if not isinstance(self.settings, SIMPSettings):
+            raise ProblemError("settings must be a SIMPSettings")
+
+        nodes, elems = (self.nely + 1, self.nelx + 1), (self.nely, self.nelx)
+        set_(self, "fixed_x", _array("fixed_x", self.fixed_x, nodes, bool))
+        set_(self, "fixed_y", _array("fixed_y", self.fixed_y, nodes, bool))
+        loads = np.asarray(self.loads)
+        if loads.ndim == 3:
+            loads = loads[None]
+        ncases = loads.shape[0] if loads.ndim == 4 else 1
+        set_(self, "loads", _array("loads", loads, (ncases, 2, *nodes), float))
+        for n in ("passive_solid", "passive_void"):
+            v = getattr(self, n)
+            set_(self, n, _array(n, np.zeros(elems, bool) if v is None else v, elems, bool))
+        self._check_supports()
+        self._check_loads()
+        self._check_passive()
+
+    # -- validation ---------------------------------------------------------------------------
+    def _check_supports(self) -> None:
+        if not (self.fixed_x.any() or self.fixed_y.any()):
+            raise ProblemError("the problem has no supports: fixed_x and fixed_y are all False")
+        # Rigid-body motions of the plane: u = (a - t*y, b + t*x). The supports remove them all
+        # iff the fixed DOFs' rows of this (ndof x 3) basis have rank 3.
+        iy, jx = np.nonzero(self.fixed_x)
+        rows_x = np.stack([np.ones(iy.size), np.zeros(iy.size), iy - self.nely / 2], axis=1)
+        iy, jx = np.nonzero(self.fixed_y)
+        rows_y = np.stack([np.zeros(iy.size), np.ones(iy.size), jx - self.nelx / 2], axis=1)
+        basis = np.concatenate([rows_x, rows_y])
+        if np.linalg.matrix_rank(basis) < 3:
+            free = []
+            if not self.fixed_x.any():
+                free.append("translation in x")
+            if not self.fixed_y.any():
+                free.append("translation in y")
+            if not free:
+                free.append("rotation")
+            raise ProblemError(
+                "the supports leave a rigid-body motion free (" + ", ".join(free) + "); "
+                "fix more DOFs"
+            )
+
+    def _check_loads(self) -> None:
+        fixed = np.stack([self.fixed_x, self.fixed_y])  # (2, nely+1, nelx+1)
+        for k, f in enumerate(self.loads):
+            if not np.any(f):
+                raise ProblemError(f"load case {k} is zero: give at least one nonzero force")
+            if not np.any(f[~fixed]):
+                raise ProblemError(
+                    f"load case {k} acts only on fixed DOFs, so it does no work; "
+                    "move the load to a free node or free the DOF"
+                )
+
+    def _check_passive(self) -> None:
+        n = self.nelx * self.nely
+        if np.any(self.passive_solid & self.passive_void):
+            raise ProblemError("passive_solid and passive_void overlap")
+        n_solid, n_void = int(self.passive_solid.sum()), int(self.passive_void.sum())
+        if n_solid + n_void == n:
+            raise ProblemError("the passive masks cover every element: no design domain is left")
+        if n_solid > self.volfrac * n:
+            raise ProblemError(
+                f"the passive solid region alone fills {n_solid / n:.4g} of the domain, more than "
+                f"volfrac = {self.volfrac}"
+            )
+        if self.volfrac * n > n - n_void:
+            raise ProblemError(
+                f"volfrac = {self.volfrac} cannot be met: the passive void leaves only "
+                f"{(n - n_void) / n:.4g} of the domain"
+            )
+
+    # -- derived quantities --------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Density field shape (nely, nelx)."""
+        return (self.nely, self.nelx)
+
+    @property
+    def ncases(self) -> int:
+        return self.loads.shape[0]
+
+    @property
+    def ndof(self) -> int:
+        return 2 * (self.nelx + 1) * (self.nely + 1)
+
+    def fixed_dofs(self) -> np.ndarray:
+        """(ndof,) bool in top88 DOF order."""
+        out = np.empty(self.ndof, bool)
+        out[0::2] = self.fixed_x.ravel(order="F")
+        out[1::2] = self.fixed_y.ravel(order="F")
+        return out
+
+    def force_matrix(self) -> np.ndarray:
+        """(ndof, ncases) float in top88 DOF order."""
+        f = np.empty((self.ndof, self.ncases))
+        for k, (fx, fy) in enumerate(self.loads):
+            f[0::2, k] = fx.ravel(order="F")
+            f[1::2, k] = fy.ravel(order="F")
+        return f
+
+    # -- copies and serialisation -----------------------------------------------------------------
+    def replace(self, **changes: Any) -> Problem:
+        """A validated copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    def with_settings(self, **changes: Any) -> Problem:
+        """A copy whose SIMP settings have some fields changed, e.g. ``with_settings(rmin=2.4)``."""
+        unknown = set(changes) - {f.name for f in dataclasses.fields(SIMPSettings)}
+        if unknown:
+            raise ProblemError(f"unknown SIMP settings: {', '.join(sorted(unknown))}")
+        return self.replace(settings=dataclasses.replace(self.settings, **changes))
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "fixed_x": self.fixed_x,
+            "fixed_y": self.fixed_y,
+            "loads": self.loads,
+            "passive_solid": self.passive_solid,
+            "passive_void": self.passive_void,
+        }
+
+    def metadata(self) -> dict[str, Any]:
+        """JSON-able scalars: name, grid, volfrac and the SIMP settings."""
+        return {
+            "name": self.name,
+            "nelx": self.nelx,
+            "nely": self.nely,
+            "volfrac": self.volfrac,
+            "settings": self.settings.to_dict(),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], meta: dict[str, Any] | str) -> Problem:
+        """Inverse of (`to_arrays`, `metadata`); ``meta`` may be the JSON string."""
+        if isinstance(meta, str):
+            meta = json.loads(meta)
+        missing = {"fixed_x", "fixed_y", "loads"} - set(arrays)
+        if missing:
+            raise ProblemError(f"missing problem arrays: {', '.join(sorted(missing))}")
+        return cls(
+            nelx=meta["nelx"],
+            nely=meta["nely"],
+            volfrac=meta["volfrac"],
+            fixed_x=arrays["fixed_x"],
+            fixed_y=arrays["fixed_y"],
+            loads=arrays["loads"],
+            passive_solid=arrays.get("passive_solid"),
+            passive_void=arrays.get("passive_void"),
+            settings=SIMPSettings.from_dict(meta.get("settings", {})),
+            name=meta.get("name", "custom"),
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Problem(name={self.name!r}, nelx={self.nelx}, nely={self.nely}, "
+            f"volfrac={self.volfrac}, ncases={self.ncases}, settings={self.settings})"
+        )

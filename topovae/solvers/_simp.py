@@ -1,0 +1,282 @@
+"""The SIMP minimum-compliance loop (top88 structure, with MMA as an alternative update).
+
+    minimise   c(x) = sum_k f_k^T u_k,   K(x^) u_k = f_k
+    subject to sum_e x^_e <= volfrac * nele,   0 <= x <= 1,
+
+where x are the design variables and x^ the physical densities (filtered, projected, passive
+elements held at 0 / 1). Each iteration, numbered as in the code below:
+
+1. physical densities x^ from x (`DesignMap.physical`);
+2. SIMP penalisation E_e = Emin + x^_e^p (E0 - Emin) and the FE solve (top88 eq. (1)-(2));
+3. compliance c = sum_e E_e u_e^T k0 u_e and its sensitivity
+   dc/dx^_e = -p x^_e^(p-1) (E0 - Emin) u_e^T k0 u_e (top88 eq. (3)-(4));
+4. chain rule through the filter and projection (`DesignMap.chain`);
+5. design update: OC with bisection on the Lagrange multiplier (top88 eq. (7)-(8)) or one MMA step;
+6. convergence: stop when max |x_new - x| <= tol (and, with projection, beta has reached beta_max);
+   with projection, beta doubles every `beta_every` iterations or on convergence (continuation).
+
+The reported design is the physical density analysed in the last iteration, so `density` and
+`compliance` belong together (top88 prints the same compliance).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ._fe import E0, EMIN, FEModel, simp_modulus, to_field, to_vector
+from ._filters import filter_matrix, heaviside, heaviside_grad
+from ._mma import MMA
+from ._problem import Problem
+
+
+@dataclass
+class IterationInfo:
+    """What a callback sees after each iteration."""
+
+    iteration: int
+    compliance: float
+    volume: float
+    change: float
+    beta: float | None
+
+
+@dataclass
+class SolveResult:
+    """Outcome of `solve`. ``history`` holds per-iteration arrays: compliance, volume, change
+    (and beta with projection)."""
+
+    density: np.ndarray  # (nely, nelx) physical density of the last analysed design
+    compliance: float
+    volume: float
+    iterations: int
+    converged: bool
+    history: dict[str, np.ndarray]
+    linear_solver: str
+    seconds: float  # wall time of the iterations (set-up excluded)
+    setup_seconds: float
+    problem: Problem = field(repr=False)
+
+    @property
+    def seconds_per_iteration(self) -> float:
+        return self.seconds / max(self.iterations, 1)
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-able figures of the solve."""
+        return {
+            "problem": self.problem.metadata(),
+            "compliance": self.compliance,
+            "volume": self.volume,
+            "iterations": self.iterations,
+            "converged": self.converged,
+            "linear_solver": self.linear_solver,
+            "seconds": self.seconds,
+            "setup_seconds": self.setup_seconds,
+            "seconds_per_iteration": self.seconds_per_iteration,
+        }
+
+
+class DesignMap:
+    """Design variables x -> physical densities x^, and the chain rule back (vectors)."""
+
+    def __init__(self, problem: Problem) -> None:
+        s = problem.settings
+        self.kind, self.eta = s.filter, s.eta
+        self.beta = s.beta_init if s.filter == "heaviside" else None
+        self.h, self.hs = filter_matrix(problem.nelx, problem.nely, s.rmin)
+        self.solid = to_vector(problem.passive_solid)
+        self.void = to_vector(problem.passive_void)
+        self.active = ~(self.solid | self.void)
+        self._dphys: np.ndarray | None = None  # d x^ / d x~, stored by `physical`
+        # The density-filtered volume is linear in x: sum(x^) = w . x + #solid (no filter call
+        # needed inside the OC bisection).
+        self._volume_weights = self.h @ (self.active / self.hs)
+
+    def fix_passive(self, x: np.ndarray) -> np.ndarray:
+        x[self.solid] = 1.0
+        x[self.void] = 0.0
+        return x
+
+    def physical(self, x: np.ndarray) -> np.ndarray:
+        if self.kind == "sensitivity":
+            xphys = x.copy()
+        else:
+            xt = (self.h @ x) / self.hs
+            if self.kind == "heaviside":
+                self._dphys = heaviside_grad(xt, self.beta, self.eta)
+                xphys = heaviside(xt, self.beta, self.eta)
+            else:
+                xphys = xt
+        return self.fix_passive(xphys)
+
+    def volume(self, x: np.ndarray) -> float:
+        """sum(x^) of a candidate x, as cheaply as the filter allows."""
+        if self.kind == "sensitivity":
+            return float(x.sum())
+        if self.kind == "density":
+            return float(self._volume_weights @ x) + float(self.solid.sum())
+        t = (self.h @ x) / self.hs
+        return float(self.fix_passive(heaviside(t, self.beta, self.eta)).sum())
+
+    def chain(self, x: np.ndarray, dc: np.ndarray, dv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Sensitivities w.r.t. x^ -> w.r.t. x (the sensitivity filter replaces dc heuristically)."""
+        if self.kind == "sensitivity":
+            return (self.h @ (x * dc)) / self.hs / np.maximum(1e-3, x), dv
+        scale = self.active / self.hs
+        if self.kind == "heaviside":
+            scale = scale * self._dphys
+        return self.h @ (dc * scale), self.h @ (dv * scale)  # H is symmetric: H^T = H
+
+
+def oc_update(
+    x: np.ndarray,
+    dc: np.ndarray,
+    dv: np.ndarray,
+    move: float,
+    volume: Callable[[np.ndarray], float],
+    target: float,
+    fix: Callable[[np.ndarray], np.ndarray],
+) -> np.ndarray:
+    """Optimality-criteria update with top88's bisection on the multiplier (eq. (7)-(8))."""
+    ratio = np.divide(np.maximum(-dc, 0.0), dv, out=np.zeros_like(dc), where=dv > 0)
+    lo, hi = np.maximum(0.0, x - move), np.minimum(1.0, x + move)
+    l1, l2 = 0.0, 1e9
+    while (l2 - l1) / (l1 + l2) > 1e-3:
+        lmid = 0.5 * (l2 + l1)
+        xnew = fix(np.clip(x * np.sqrt(ratio / lmid), lo, hi))
+        if volume(xnew) > target:
+            l1 = lmid
+        else:
+            l2 = lmid
+    return xnew
+
+
+def initial_design(design: DesignMap, volfrac: float) -> np.ndarray:
+    """Uniform density on the design domain so that the total volume is volfrac * nele."""
+    n, n_active = design.active.size, int(design.active.sum())
+    x0 = (volfrac * n - design.solid.sum()) / n_active
+    return design.fix_passive(np.full(n, x0))
+
+
+def solve(
+    problem: Problem,
+    *,
+    callback: Callable[[IterationInfo], None] | None = None,
+    progress: bool = False,
+) -> SolveResult:
+    """Run SIMP on ``problem`` with its settings; see the module docstring for the steps.
+
+    ``progress`` shows a tqdm bar (rate, ETA, compliance); ``callback`` is called after each
+    iteration with an `IterationInfo`.
+    """
+    t0 = time.perf_counter()
+    s = problem.settings
+    nele = problem.nelx * problem.nely
+    fe = FEModel(problem)
+    design = DesignMap(problem)
+    x = initial_design(design, problem.volfrac)
+    target = problem.volfrac * nele
+    mma = None
+    if s.optimizer == "mma":
+        mma = MMA(n=int(design.active.sum()), m=1, xmin=0.0, xmax=1.0, move=s.move)
+    c_scale = None
+    hist: dict[str, list[float]] = {"compliance": [], "volume": [], "change": []}
+    if design.beta is not None:
+        hist["beta"] = []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=s.max_iter, desc=f"SIMP {problem.name}", unit="it", leave=True)
+    t1 = time.perf_counter()
+
+    converged, it, beta_age = False, 0, 0
+    try:
+        while it < s.max_iter:
+            it += 1
+            beta_age += 1
+            # 1. physical densities
+            xphys = design.physical(x)
+            # 2. penalised moduli and FE solve
+            young = simp_modulus(xphys, s.penal)
+            u = fe.solve(young)
+            # 3. compliance and its sensitivity w.r.t. x^
+            ce = fe.element_energy(u)
+            c = float(young @ ce)
+            dc = -s.penal * (E0 - EMIN) * xphys ** (s.penal - 1) * ce
+            dv = np.ones(nele)
+            # 4. chain rule through filter / projection
+            dc, dv = design.chain(x, dc, dv)
+            # 5. design update
+            if mma is None:
+                xnew = oc_update(x, dc, dv, s.move, design.volume, target, design.fix_passive)
+            else:
+                act = design.active
+                c_scale = c_scale or c  # objective scaled to start at 1 (Svanberg's advice)
+                g = np.array([xphys.sum() / target - 1.0])
+                xnew = x.copy()
+                xnew[act] = mma.update(
+                    x[act], c / c_scale, dc[act] / c_scale, g, (dv[act] / target)[None, :]
+                )
+            # 6. convergence and continuation
+            change = float(np.max(np.abs(xnew - x)))
+            x = xnew
+            volume = float(xphys.mean())
+            hist["compliance"].append(c)
+            hist["volume"].append(volume)
+            hist["change"].append(change)
+            if design.beta is not None:
+                hist["beta"].append(design.beta)
+            if bar is not None:
+                bar.set_postfix(
+                    c=f"{c:.4g}", vol=f"{volume:.3f}", ch=f"{change:.3f}", refresh=False
+                )
+                bar.update()
+            if callback is not None:
+                callback(IterationInfo(it, c, volume, change, design.beta))
+            if design.beta is not None and design.beta < s.beta_max:
+                if beta_age >= s.beta_every or change <= s.tol:
+                    design.beta = min(2.0 * design.beta, s.beta_max)
+                    beta_age = 0
+                continue
+            if change <= s.tol:
+                converged = True
+                break
+    finally:
+        if bar is not None:
+            bar.total = bar.n
+            bar.refresh()
+            bar.close()
+    t2 = time.perf_counter()
+    return SolveResult(
+        density=to_field(xphys, problem.nely, problem.nelx).copy(),
+        compliance=c,
+        volume=volume,
+        iterations=it,
+        converged=converged,
+        history={k: np.asarray(v) for k, v in hist.items()},
+        linear_solver=fe.linear_solver_name,
+        seconds=t2 - t1,
+        setup_seconds=t1 - t0,
+        problem=problem,
+    )
+
+
+def compliance(density: np.ndarray, problem: Problem, *, penal: float | None = None) -> float:
+    """FE compliance sum_k f_k^T u_k of a given density field (nely, nelx) on ``problem``.
+
+    Moduli follow the SIMP interpolation with ``penal`` (default: the problem's); a 0/1 design
+    gets the same value for any penalty. This is the scorer the rest of the package uses.
+    """
+    rho = np.asarray(density, dtype=np.float64)
+    if rho.shape != problem.shape:
+        raise ValueError(f"density must have shape {problem.shape} (nely, nelx), got {rho.shape}")
+    if not np.all(np.isfinite(rho)) or rho.min() < 0 or rho.max() > 1:
+        raise ValueError("density values must be finite and in [0, 1]")
+    fe = FEModel(problem)
+    u = fe.solve(simp_modulus(to_vector(rho), problem.settings.penal if penal is None else penal))
+    return fe.compliance(u)
