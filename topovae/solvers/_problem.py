@@ -5,7 +5,7 @@ Conventions (shared by the whole package, see docs/architecture.md):
 - A density field has shape (nely, nelx): row i runs top to bottom, column j left to right.
 - Node fields have shape (nely + 1, nelx + 1) with the same orientation.
 - Forces are given in the physical frame: x to the right, y *upwards* (a downward load has fy < 0),
-  exactly as in top88, whose DOF numbering we follow (column-major nodes, DOFs 2n (x) and 2n + 1 (y)).
+  exactly as in top88, whose DOF numbering we follow (column-major nodes, DOFs 2n (x), 2n + 1 (y)).
 - ``loads`` has shape (ncases, 2, nely + 1, nelx + 1): per load case the (fx, fy) node fields.
   Compliance is summed over load cases.
 
@@ -33,7 +33,7 @@ LINEAR_SOLVERS = ("auto", "cholmod", "superlu")
 
 
 class ProblemError(ValueError):
-    """A problem or its settings are invalid. The message names the bad value and what is allowed."""
+    """Invalid problem or settings; the message names the bad value and what is allowed."""
 
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:

@@ -122,14 +122,39 @@ class DesignMap:
         t = (self.h @ x) / self.hs
         return float(self.fix_passive(heaviside(t, self.beta, self.eta)).sum())
 
-    def chain(self, x: np.ndarray, dc: np.ndarray, dv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Sensitivities w.r.t. x^ -> w.r.t. x (the sensitivity filter replaces dc heuristically)."""
+    def chain(self, dc: np.ndarray) -> np.ndarray:
+        """Exact chain rule: d/dx^ -> d/dx through passive masks, projection and density filter.
+
+        Call after `physical` (which stores the projection's derivative). With the sensitivity
+        filter x^ = x (passive entries are returned too; their variables never move).
+        """
         if self.kind == "sensitivity":
-            return (self.h @ (x * dc)) / self.hs / np.maximum(1e-3, x), dv
+            return dc
         scale = self.active / self.hs
         if self.kind == "heaviside":
-            scale = scale * self._dphys
-        return self.h @ (dc * scale), self.h @ (dv * scale)  # H is symmetric: H^T = H
+            scale *= self._dphys
+        return self.h @ (dc * scale)  # H is symmetric: H^T = H
+
+    def filter_sensitivity(self, x: np.ndarray, dc: np.ndarray) -> np.ndarray:
+        """Sigmund's heuristic sensitivity filter (top88 eq. (5))."""
+        return (self.h @ (x * dc)) / self.hs / np.maximum(1e-3, x)
+
+
+def objective(
+    x: np.ndarray, fe: FEModel, design: DesignMap, penal: float
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """Steps 1-4: (compliance, exact dc/dx, physical densities x^) of design variables x."""
+    # 1. physical densities
+    xphys = design.physical(x)
+    # 2. penalised moduli and FE solve
+    young = simp_modulus(xphys, penal)
+    u = fe.solve(young)
+    # 3. compliance and its sensitivity w.r.t. x^
+    ce = fe.element_energy(u)
+    c = float(young @ ce)
+    dc = -penal * (E0 - EMIN) * xphys ** (penal - 1) * ce
+    # 4. chain rule through projection and filter
+    return c, design.chain(dc), xphys
 
 
 def oc_update(
@@ -167,12 +192,28 @@ def solve(
     *,
     callback: Callable[[IterationInfo], None] | None = None,
     progress: bool = False,
+    threads: int | None = 1,
 ) -> SolveResult:
     """Run SIMP on ``problem`` with its settings; see the module docstring for the steps.
 
     ``progress`` shows a tqdm bar (rate, ETA, compliance); ``callback`` is called after each
-    iteration with an `IterationInfo`.
+    iteration with an `IterationInfo`. ``threads`` caps the BLAS threads during the solve (None
+    leaves them alone): on small machines one thread is several times faster than BLAS's default,
+    and parallelism comes from solving several problems at once instead.
     """
+    if threads is None:
+        return _solve(problem, callback, progress)
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=threads):
+        return _solve(problem, callback, progress)
+
+
+def _solve(
+    problem: Problem,
+    callback: Callable[[IterationInfo], None] | None,
+    progress: bool,
+) -> SolveResult:
     t0 = time.perf_counter()
     s = problem.settings
     nele = problem.nelx * problem.nely
@@ -199,18 +240,10 @@ def solve(
         while it < s.max_iter:
             it += 1
             beta_age += 1
-            # 1. physical densities
-            xphys = design.physical(x)
-            # 2. penalised moduli and FE solve
-            young = simp_modulus(xphys, s.penal)
-            u = fe.solve(young)
-            # 3. compliance and its sensitivity w.r.t. x^
-            ce = fe.element_energy(u)
-            c = float(young @ ce)
-            dc = -s.penal * (E0 - EMIN) * xphys ** (s.penal - 1) * ce
-            dv = np.ones(nele)
-            # 4. chain rule through filter / projection
-            dc, dv = design.chain(x, dc, dv)
+            c, dc, xphys = objective(x, fe, design, s.penal)  # steps 1-4
+            dv = design.chain(np.ones(nele))
+            if design.kind == "sensitivity":
+                dc = design.filter_sensitivity(x, dc)
             # 5. design update
             if mma is None:
                 xnew = oc_update(x, dc, dv, s.move, design.volume, target, design.fix_passive)

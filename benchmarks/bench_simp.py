@@ -1,0 +1,468 @@
+"""Speed and memory of topovae's SIMP loop against a straightforward vectorised port of top88.
+
+What it measures. For the half MBB beam (volume fraction 0.5, density filter, penalty 3, OC with
+move 0.2, tol 0.01) at 60x20, 150x50 and 300x100 elements (plus 600x200 and 1200x400 with
+``--large``), it runs `topovae.solvers.solve` and the reference below for the same number of
+iterations and reports, per size: seconds per iteration (wall time of the optimisation loop only;
+one-time set-up is timed separately), peak memory, the final compliances and their relative
+difference, and the speed-up (reference s/it divided by topovae s/it).
+
+The reference, `top88`, is a faithful vectorised NumPy/SciPy port of the 88-line MATLAB code of
+Andreassen, Clausen, Schevenels, Lazarov & Sigmund (2011): KE from the A11/A12/B11/B12 formula,
+edofMat, iK/jK, the filter matrix H/Hs with top88's loop semantics (vectorised over the elements),
+and per iteration exactly top88's steps, including a fresh ``sparse(iK, jK, sK)`` (COO -> CSC),
+``K = (K + K') / 2``, the slice ``K(free, free)``, and the density filter applied inside the OC
+bisection. Its linear solver is the one topovae uses: CHOLMOD through cvxopt (the symbolic
+analysis done once, ``cholmod.numeric`` every iteration, the SciPy matrix converted to a cvxopt
+``spmatrix`` every iteration as a port has to), or SciPy's SuperLU (``spsolve``) when cvxopt is
+missing or ``--linear-solver superlu`` is given. A self-test first checks the port against
+top88's published MBB 60x20 results (rmin 2.4: density filter c = 233.71457 in 144 iterations,
+sensitivity filter c = 216.81366 in 106).
+
+Filter radius. rmin = 1.5 * nelx / 60 (1.5 at 60x20, 3.75 at 150x50, 7.5 at 300x100), so the
+filter has the same physical size on every grid and the designs (and iteration histories) stay
+alike. It is capped at ``--rmin-max`` (default 8, reached at 600x200 and 1200x400): the filter
+costs O(rmin^2) per element in both codes, and an uncapped radius of 30 elements at 1200x400 would
+need more than 10 GB for H alone.
+
+Memory. Each solve runs in a fresh process (multiprocessing, 'spawn'); the figure is the child's
+peak RSS (``getrusage(RUSAGE_SELF).ru_maxrss``) minus its RSS just before the solve, i.e. the
+extra memory of set-up plus loop, including CHOLMOD's C allocations that tracemalloc cannot see.
+
+BLAS runs single-threaded (OMP/MKL/OPENBLAS_NUM_THREADS=1 are set before NumPy is imported); on
+small machines BLAS threads make both codes several times slower.
+
+Run (from the repository root; about 1 to 2 minutes with the defaults on 2 cores)::
+
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_simp.py
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_simp.py --sizes 60x20,300x100 --repeat 3
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_simp.py --large --max-iter 20
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_simp.py --linear-solver superlu --max-iter 0
+
+``--max-iter 0`` runs both codes to convergence (change <= 0.01). The exit status is 1 when a
+compliance check fails (self-test, or relative difference > 1e-4 / different iteration counts).
+"""
+
+import os
+
+os.environ["OMP_NUM_THREADS"] = "1"
+os.environ["MKL_NUM_THREADS"] = "1"
+os.environ["OPENBLAS_NUM_THREADS"] = "1"
+
+import argparse
+import math
+import multiprocessing
+import platform
+import resource
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import scipy
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # so that `python benchmarks/bench_simp.py` finds topovae
+
+DEFAULT_SIZES = ((60, 20), (150, 50), (300, 100))
+LARGE_SIZES = ((600, 200), (1200, 400))
+TOP88_PUBLISHED = {2: (233.71457, 144), 1: (216.81366, 106)}  # MBB 60x20, vf 0.5, p 3, rmin 2.4
+REL_TOL = 1e-4
+STEPS = ("assemble", "symmetrise", "K(free,free)", "to cvxopt", "factorise", "solve", "ce,c,dc")
+STEPS += ("filter", "OC")
+
+
+def cholmod_available() -> bool:
+    try:
+        import cvxopt.cholmod  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# The reference: top88 (Andreassen et al. 2011), vectorised, 0-based indices. Element fields are
+# vectors in MATLAB's x(:) order (column-major over the (nely, nelx) grid).
+# --------------------------------------------------------------------------------------------
+
+
+def top88(
+    nelx: int,
+    nely: int,
+    volfrac: float,
+    penal: float,
+    rmin: float,
+    ft: int,
+    *,
+    linear_solver: str = "cholmod",
+    max_iter: int = 10**6,
+    tol: float = 0.01,
+    stats: dict | None = None,
+) -> tuple[float, int, float]:
+    """Half MBB beam by top88 -> (compliance, iterations, seconds per iteration).
+
+    ft = 1: sensitivity filter, ft = 2: density filter. ``stats`` (optional dict) receives the
+    set-up time, the time of each step summed over iterations, and the number of symbolic
+    factorisations.
+    """
+    clock = time.perf_counter
+    t_setup = clock()
+    # MATERIAL PROPERTIES
+    E0, Emin, nu = 1.0, 1e-9, 0.3
+    # PREPARE FINITE ELEMENT ANALYSIS
+    A11 = np.array([[12, 3, -6, -3], [3, 12, 3, 0], [-6, 3, 12, -3], [-3, 0, -3, 12]])
+    A12 = np.array([[-6, -3, 0, 3], [-3, -6, -3, -6], [0, -3, -6, 3], [3, -6, 3, -6]])
+    B11 = np.array([[-4, 3, -2, 9], [3, -4, -9, 4], [-2, -9, -4, -3], [9, 4, -3, -4]])
+    B12 = np.array([[2, -3, 4, -9], [-3, 2, 9, -2], [4, 9, 2, 3], [-9, -2, 3, 2]])
+    KE = (
+        1
+        / (1 - nu**2)
+        / 24
+        * (np.block([[A11, A12], [A12.T, A11]]) + nu * np.block([[B11, B12], [B12.T, B11]]))
+    )
+    nele = nelx * nely
+    ndof = 2 * (nelx + 1) * (nely + 1)
+    nodenrs = np.arange((1 + nelx) * (1 + nely)).reshape(1 + nely, 1 + nelx, order="F")
+    edofVec = (2 * nodenrs[:-1, :-1] + 2).ravel(order="F")  # 0-based 2*nodenrs+1
+    edofMat = edofVec[:, None] + np.array(
+        [0, 1, 2 * nely + 2, 2 * nely + 3, 2 * nely, 2 * nely + 1, -2, -1]
+    )
+    iK = np.kron(edofMat, np.ones((8, 1), dtype=np.int64)).T.ravel(order="F")
+    jK = np.kron(edofMat, np.ones((1, 8), dtype=np.int64)).T.ravel(order="F")
+    KEv = KE.ravel(order="F")
+    # DEFINE LOADS AND SUPPORTS (HALF MBB-BEAM)
+    F = np.zeros(ndof)
+    F[1] = -1.0
+    U = np.zeros(ndof)
+    fixeddofs = np.union1d(np.arange(0, 2 * (nely + 1), 2), [ndof - 1])
+    freedofs = np.setdiff1d(np.arange(ndof), fixeddofs)
+    # PREPARE FILTER: top88's quadruple loop, vectorised over the elements (i1, j1); one entry per
+    # in-range neighbour (i2, j2), weight max(0, rmin - distance). sparse() drops the zeros.
+    r = math.ceil(rmin) - 1
+    i1, j1 = np.meshgrid(np.arange(nelx), np.arange(nely), indexing="ij")
+    i1, j1 = i1.ravel(), j1.ravel()
+    e1 = i1 * nely + j1
+    iH, jH, sH = [], [], []
+    for di in range(-r, r + 1):
+        for dj in range(-r, r + 1):
+            i2, j2 = i1 + di, j1 + dj
+            ok = (i2 >= 0) & (i2 < nelx) & (j2 >= 0) & (j2 < nely)
+            iH.append(e1[ok])
+            jH.append((i2 * nely + j2)[ok])
+            sH.append(np.full(int(ok.sum()), max(0.0, rmin - math.sqrt(di**2 + dj**2))))
+    H = sp.coo_matrix(
+        (np.concatenate(sH), (np.concatenate(iH), np.concatenate(jH))), shape=(nele, nele)
+    ).tocsc()
+    H.eliminate_zeros()
+    Hs = np.asarray(H.sum(axis=1)).ravel()
+    del iH, jH, sH
+    # INITIALIZE ITERATION
+    x = np.full(nele, volfrac)
+    xPhys = x.copy()
+    loop = 0
+    change = 1.0
+    # Linear solver state
+    use_cholmod = linear_solver == "cholmod"
+    if use_cholmod:
+        from cvxopt import cholmod, matrix, spmatrix
+    symbolic = None
+    pattern = None
+    n_symbolic = 0
+    bF = F[freedofs]
+    t = dict.fromkeys(STEPS, 0.0)
+    t_loop = clock()
+    # START ITERATION
+    while change > tol and loop < max_iter:
+        loop += 1
+        # FE-ANALYSIS
+        t0 = clock()
+        sK = (KEv[:, None] * (Emin + xPhys**penal * (E0 - Emin))[None, :]).ravel(order="F")
+        K = sp.coo_matrix((sK, (iK, jK)), shape=(ndof, ndof)).tocsc()
+        t1 = clock()
+        K = (K + K.T) / 2
+        t2 = clock()
+        Kff = K[freedofs, :][:, freedofs]
+        t3 = clock()
+        t["assemble"] += t1 - t0
+        t["symmetrise"] += t2 - t1
+        t["K(free,free)"] += t3 - t2
+        if use_cholmod:
+            Kc = Kff.tocoo()
+            A = spmatrix(
+                matrix(Kc.data),
+                matrix(Kc.row.astype(np.int32)),
+                matrix(Kc.col.astype(np.int32)),
+                Kc.shape,
+            )
+            t4 = clock()
+            # The symbolic analysis is reused while the pattern is unchanged; (K + K')/2 drops
+            # entries that cancel exactly (e.g. on the uniform first design), so it can change.
+            if pattern is None or not (
+                np.array_equal(pattern[0], Kff.indptr) and np.array_equal(pattern[1], Kff.indices)
+            ):
+                symbolic = cholmod.symbolic(A, uplo="L")
+                pattern = (Kff.indptr.copy(), Kff.indices.copy())
+                n_symbolic += 1
+            cholmod.numeric(A, symbolic)
+            t5 = clock()
+            b = matrix(bF)
+            cholmod.solve(symbolic, b)
+            U[freedofs] = np.asarray(b).ravel()
+            t6 = clock()
+        else:
+            t4 = clock()
+            lu = spla.splu(Kff)  # what spsolve(Kff, bF) does, split to time factor and solve
+            t5 = clock()
+            U[freedofs] = lu.solve(bF)
+            t6 = clock()
+        t["to cvxopt"] += t4 - t3
+        t["factorise"] += t5 - t4
+        t["solve"] += t6 - t5
+        # OBJECTIVE FUNCTION AND SENSITIVITY ANALYSIS
+        Ue = U[edofMat]
+        ce = np.sum((Ue @ KE) * Ue, axis=1)
+        c = np.sum((Emin + xPhys**penal * (E0 - Emin)) * ce)
+        dc = -penal * (E0 - Emin) * xPhys ** (penal - 1) * ce
+        dv = np.ones(nele)
+        t7 = clock()
+        # FILTERING/MODIFICATION OF SENSITIVITIES
+        if ft == 1:
+            dc = H @ (x * dc) / Hs / np.maximum(1e-3, x)
+        elif ft == 2:
+            dc = H @ (dc / Hs)
+            dv = H @ (dv / Hs)
+        t8 = clock()
+        # OPTIMALITY CRITERIA UPDATE OF DESIGN VARIABLES AND PHYSICAL DENSITIES
+        l1, l2, move = 0.0, 1e9, 0.2
+        while (l2 - l1) / (l1 + l2) > 1e-3:
+            lmid = 0.5 * (l2 + l1)
+            xnew = np.maximum(
+                0.0,
+                np.maximum(
+                    x - move, np.minimum(1.0, np.minimum(x + move, x * np.sqrt(-dc / dv / lmid)))
+                ),
+            )
+            if ft == 1:
+                xPhys = xnew
+            elif ft == 2:
+                xPhys = (H @ xnew) / Hs
+            if xPhys.sum() > volfrac * nele:
+                l1 = lmid
+            else:
+                l2 = lmid
+        change = np.max(np.abs(xnew - x))
+        x = xnew
+        t9 = clock()
+        t["ce,c,dc"] += t7 - t6
+        t["filter"] += t8 - t7
+        t["OC"] += t9 - t8
+    seconds = clock() - t_loop
+    if stats is not None:
+        stats.update(
+            setup=t_loop - t_setup,
+            seconds=seconds,
+            steps=t,
+            n_symbolic=n_symbolic,
+            solver=linear_solver,
+        )
+    return float(c), loop, seconds / max(loop, 1)
+
+
+# --------------------------------------------------------------------------------------------
+# Child processes: one solve each, peak RSS relative to the RSS just before it.
+# --------------------------------------------------------------------------------------------
+
+
+def _rss_mib() -> float:
+    """Current resident set size in MiB (Linux /proc; elsewhere the peak so far)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return _peak_rss_mib()
+
+
+def _peak_rss_mib() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, else KiB
+
+
+def _child(code: str, nelx: int, nely: int, rmin: float, solver: str, max_iter: int) -> dict:
+    import gc
+
+    from topovae.solvers import preset, solve
+
+    if solver == "cholmod":
+        import cvxopt.cholmod  # noqa: F401
+    gc.collect()
+    rss0 = _rss_mib()
+    if code == "topovae":
+        problem = preset(
+            "mbb", nelx, nely, 0.5, filter="density", rmin=rmin, linear_solver=solver,
+            max_iter=max_iter,
+        )  # fmt: skip
+        res = solve(problem)
+        out = {
+            "c": res.compliance,
+            "its": res.iterations,
+            "s_it": res.seconds_per_iteration,
+            "setup": res.setup_seconds,
+            "solver": res.linear_solver,
+        }
+    else:
+        stats: dict = {}
+        c, its, s_it = top88(
+            nelx, nely, 0.5, 3.0, rmin, 2, linear_solver=solver, max_iter=max_iter, stats=stats
+        )
+        out = {"c": c, "its": its, "s_it": s_it, "setup": stats["setup"], "solver": solver}
+        out["steps"], out["n_symbolic"] = stats["steps"], stats["n_symbolic"]
+    out["peak_mib"] = max(0.0, _peak_rss_mib() - rss0)
+    return out
+
+
+def run_in_child(*args) -> dict:
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+        return pool.submit(_child, *args).result()
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def self_test(solver: str) -> bool:
+    parts, ok = [], True
+    for ft, name in ((2, "density"), (1, "sensitivity")):
+        c, its, _ = top88(60, 20, 0.5, 3.0, 2.4, ft, linear_solver=solver)
+        c_ref, its_ref = TOP88_PUBLISHED[ft]
+        good = abs(c - c_ref) <= 5e-6 * c_ref and its == its_ref
+        ok &= good
+        parts.append(
+            f"{name} c={c:.5f} in {its} its (top88: {c_ref:.5f} in {its_ref}) "
+            f"{'OK' if good else 'FAIL'}"
+        )
+    print(f"self-test, top88 port vs published MBB 60x20 rmin 2.4 [{solver}]: " + "; ".join(parts))
+    return ok
+
+
+def parse_sizes(text: str) -> list[tuple[int, int]]:
+    sizes = []
+    for item in text.split(","):
+        nx, _, ny = item.strip().lower().partition("x")
+        sizes.append((int(nx), int(ny)))
+    return sizes
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--large", action="store_true", help="add 600x200 and 1200x400")
+    ap.add_argument("--sizes", help="comma-separated NELXxNELY, e.g. 60x20,300x100")
+    ap.add_argument(
+        "--max-iter", type=int, default=60, help="iteration cap for both codes (0: to convergence)"
+    )
+    ap.add_argument("--linear-solver", choices=("auto", "cholmod", "superlu"), default="auto")
+    ap.add_argument("--repeat", type=int, default=1, help="median s/it of K runs per code")
+    ap.add_argument("--rmin-max", type=float, default=8.0, help="cap of rmin = 1.5 * nelx / 60")
+    ap.add_argument("--no-self-test", action="store_true")
+    args = ap.parse_args(argv)
+
+    solver = args.linear_solver
+    if solver == "auto":
+        solver = "cholmod" if cholmod_available() else "superlu"
+    elif solver == "cholmod" and not cholmod_available():
+        ap.error("--linear-solver cholmod needs cvxopt")
+    sizes = parse_sizes(args.sizes) if args.sizes else list(DEFAULT_SIZES)
+    if args.large and not args.sizes:
+        sizes += LARGE_SIZES
+    max_iter = args.max_iter if args.max_iter > 0 else 10**6
+
+    versions = f"numpy {np.__version__}, scipy {scipy.__version__}"
+    if cholmod_available():
+        import cvxopt
+
+        versions += f", cvxopt {cvxopt.__version__}"
+    print(
+        f"bench_simp: MBB half beam, vf 0.5, density filter, rmin = min(1.5*nelx/60, "
+        f"{args.rmin_max:g}), max_iter {args.max_iter or 'none'}, repeat {args.repeat}"
+    )
+    print(
+        f"python {platform.python_version()}, {versions}, {os.cpu_count()} CPUs, "
+        f"BLAS threads {os.environ['OPENBLAS_NUM_THREADS']}"
+    )
+    ok = True
+    if not args.no_self_test:
+        ok &= self_test(solver)
+
+    rows, breakdowns = [], []
+    for nelx, nely in sizes:
+        rmin = min(1.5 * nelx / 60, args.rmin_max)
+        runs: dict[str, list[dict]] = {"topovae": [], "top88": []}
+        for _ in range(args.repeat):
+            for code in runs:
+                runs[code].append(run_in_child(code, nelx, nely, rmin, solver, max_iter))
+        tv, rf = runs["topovae"][0], runs["top88"][0]
+        s_tv = statistics.median(r["s_it"] for r in runs["topovae"])
+        s_rf = statistics.median(r["s_it"] for r in runs["top88"])
+        m_tv = statistics.median(r["peak_mib"] for r in runs["topovae"])
+        m_rf = statistics.median(r["peak_mib"] for r in runs["top88"])
+        rel = abs(tv["c"] - rf["c"]) / abs(rf["c"])
+        good = rel <= REL_TOL and tv["its"] == rf["its"]
+        ok &= good
+        rows.append(
+            (
+                f"{nelx}x{nely}",
+                f"{rmin:g}",
+                tv["solver"],
+                f"{tv['its']}/{rf['its']}",
+                f"{s_tv:.4f}",
+                f"{s_rf:.4f}",
+                f"{s_rf / s_tv:.2f}x",
+                f"{m_tv:.1f}",
+                f"{m_rf:.1f}",
+                f"{tv['c']:.6f}",
+                f"{rf['c']:.6f}",
+                f"{rel:.1e}" + ("" if good else " FAIL"),
+            )
+        )
+        steps = {
+            k: statistics.median(r["steps"][k] / r["its"] for r in runs["top88"]) for k in STEPS
+        }
+        breakdowns.append(
+            (f"{nelx}x{nely}", steps, s_rf, rf["n_symbolic"], tv["setup"], rf["setup"])
+        )
+        print(f"  done {nelx}x{nely}", file=sys.stderr, flush=True)
+
+    header = ("size", "rmin", "solver", "its tv/ref", "topovae s/it", "ref s/it", "speed-up")
+    header += ("topovae MiB", "ref MiB", "c topovae", "c reference", "rel diff")
+    _table(header, rows)
+
+    print("\nreference (top88 port) time per iteration by step, ms/it (share of its loop):")
+    steps_shown = [s for s in STEPS if solver == "cholmod" or s != "to cvxopt"]
+    brows = []
+    for size, steps, s_rf, n_sym, su_tv, su_rf in breakdowns:
+        cells = [f"{1e3 * steps[s]:.1f} ({100 * steps[s] / s_rf:.0f}%)" for s in steps_shown]
+        brows.append(
+            (size, *cells, str(n_sym) if solver == "cholmod" else "-", f"{su_tv:.3f}/{su_rf:.3f}")
+        )
+    _table(("size", *steps_shown, "symbolic", "setup s tv/ref"), brows)
+    print(
+        "assemble = sK and sparse(iK,jK,sK); factorise = cholmod.numeric (+ symbolic when the"
+        " pattern changes; count in 'symbolic') or splu; filter = dc and dv; OC includes"
+        " H*xnew/Hs in each bisection step."
+    )
+    return 0 if ok else 1
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    print("  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True)))
+    for r in rows:
+        print("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""The `topovae` command line: thin, it parses options and calls the library.
+
+    topovae solve --list
+    topovae solve --problem mbb --nelx 60 --nely 20 --volfrac 0.5 --filter sensitivity \\
+        --rmin 2.4 --out mbb.png --json mbb.json
+
+Bad input ends with one line ``Error: ...`` and exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import __version__
+from .solvers import SIMPSettings
+
+_D = SIMPSettings()  # the CLI's defaults are the library's
+
+
+class InputError(click.ClickException):
+    """Bad user input: one line on stderr, exit code 2."""
+
+    exit_code = 2
+
+
+def _output_path(path: str | None, what: str) -> Path | None:
+    if path is None:
+        return None
+    p = Path(path)
+    if not p.parent.exists():
+        raise InputError(f"{what} {path!r}: folder {str(p.parent)!r} does not exist")
+    if p.is_dir():
+        raise InputError(f"{what} {path!r} is a folder; give a file name")
+    return p
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="topovae")
+def main() -> None:
+    """topovae: design-space generative topology optimization."""
+
+
+@main.command()
+@click.option("--list", "list_presets", is_flag=True, help="List the preset problems and exit.")
+@click.option("--problem", "-p", default="mbb", show_default=True, help="Preset problem name.")
+@click.option("--nelx", type=int, help="Elements in x (default: the preset's).")
+@click.option("--nely", type=int, help="Elements in y (default: the preset's).")
+@click.option("--volfrac", type=float, help="Volume fraction in (0, 1) (default: the preset's).")
+@click.option("--penal", type=float, default=_D.penal, show_default=True, help="SIMP penalty.")
+@click.option(
+    "--rmin", type=float, default=_D.rmin, show_default=True, help="Filter radius (elements)."
+)
+@click.option(
+    "--filter",
+    "filter_",
+    default=_D.filter,
+    show_default=True,
+    help="sensitivity | density | heaviside (density + projection).",
+)
+@click.option(
+    "--beta-max",
+    type=float,
+    default=_D.beta_max,
+    show_default=True,
+    help="Final projection sharpness (heaviside filter).",
+)
+@click.option("--optimizer", default=_D.optimizer, show_default=True, help="oc | mma.")
+@click.option("--move", type=float, default=_D.move, show_default=True, help="Move limit.")
+@click.option("--max-iter", type=int, default=_D.max_iter, show_default=True, help="Iteration cap.")
+@click.option(
+    "--tol",
+    type=float,
+    default=_D.tol,
+    show_default=True,
+    help="Stop when the largest design change is <= tol.",
+)
+@click.option(
+    "--linear-solver", default=_D.linear_solver, show_default=True, help="auto | cholmod | superlu."
+)
+@click.option(
+    "--threads",
+    type=int,
+    default=1,
+    show_default=True,
+    help="BLAS threads during the solve (0: leave BLAS's default).",
+)
+@click.option("--out", "out_png", help="Write the design and history as a PNG.")
+@click.option("--json", "out_json", help="Write the figures of the solve as JSON.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def solve(
+    list_presets: bool,
+    problem: str,
+    nelx: int | None,
+    nely: int | None,
+    volfrac: float | None,
+    penal: float,
+    rmin: float,
+    filter_: str,
+    beta_max: float,
+    optimizer: str,
+    move: float,
+    max_iter: int,
+    tol: float,
+    linear_solver: str,
+    threads: int,
+    out_png: str | None,
+    out_json: str | None,
+    quiet: bool,
+) -> None:
+    """Solve a minimum-compliance SIMP problem and report compliance, volume and timings."""
+    from .solvers import PRESETS, ProblemError, preset
+    from .solvers import solve as run_simp
+
+    if list_presets:
+        width = max(map(len, PRESETS))
+        for name, p in PRESETS.items():
+            click.echo(f"{name:<{width}}  {p.description}")
+        return
+    png, js = _output_path(out_png, "--out"), _output_path(out_json, "--json")
+    if threads < 0:
+        raise InputError(f"--threads must be >= 0, got {threads}")
+    try:
+        prob = preset(
+            problem,
+            nelx,
+            nely,
+            volfrac,
+            penal=penal,
+            rmin=rmin,
+            filter=filter_,
+            beta_max=beta_max,
+            optimizer=optimizer,
+            move=move,
+            max_iter=max_iter,
+            tol=tol,
+            linear_solver=linear_solver,
+        )
+        result = run_simp(prob, progress=not quiet, threads=threads or None)
+    except ProblemError as e:
+        raise InputError(str(e)) from None
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    summary: dict[str, Any] = result.summary()
+    click.echo(
+        f"{prob.name} {prob.nelx}x{prob.nely}: compliance {result.compliance:.6g}, "
+        f"volume {result.volume:.4f}, {result.iterations} iterations "
+        f"({'converged' if result.converged else 'NOT converged'}), "
+        f"{1e3 * result.seconds_per_iteration:.2f} ms/iteration ({result.linear_solver})"
+    )
+    if js is not None:
+        js.write_text(json.dumps(summary, indent=2) + "\n")
+        click.echo(f"wrote {js}")
+    if png is not None:
+        from .plotting import save_solve_figure
+
+        save_solve_figure(result, png)
+        click.echo(f"wrote {png}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

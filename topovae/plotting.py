@@ -1,0 +1,128 @@
+"""Matplotlib figures shared by the whole package (headless: the Agg backend, PNG files).
+
+from topovae.plotting import save_solve_figure
+save_solve_figure(result, "mbb.png")        # design with supports and loads + history
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+    from .solvers import Problem, SolveResult
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    if not os.environ.get("MPLBACKEND"):
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def draw_design(
+    ax: Axes, density: np.ndarray, problem: Problem | None = None, title: str | None = None
+) -> None:
+    """Density (nely, nelx) in grey scale (black = solid) with, when ``problem`` is given, its
+    supports (triangles: blue fixes x, green fixes y), loads (red arrows, every case) and passive
+    regions (outlined)."""
+    nely, nelx = density.shape
+    ax.imshow(
+        1 - density, cmap="gray", vmin=0, vmax=1, extent=(0, nelx, nely, 0), interpolation="nearest"
+    )
+    if problem is not None:
+        for mask, color in (
+            (problem.passive_solid, "tab:orange"),
+            (problem.passive_void, "tab:purple"),
+        ):
+            if mask.any():
+                ax.contour(
+                    np.arange(nelx) + 0.5,
+                    np.arange(nely) + 0.5,
+                    mask.astype(float),
+                    levels=[0.5],
+                    colors=color,
+                    linewidths=1.0,
+                )
+        size = max(nelx, nely)
+        for mask, marker, color in (
+            (problem.fixed_x, ">", "tab:blue"),
+            (problem.fixed_y, "^", "tab:green"),
+        ):
+            iy, jx = np.nonzero(mask)
+            ax.scatter(
+                jx, iy, marker=marker, s=max(4.0, 900.0 / size), c=color, zorder=3, clip_on=False
+            )
+        scale = 0.12 * size
+        for load in problem.loads:
+            fx, fy = load
+            mag = np.hypot(fx, fy)
+            if mag.max() == 0:
+                continue
+            iy, jx = np.nonzero(mag)
+            norm = mag.max()
+            # y is up for forces and down for image rows
+            ax.quiver(
+                jx,
+                iy,
+                fx[iy, jx] / norm * scale,
+                -fy[iy, jx] / norm * scale,
+                color="tab:red",
+                angles="xy",
+                scale_units="xy",
+                scale=1,
+                width=0.006,
+                zorder=4,
+                pivot="tip",
+            )
+    ax.set_xlim(-0.05 * nelx, 1.05 * nelx)
+    ax.set_ylim(1.05 * nely + 0.12 * max(nelx, nely), -0.05 * nely - 0.12 * max(nelx, nely))
+    ax.set_aspect("equal")
+    ax.axis("off")
+    if title:
+        ax.set_title(title, fontsize=9)
+
+
+def save_solve_figure(result: SolveResult, path: str | Path, dpi: int = 150) -> Path:
+    """The final design (with supports and loads) and the convergence history, as a PNG."""
+    plt = _pyplot()
+    p = result.problem
+    aspect = p.nely / p.nelx
+    fig, (ax0, ax1) = plt.subplots(
+        1, 2, figsize=(10, max(3.0, 5.5 * aspect + 1)), gridspec_kw={"width_ratios": [3, 2]}
+    )
+    draw_design(
+        ax0,
+        result.density,
+        p,
+        title=f"{p.name} {p.nelx}x{p.nely}: c = {result.compliance:.5g}, "
+        f"vol = {result.volume:.3f}, {result.iterations} it"
+        + ("" if result.converged else " (not converged)"),
+    )
+    it = np.arange(1, result.iterations + 1)
+    ax1.plot(it, result.history["compliance"], color="tab:blue")
+    ax1.set_xlabel("iteration")
+    ax1.set_ylabel("compliance", color="tab:blue")
+    ax1.set_yscale("log")
+    ax2 = ax1.twinx()
+    ax2.plot(it, result.history["volume"], color="tab:gray", lw=1)
+    ax2.set_ylabel("volume fraction", color="tab:gray")
+    ax2.set_ylim(0, 1)
+    ax1.set_title(
+        f"{p.settings.optimizer.upper()}, {p.settings.filter} filter "
+        f"r={p.settings.rmin:g}, p={p.settings.penal:g}",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
