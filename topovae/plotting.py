@@ -32,8 +32,8 @@ def draw_design(
     ax: Axes, density: np.ndarray, problem: Problem | None = None, title: str | None = None
 ) -> None:
     """Density (nely, nelx) in grey scale (black = solid) with, when ``problem`` is given, its
-    supports (triangles: blue fixes x, green fixes y), loads (red arrows, every case) and passive
-    regions (outlined)."""
+    supports (blue > fixes x, green ^ fixes y, green square fixes both), loads (red arrows, every
+    case) and passive regions (outlined: orange solid, purple void)."""
     nely, nelx = density.shape
     ax.imshow(
         1 - density, cmap="gray", vmin=0, vmax=1, extent=(0, nelx, nely, 0), interpolation="nearest"
@@ -53,9 +53,11 @@ def draw_design(
                     linewidths=1.0,
                 )
         size = max(nelx, nely)
+        both = problem.fixed_x & problem.fixed_y
         for mask, marker, color in (
-            (problem.fixed_x, ">", "tab:blue"),
-            (problem.fixed_y, "^", "tab:green"),
+            (problem.fixed_x & ~both, ">", "tab:blue"),
+            (problem.fixed_y & ~both, "^", "tab:green"),
+            (both, "s", "tab:green"),
         ):
             iy, jx = np.nonzero(mask)
             ax.scatter(
@@ -68,6 +70,8 @@ def draw_design(
             if mag.max() == 0:
                 continue
             iy, jx = np.nonzero(mag)
+            step = -(-iy.size // 12)  # distributed loads: at most ~12 arrows per case
+            iy, jx = iy[::step], jx[::step]
             norm = mag.max()
             # y is up for forces and down for image rows
             ax.quiver(
@@ -121,6 +125,25 @@ def save_solve_figure(result: SolveResult, path: str | Path, dpi: int = 150) -> 
         f"r={p.settings.rmin:g}, p={p.settings.penal:g}",
         fontsize=9,
     )
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
+def save_design_grid(
+    results: list[SolveResult], path: str | Path, ncols: int = 3, dpi: int = 120
+) -> Path:
+    """Several solved designs side by side, each titled with its compliance."""
+    plt = _pyplot()
+    nrows = -(-len(results) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 2.8 * nrows), squeeze=False)
+    for ax in axes.flat[len(results) :]:
+        ax.axis("off")
+    for ax, r in zip(axes.flat, results, strict=False):
+        p = r.problem
+        draw_design(ax, r.density, p, title=f"{p.name} {p.nelx}x{p.nely} c={r.compliance:.4g}")
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=dpi)

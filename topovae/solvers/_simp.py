@@ -122,6 +122,12 @@ class DesignMap:
         t = (self.h @ x) / self.hs
         return float(self.fix_passive(heaviside(t, self.beta, self.eta)).sum())
 
+    def volume_gradient(self) -> np.ndarray:
+        """d sum(x^) / dx at the last `physical` call."""
+        if self.kind == "density":
+            return self._volume_weights
+        return self.chain(np.ones(self.active.size))
+
     def chain(self, dc: np.ndarray) -> np.ndarray:
         """Exact chain rule: d/dx^ -> d/dx through passive masks, projection and density filter.
 
@@ -241,7 +247,7 @@ def _solve(
             it += 1
             beta_age += 1
             c, dc, xphys = objective(x, fe, design, s.penal)  # steps 1-4
-            dv = design.chain(np.ones(nele))
+            dv = design.volume_gradient()
             if design.kind == "sensitivity":
                 dc = design.filter_sensitivity(x, dc)
             # 5. design update
