@@ -48,6 +48,11 @@ def main() -> None:
 @main.command()
 @click.option("--list", "list_presets", is_flag=True, help="List the preset problems and exit.")
 @click.option("--problem", "-p", default="mbb", show_default=True, help="Preset problem name.")
+@click.option(
+    "--problem-file",
+    type=click.Path(dir_okay=False),
+    help="A problem saved with Problem.save (.npz); overrides --problem and the grid.",
+)
 @click.option("--nelx", type=int, help="Elements in x (default: the preset's).")
 @click.option("--nely", type=int, help="Elements in y (default: the preset's).")
 @click.option("--volfrac", type=float, help="Volume fraction in (0, 1) (default: the preset's).")
@@ -95,6 +100,7 @@ def main() -> None:
 def solve(
     list_presets: bool,
     problem: str,
+    problem_file: str | None,
     nelx: int | None,
     nely: int | None,
     volfrac: float | None,
@@ -113,7 +119,7 @@ def solve(
     quiet: bool,
 ) -> None:
     """Solve a minimum-compliance SIMP problem and report compliance, volume and timings."""
-    from .solvers import PRESETS, ProblemError, preset
+    from .solvers import PRESETS, Problem, ProblemError, preset
     from .solvers import solve as run_simp
 
     if list_presets:
@@ -124,22 +130,25 @@ def solve(
     png, js = _output_path(out_png, "--out"), _output_path(out_json, "--json")
     if threads < 0:
         raise InputError(f"--threads must be >= 0, got {threads}")
+    settings = dict(
+        penal=penal,
+        rmin=rmin,
+        filter=filter_,
+        beta_max=beta_max,
+        optimizer=optimizer,
+        move=move,
+        max_iter=max_iter,
+        tol=tol,
+        linear_solver=linear_solver,
+    )
     try:
-        prob = preset(
-            problem,
-            nelx,
-            nely,
-            volfrac,
-            penal=penal,
-            rmin=rmin,
-            filter=filter_,
-            beta_max=beta_max,
-            optimizer=optimizer,
-            move=move,
-            max_iter=max_iter,
-            tol=tol,
-            linear_solver=linear_solver,
-        )
+        if problem_file is not None:
+            prob = Problem.load(problem_file)
+            if volfrac is not None:
+                prob = prob.replace(volfrac=volfrac)
+            prob = prob.with_settings(**settings)
+        else:
+            prob = preset(problem, nelx, nely, volfrac, **settings)
         result = run_simp(prob, progress=not quiet, threads=threads or None)
     except ProblemError as e:
         raise InputError(str(e)) from None

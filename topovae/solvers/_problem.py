@@ -15,6 +15,7 @@ Usage::
     p2 = p.with_settings(filter="sensitivity", rmin=2.4)
     arrays, meta = p.to_arrays(), p.metadata()      # plain arrays + JSON-able dict
     p3 = Problem.from_arrays(arrays, meta)
+    p.save("p.npz"); p4 = Problem.load("p.npz")    # the same, as one .npz file
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -319,6 +322,34 @@ class Problem:
             settings=SIMPSettings.from_dict(meta.get("settings", {})),
             name=meta.get("name", "custom"),
         )
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the problem as an .npz file (arrays + a JSON ``meta`` entry), atomically."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, meta=np.array(json.dumps(self.metadata())), **self.to_arrays())
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Problem:
+        """Read a problem written by `save`; a missing or foreign file raises ProblemError."""
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        except FileNotFoundError:
+            raise ProblemError(f"problem file {str(path)!r} does not exist") from None
+        except (OSError, ValueError, EOFError):
+            raise ProblemError(
+                f"problem file {str(path)!r} is not a problem .npz (written by Problem.save)"
+            ) from None
+        if "meta" not in arrays:
+            raise ProblemError(f"problem file {str(path)!r} has no 'meta' entry (not topovae's)")
+        try:
+            meta = json.loads(str(arrays.pop("meta")))
+            return cls.from_arrays(arrays, meta)
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise ProblemError(f"problem file {str(path)!r} has invalid metadata: {e}") from None
 
     def __repr__(self) -> str:
         return (
