@@ -25,7 +25,7 @@ demo: install
 	$(VENV)/bin/topovae solve --problem mbb --nelx 150 --nely 50 --volfrac 0.5 --rmin 3 \
 		--out $(DEMO_OUT)/mbb.png --json $(DEMO_OUT)/mbb.json
 	$(VENV)/bin/topovae solve --problem l-bracket --nelx 80 --nely 80 --volfrac 0.4 --rmin 2 \
-		--filter heaviside --optimizer mma --out $(DEMO_OUT)/l-bracket.png --json $(DEMO_OUT)/l-bracket.json
+		--filter heaviside --out $(DEMO_OUT)/l-bracket.png --json $(DEMO_OUT)/l-bracket.json
 
 lint: install
 	$(VENV)/bin/ruff check .

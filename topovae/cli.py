@@ -74,7 +74,12 @@ def main() -> None:
     show_default=True,
     help="Final projection sharpness (heaviside filter).",
 )
-@click.option("--optimizer", default=_D.optimizer, show_default=True, help="oc | mma.")
+@click.option(
+    "--optimizer",
+    default=_D.optimizer,
+    show_default=True,
+    help="auto | oc | mma (auto: MMA with heaviside, else OC).",
+)
 @click.option("--move", type=float, default=_D.move, show_default=True, help="Move limit.")
 @click.option("--max-iter", type=int, default=_D.max_iter, show_default=True, help="Iteration cap.")
 @click.option(

@@ -121,7 +121,7 @@ def save_solve_figure(result: SolveResult, path: str | Path, dpi: int = 150) -> 
     ax2.set_ylabel("volume fraction", color="tab:gray")
     ax2.set_ylim(0, 1)
     ax1.set_title(
-        f"{p.settings.optimizer.upper()}, {p.settings.filter} filter "
+        f"{p.settings.update_rule.upper()}, {p.settings.filter} filter "
         f"r={p.settings.rmin:g}, p={p.settings.penal:g}",
         fontsize=9,
     )

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 FILTERS = ("sensitivity", "density", "heaviside")
-OPTIMIZERS = ("oc", "mma")
+OPTIMIZERS = ("auto", "oc", "mma")
 LINEAR_SOLVERS = ("auto", "cholmod", "superlu")
 
 
@@ -64,7 +64,9 @@ class SIMPSettings:
         beta starts at ``beta_init`` and doubles every ``beta_every`` iterations, or whenever the
         design has converged, until it reaches ``beta_max``).
     rmin: filter radius in elements (cone weights max(0, rmin - distance), as in top88); >= 1.
-    optimizer: "oc" (optimality criteria, top88's bisection) or "mma" (Svanberg 1987/2007).
+    optimizer: "oc" (optimality criteria, top88's bisection), "mma" (Svanberg 1987/2007), or
+        "auto": OC, except MMA with the heaviside filter, where OC keeps flipping a few elements by
+        the full move limit at high beta and never meets the change criterion.
     move: move limit per iteration. tol: stop when the largest design change is <= tol.
     linear_solver: "auto" (CHOLMOD when the `fast` extra is installed, else SuperLU), "cholmod",
         or "superlu".
@@ -73,7 +75,7 @@ class SIMPSettings:
     penal: float = 3.0
     filter: str = "density"
     rmin: float = 1.5
-    optimizer: str = "oc"
+    optimizer: str = "auto"
     move: float = 0.2
     tol: float = 0.01
     max_iter: int = 500
@@ -107,6 +109,13 @@ class SIMPSettings:
             )
         if not 0 < _finite_number("eta", self.eta) < 1:
             raise ProblemError(f"eta must be in (0, 1), got {self.eta}")
+
+    @property
+    def update_rule(self) -> str:
+        """The optimizer actually used: "oc" or "mma" ("auto" resolved)."""
+        if self.optimizer != "auto":
+            return self.optimizer
+        return "mma" if self.filter == "heaviside" else "oc"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -177,7 +186,12 @@ class Problem:
         nodes, elems = (self.nely + 1, self.nelx + 1), (self.nely, self.nelx)
         set_(self, "fixed_x", _array("fixed_x", self.fixed_x, nodes, bool))
         set_(self, "fixed_y", _array("fixed_y", self.fixed_y, nodes, bool))
-        loads = np.asarray(self.loads)
+        try:
+            loads = np.asarray(self.loads, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ProblemError(
+                f"loads must be a numeric array of shape (ncases, 2, {nodes[0]}, {nodes[1]})"
+            ) from None
         if loads.ndim == 3:
             loads = loads[None]
         ncases = loads.shape[0] if loads.ndim == 4 else 1
@@ -214,6 +228,10 @@ class Problem:
             )
 
     def _check_loads(self) -> None:
+        if self.ncases == 0:
+            raise ProblemError(
+                "loads has no load case: give at least one (2, nely+1, nelx+1) field"
+            )
         fixed = np.stack([self.fixed_x, self.fixed_y])  # (2, nely+1, nelx+1)
         for k, f in enumerate(self.loads):
             if not np.any(f):

@@ -73,6 +73,7 @@ class SolveResult:
             "volume": self.volume,
             "iterations": self.iterations,
             "converged": self.converged,
+            "optimizer": self.problem.settings.update_rule,
             "linear_solver": self.linear_solver,
             "seconds": self.seconds,
             "setup_seconds": self.setup_seconds,
@@ -105,7 +106,7 @@ class DesignMap:
         if self.kind == "sensitivity":
             xphys = x.copy()
         else:
-            xt = (self.h @ x) / self.hs
+            xt = np.clip((self.h @ x) / self.hs, 0.0, 1.0)  # round-off can exceed 1
             if self.kind == "heaviside":
                 self._dphys = heaviside_grad(xt, self.beta, self.eta)
                 xphys = heaviside(xt, self.beta, self.eta)
@@ -116,10 +117,10 @@ class DesignMap:
     def volume(self, x: np.ndarray) -> float:
         """sum(x^) of a candidate x, as cheaply as the filter allows."""
         if self.kind == "sensitivity":
-            return float(x.sum())
+            return float(x[self.active].sum() + self.solid.sum())
         if self.kind == "density":
             return float(self._volume_weights @ x) + float(self.solid.sum())
-        t = (self.h @ x) / self.hs
+        t = np.clip((self.h @ x) / self.hs, 0.0, 1.0)
         return float(self.fix_passive(heaviside(t, self.beta, self.eta)).sum())
 
     def volume_gradient(self) -> np.ndarray:
@@ -228,7 +229,7 @@ def _solve(
     x = initial_design(design, problem.volfrac)
     target = problem.volfrac * nele
     mma = None
-    if s.optimizer == "mma":
+    if s.update_rule == "mma":
         mma = MMA(n=int(design.active.sum()), m=1, xmin=0.0, xmax=1.0, move=s.move)
     c_scale = None
     hist: dict[str, list[float]] = {"compliance": [], "volume": [], "change": []}
