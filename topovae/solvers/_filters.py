@@ -1,7 +1,10 @@
 """Filters and projection for SIMP (vectors in element order, see `_fe`).
 
 - Cone filter weights H_ei = max(0, rmin - dist(e, i)) over in-domain neighbours, Hs = row sums
-  (top88 eq. (5)-(6)); H is symmetric, which the chain rule below uses.
+  (top88 eq. (5)-(6)); H is symmetric, which the chain rule below uses. `ConeFilter` applies H
+  as an FFT convolution with zero padding: no matrix is stored (at 300x100 with rmin 7.5 the
+  sparse H has 5M entries and its construction peaked at ~330 MiB) and a product takes 0.4 ms
+  instead of 2.3 ms. `filter_matrix` builds the explicit H, for tests and the benchmark.
 - Sensitivity filter (Sigmund 1997, top88 eq. (5)):
   dc_e <- sum_i H_ei x_i dc_i / (Hs_e max(1e-3, x_e)).
 - Density filter (Bruns & Tortorelli 2001, top88 eq. (6)): x~ = H x / Hs, chain rule
@@ -15,7 +18,41 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import scipy.fft
 import scipy.sparse as sp
+
+
+def cone_kernel(rmin: float) -> np.ndarray:
+    """(2r+1, 2r+1) weights max(0, rmin - |d|) with r = ceil(rmin) - 1, as top88's loops."""
+    r = math.ceil(rmin) - 1
+    d = np.arange(-r, r + 1)
+    return np.maximum(0.0, rmin - np.hypot(d[:, None], d[None, :]))
+
+
+class ConeFilter:
+    """The product ``H @ v`` for element vectors (column-major, see `_fe`), by FFT convolution.
+
+    The kernel is symmetric under reflection and transposition, so H is symmetric and the vector
+    can be convolved in its (nelx, nely) memory layout directly.
+    """
+
+    def __init__(self, nelx: int, nely: int, rmin: float) -> None:
+        kernel = cone_kernel(rmin)
+        self._r = (kernel.shape[0] - 1) // 2
+        self._grid = (nelx, nely)
+        self._fft_shape = tuple(
+            scipy.fft.next_fast_len(n + 2 * self._r, real=True) for n in self._grid
+        )
+        self._kernel_fft = scipy.fft.rfft2(kernel, self._fft_shape)
+
+    def __matmul__(self, v: np.ndarray) -> np.ndarray:
+        nelx, nely = self._grid
+        r = self._r
+        full = scipy.fft.irfft2(
+            scipy.fft.rfft2(v.reshape(nelx, nely), self._fft_shape) * self._kernel_fft,
+            self._fft_shape,
+        )
+        return full[r : r + nelx, r : r + nely].ravel()
 
 
 def filter_matrix(nelx: int, nely: int, rmin: float) -> tuple[sp.csr_matrix, np.ndarray]:

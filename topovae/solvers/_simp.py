@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ._fe import E0, EMIN, FEModel, simp_modulus, to_field, to_vector
-from ._filters import filter_matrix, heaviside, heaviside_grad
+from ._filters import ConeFilter, heaviside, heaviside_grad
 from ._mma import MMA
 from ._problem import Problem
 
@@ -88,7 +88,8 @@ class DesignMap:
         s = problem.settings
         self.kind, self.eta = s.filter, s.eta
         self.beta = s.beta_init if s.filter == "heaviside" else None
-        self.h, self.hs = filter_matrix(problem.nelx, problem.nely, s.rmin)
+        self.h = ConeFilter(problem.nelx, problem.nely, s.rmin)  # H @ v by FFT
+        self.hs = self.h @ np.ones(problem.nelx * problem.nely)
         self.solid = to_vector(problem.passive_solid)
         self.void = to_vector(problem.passive_void)
         self.active = ~(self.solid | self.void)
