@@ -27,9 +27,11 @@ demo: install
 	$(VENV)/bin/topovae solve --problem l-bracket --nelx 80 --nely 80 --volfrac 0.4 --rmin 2 \
 		--filter heaviside --out $(DEMO_OUT)/l-bracket.png --json $(DEMO_OUT)/l-bracket.json
 
+PY_DIRS := topovae tests benchmarks examples
+
 lint: install
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check $(PY_DIRS)
+	$(VENV)/bin/ruff format --check $(PY_DIRS)
 
 test: install lint
 	$(PY) -m pytest -q
