@@ -118,12 +118,22 @@ class ProblemBatch:
 
 
 class BatchedFE:
-    """Displacements of a batch for given densities, by multigrid-preconditioned CG."""
+    """Displacements of a batch for given densities, by multigrid-preconditioned CG.
 
-    def __init__(self, batch: ProblemBatch, tol: float = 1e-8, max_iter: int = 1000) -> None:
+    ``precond_dtype``: dtype of the multigrid V-cycle (default float32: half the time of a
+    float64 cycle, and CG in the batch's dtype still converges to its tolerance).
+    """
+
+    def __init__(
+        self,
+        batch: ProblemBatch,
+        tol: float = 1e-8,
+        max_iter: int = 1000,
+        precond_dtype: torch.dtype = torch.float32,
+    ) -> None:
         self.batch, self.tol, self.max_iter = batch, tol, max_iter
-        ny, nx = batch.problems[0].shape
-        self.grid = grid_hierarchy(ny, nx, batch.free.device, batch.free.dtype)
+        ny, nx = batch.free.shape[-2] - 1, batch.free.shape[-1] - 1
+        self.grid = grid_hierarchy(ny, nx, batch.free.device, precond_dtype)
         self.last_iterations: torch.Tensor | None = None
 
     def solve(
@@ -239,13 +249,15 @@ def solve_batch(
     *,
     device: str | torch.device = "auto",
     dtype: torch.dtype = torch.float64,
-    cg_tol: float = 1e-8,
+    cg_tol: float = 1e-5,
     progress: bool = False,
     threads: int | None = None,
 ) -> list[SolveResult]:
     """SIMP with OC for a batch of problems at once; one `SolveResult` per problem.
 
-    ``cg_tol`` is the relative residual at which CG stops. ``seconds`` of each result is the
+    ``cg_tol`` is the relative residual at which CG stops: at 1e-5 (warm-started) the results
+    match the direct solver's to ~1e-5 in compliance and <1e-2 in density on the presets, at
+    ~60 % of the CG iterations of 1e-8. ``seconds`` of each result is the
     batch's wall time (the problems were solved together). ``threads`` sets torch's CPU threads.
     """
     problems = list(problems)
