@@ -93,11 +93,18 @@ def main() -> None:
     "--linear-solver", default=_D.linear_solver, show_default=True, help="auto | cholmod | superlu."
 )
 @click.option(
+    "--backend",
+    default="direct",
+    show_default=True,
+    help="direct (sparse Cholesky/LU) | torch (batched multigrid-PCG in PyTorch).",
+)
+@click.option("--device", default="auto", show_default=True, help="torch backend: auto|cpu|cuda.")
+@click.option(
     "--threads",
     type=int,
     default=1,
     show_default=True,
-    help="BLAS threads during the solve (0: leave BLAS's default).",
+    help="BLAS (direct) or torch (torch backend) threads during the solve; 0: leave the default.",
 )
 @click.option("--out", "out_png", help="Write the design and history as a PNG.")
 @click.option("--json", "out_json", help="Write the figures of the solve as JSON.")
@@ -118,6 +125,8 @@ def solve(
     max_iter: int,
     tol: float,
     linear_solver: str,
+    backend: str,
+    device: str,
     threads: int,
     out_png: str | None,
     out_json: str | None,
@@ -154,7 +163,16 @@ def solve(
             prob = prob.with_settings(**settings)
         else:
             prob = preset(problem, nelx, nely, volfrac, **settings)
-        result = run_simp(prob, progress=not quiet, threads=threads or None)
+        if backend == "direct":
+            result = run_simp(prob, progress=not quiet, threads=threads or None)
+        elif backend == "torch":
+            from .solvers.batched import solve_batch
+
+            [result] = solve_batch(
+                [prob], device=device, progress=not quiet, threads=threads or None
+            )
+        else:
+            raise InputError(f"unknown backend {backend!r}; choose one of: direct, torch")
     except ProblemError as e:
         raise InputError(str(e)) from None
     except KeyboardInterrupt:

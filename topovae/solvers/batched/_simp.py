@@ -305,7 +305,7 @@ def _solve_batch(problems, dev, dtype, cg_tol, progress) -> list[SolveResult]:
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=nb, desc=f"batched SIMP ({nb} problems, {dev.type})", unit="design")
+        bar = tqdm(total=s.max_iter, desc=f"SIMP x{nb} ({dev.type})", unit="it")
     t1 = time.perf_counter()
     it = 0
     try:
@@ -362,11 +362,13 @@ def _solve_batch(problems, dev, dtype, cg_tol, progress) -> list[SolveResult]:
                 if db or it == s.max_iter:
                     final[b] = {"density": xphys[k], "iterations": it, "converged": db}
             if bar is not None:
-                bar.update(int(done.sum()))
-                bar.set_postfix(it=it, active=int((~done).sum()), refresh=False)
+                bar.update()
+                bar.set_postfix(done=f"{nb - todo.numel() + int(done.sum())}/{nb}", refresh=False)
             todo = todo[~done]
     finally:
         if bar is not None:
+            bar.total = bar.n
+            bar.refresh()
             bar.close()
     t2 = time.perf_counter()
     name = f"mg-pcg (torch {dev.type}, {str(dtype).replace('torch.', '')})"
