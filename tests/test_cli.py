@@ -137,3 +137,27 @@ def test_problem_file_round_trip_solves_the_same(run, tmp_path):
     assert a.exit_code == 0 and b.exit_code == 0, a.output + b.output
     ja, jb = (json.loads((tmp_path / f).read_text()) for f in ("a.json", "b.json"))
     assert ja["compliance"] == jb["compliance"] and ja["iterations"] == jb["iterations"]
+
+
+def test_torch_backend_matches_direct(run, tmp_path):
+    common = ["solve", "-q", "--problem", "cantilever", "--nelx", 24, "--nely", 12]
+    a = run(*common, "--json", "direct.json")
+    b = run(*common, "--backend", "torch", "--device", "cpu", "--json", "torch.json")
+    assert a.exit_code == 0 and b.exit_code == 0, a.output + b.output
+    ja, jb = (json.loads((tmp_path / f).read_text()) for f in ("direct.json", "torch.json"))
+    assert jb["linear_solver"].startswith("mg-pcg (torch cpu")
+    assert jb["compliance"] == pytest.approx(ja["compliance"], rel=1e-3)
+    assert abs(jb["iterations"] - ja["iterations"]) <= 3
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["--backend", "jax"], ["jax", "direct, torch"]),
+        (["--backend", "torch", "--device", "tpu"], ["tpu", "auto, cpu, cuda"]),
+        (["--backend", "torch", "--filter", "heaviside"], ["heaviside"]),
+        (["--backend", "torch", "--optimizer", "mma"], ["MMA"]),
+    ],
+)
+def test_bad_backend_options(run, args, fragments):
+    assert_one_line_error(run("solve", "-q", "--nelx", 12, "--nely", 6, *args), *fragments)
