@@ -346,7 +346,9 @@ class Multigrid:
                 * de[:, :, None]
                 * de[:, None]
             )
-        coarse = grid.dense(kel, self.free[-1])
+        # The coarsest matrix is small: factorise it in float64 even under a float32 V-cycle, or
+        # ill-conditioned (e.g. slender) problems lose the coarse solve to round-off.
+        coarse = grid.dense(kel.double(), self.free[-1].double())
         self._chol, info = torch.linalg.cholesky_ex(coarse)
         if bool((info > 0).any()):  # round-off made it indefinite: fall back to LU
             self._chol = None
@@ -364,11 +366,12 @@ class Multigrid:
     def _coarse_solve(self, r: torch.Tensor) -> torch.Tensor:
         b, c = r.shape[:2]
         ny, nx = r.shape[-2:]
-        rhs = r.permute(0, 3, 4, 2, 1).reshape(b, -1, c)  # (B, n, C), DOF = 2 * node + comp
+        rhs = r.permute(0, 3, 4, 2, 1).reshape(b, -1, c).double()  # (B, n, C), DOF 2 node + comp
         if self._chol is not None:
             x = torch.cholesky_solve(rhs, self._chol)
         else:
             x = torch.linalg.lu_solve(*self._lu, rhs)
+        x = x.to(r.dtype)
         return x.reshape(b, ny, nx, 2, c).permute(0, 4, 3, 1, 2) * self.free[-1][:, None]
 
     def vcycle(self, r: torch.Tensor, level: int = 0) -> torch.Tensor:

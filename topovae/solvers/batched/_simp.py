@@ -18,6 +18,7 @@ import contextlib
 import functools
 import math
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -147,8 +148,16 @@ class BatchedFE:
         if index is not None:
             free, forces = free[index], forces[index]
         solver = MultigridPCG(self.grid, young, free)
-        u, its, _ = solver.solve(forces, x0=x0, tol=self.tol, max_iter=self.max_iter)
+        u, its, converged = solver.solve(forces, x0=x0, tol=self.tol, max_iter=self.max_iter)
         self.last_iterations = its
+        if not bool(converged.all()):
+            bad = int((~converged).sum())
+            warnings.warn(
+                f"CG did not reach tol {self.tol:g} in {self.max_iter} iterations for {bad} "
+                "(problem, load case) pairs; their displacements are inaccurate",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         return u
 
 
@@ -222,6 +231,8 @@ def compliance(
     if isinstance(problems, Problem):
         problems = [problems]
     problems = list(problems)
+    if not problems:
+        raise ProblemError("the batch holds no problem")
     squeeze = density.dim() == 2
     if squeeze:
         density = density[None]
