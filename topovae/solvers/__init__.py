@@ -6,6 +6,7 @@ result.compliance, result.iterations, result.density   # 216.81..., 106, (20, 60
 """
 
 from ._fe import E0, EMIN, KE, NU, FEModel, edof_matrix, element_stiffness
+from ._fields import full_material_fields
 from ._filters import filter_matrix, heaviside
 from ._linear import cholmod_available
 from ._mma import MMA
@@ -35,6 +36,7 @@ __all__ = [
     "edof_matrix",
     "element_stiffness",
     "filter_matrix",
+    "full_material_fields",
     "heaviside",
     "oc_update",
     "preset",

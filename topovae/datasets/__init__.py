@@ -1,0 +1,47 @@
+"""Topology datasets: seeded problem sampling, parallel generation, a resumable HDF5 store, and a
+torch Dataset.
+
+    from topovae.datasets import distribution, generate, TopologyDataset
+    generate("data.h5", distribution("mixed", 64, 64), n=1000, seed=0)
+    ds = TopologyDataset("data.h5", split="train")
+
+`TopologyDataset` is loaded on first use (it imports torch).
+"""
+
+from typing import Any
+
+from ._generate import generate, sample_record, solve_sample
+from ._sampling import (
+    DISTRIBUTIONS,
+    SUPPORT_FAMILIES,
+    ProblemDistribution,
+    distribution,
+    sample_problem,
+)
+from ._store import FIELDS, FORMAT, VERSION, DatasetError, DatasetWriter, read_header
+
+__all__ = [
+    "DISTRIBUTIONS",
+    "FIELDS",
+    "FORMAT",
+    "SUPPORT_FAMILIES",
+    "VERSION",
+    "DatasetError",
+    "DatasetWriter",
+    "ProblemDistribution",
+    "TopologyDataset",
+    "distribution",
+    "generate",
+    "read_header",
+    "sample_problem",
+    "sample_record",
+    "solve_sample",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "TopologyDataset":
+        from ._torch import TopologyDataset
+
+        return TopologyDataset
+    raise AttributeError(f"module 'topovae.datasets' has no attribute {name!r}")

@@ -1,0 +1,182 @@
+"""Generate a dataset: sample problems, solve them in parallel, store them safely.
+
+    from topovae.datasets import distribution, generate
+    generate("data.h5", distribution("mixed", 64, 64), n=1000, seed=0)           # local processes
+    generate(..., scheduler="tcp://10.0.0.5:8786")                                 # a Dask cluster
+    generate(..., device="cuda", batch=256)                                        # batched torch
+
+Work runs on a `concurrent.futures.Executor`: a local process pool by default (one BLAS thread
+per worker), or a Dask cluster's executor. With ``device`` the problems are instead solved in
+batches by the PyTorch multigrid SIMP. Results arrive in any order; the writer stores them by
+index, so the file is the same whatever the order, the worker count or the interruptions.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import multiprocessing
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..solvers import Problem, SolveResult, full_material_fields, solve
+from ._sampling import ProblemDistribution, sample_problem
+from ._store import DatasetError, DatasetWriter
+
+
+def sample_record(
+    index: int, problem: Problem, result: SolveResult, fields: tuple[str, ...]
+) -> dict[str, Any]:
+    """One sample as the writer's flat dict of arrays."""
+    rec: dict[str, Any] = {
+        "index": index,
+        "density": result.density.astype(np.float32),
+        "problem/volfrac": problem.volfrac,
+        "problem/fixed_x": problem.fixed_x,
+        "problem/fixed_y": problem.fixed_y,
+        "problem/loads": problem.loads[0],
+        "problem/passive_solid": problem.passive_solid,
+        "problem/passive_void": problem.passive_void,
+        "result/compliance": result.compliance,
+        "result/volume": result.volume,
+        "result/iterations": result.iterations,
+        "result/converged": result.converged,
+        "result/seconds": result.seconds + result.setup_seconds,
+    }
+    if fields:
+        energy, von_mises = full_material_fields(problem)
+        values = {"strain_energy": energy, "von_mises": von_mises}
+        for f in fields:
+            rec[f"fields/{f}"] = values[f].astype(np.float32)
+    return rec
+
+
+def solve_sample(dist_json: str, seed: int, index: int, fields: tuple[str, ...]) -> dict:
+    """Worker task: sample ``index`` of (dist, seed), solved with the sparse-direct SIMP."""
+    dist = ProblemDistribution.from_dict(json.loads(dist_json))
+    problem = sample_problem(dist, seed, index)
+    return sample_record(index, problem, solve(problem, threads=1), fields)
+
+
+def _init_worker() -> None:
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1)  # processes give the parallelism; BLAS threads would fight
+
+
+def _executor(workers: int | None, scheduler: str | None):
+    """(executor, number of tasks to keep in flight, closer)."""
+    if scheduler is None:
+        workers = workers or os.cpu_count() or 1
+        # fork where there is one: spawn re-imports the caller's __main__, which breaks scripts
+        # without an `if __name__ == "__main__"` guard; the workers use no torch and no threads
+        methods = multiprocessing.get_all_start_methods()
+        ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+        pool = cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker)
+        return pool, 2 * workers, lambda: pool.shutdown(wait=False, cancel_futures=True)
+    try:
+        from dask.distributed import Client
+    except ImportError:
+        raise DatasetError(
+            "--scheduler needs dask.distributed: pip install 'topovae[dask]'"
+        ) from None
+    try:
+        client = Client(scheduler, timeout="10s")
+    except (OSError, TimeoutError) as e:
+        raise DatasetError(f"cannot reach the Dask scheduler at {scheduler!r}: {e}") from None
+    n = sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values())
+    return client.get_executor(), 2 * max(n, 1), client.close
+
+
+def _run_executor(
+    todo: list[int], dist: ProblemDistribution, seed: int, fields, workers, scheduler
+) -> Iterator[dict]:
+    executor, in_flight, close = _executor(workers, scheduler)
+    dist_json = dist.to_json()
+    pending: set[cf.Future] = set()
+    it = iter(todo)
+    try:
+        while True:
+            for i in it:
+                pending.add(executor.submit(solve_sample, dist_json, seed, i, fields))
+                if len(pending) >= in_flight:
+                    break
+            if not pending:
+                return
+            done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+            for fut in done:
+                yield fut.result()
+    finally:
+        for fut in pending:
+            fut.cancel()
+        close()
+
+
+def _run_batched(
+    todo: list[int], dist: ProblemDistribution, seed: int, fields, device, batch: int
+) -> Iterator[dict]:
+    from ..solvers.batched import solve_batch
+
+    for start in range(0, len(todo), batch):
+        chunk = todo[start : start + batch]
+        problems = [sample_problem(dist, seed, i) for i in chunk]
+        results = solve_batch(problems, device=device)
+        for i, p, r in zip(chunk, problems, results, strict=True):
+            yield sample_record(i, p, r, fields)
+
+
+def generate(
+    path: str | os.PathLike,
+    dist: ProblemDistribution,
+    n: int,
+    seed: int = 0,
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    device: str | None = None,
+    batch: int = 64,
+    fields: tuple[str, ...] = (),
+    mode: str = "new",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Make samples 0..n-1 of (dist, seed) into ``path``; see the module docstring.
+
+    ``mode``: "new", "resume" or "overwrite" (see `DatasetWriter`). Interrupting (Ctrl-C) keeps
+    every finished sample; so does a kill, through the shards that ``mode="resume"`` merges.
+    Returns a summary: samples written, newly solved, seconds.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
+        raise DatasetError(f"-n must be a positive integer, got {n!r}")
+    if workers is not None and workers < 1:
+        raise DatasetError(f"--workers must be >= 1, got {workers}")
+    if batch < 1:
+        raise DatasetError(f"--batch must be >= 1, got {batch}")
+    writer = DatasetWriter(Path(path), dist, seed, n, tuple(fields), mode=mode)
+    todo = writer.pending()
+    t0 = time.perf_counter()
+    if device is not None:
+        stream = _run_batched(todo, dist, seed, writer.fields, device, batch)
+    else:
+        stream = _run_executor(todo, dist, seed, writer.fields, workers, scheduler)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n, initial=n - len(todo), desc=f"generate {dist.name}", unit="design")
+    solved = 0
+    try:
+        for record in stream:
+            writer.add(record)
+            solved += 1
+            if bar is not None:
+                bar.update()
+    finally:
+        if bar is not None:
+            bar.close()
+        total = writer.consolidate()  # also on Ctrl-C: finished work is kept
+    return {"samples": total, "solved": solved, "seconds": time.perf_counter() - t0}

@@ -1,0 +1,303 @@
+"""The HDF5 dataset file: self-describing, versioned, and never losing finished work.
+
+Layout of ``data.h5`` (N samples, density shape (H, W), node shape (H+1, W+1)):
+
+    attrs: format = "topovae-dataset", version, distribution (JSON), seed, n_requested,
+           fields (JSON list of optional physical fields), topovae_version
+    index (N,) int64                    sample i of the stream (seed, i), ascending
+    density (N, H, W) float32           SIMP design (physical density of the last iteration)
+    problem/volfrac (N,) float64
+    problem/fixed_x, fixed_y (N, H+1, W+1) bool
+    problem/loads (N, 2, H+1, W+1) float64   (fx, fy), y up
+    problem/passive_solid, passive_void (N, H, W) bool
+    result/compliance, volume, seconds (N,) float64; iterations (N,) int32; converged (N,) bool
+    fields/strain_energy, fields/von_mises (N, H, W) float32   (optional; full-material design)
+
+Every per-sample array is chunked one sample per chunk and gzip-compressed, so random reads by
+many DataLoader workers touch one chunk each.
+
+Crash safety. HDF5 files can be corrupted by a kill during a write, so the main file is only
+ever replaced atomically (written to a temporary file, fsynced, ``os.replace``d). Finished
+samples first go to small shard files ``data.h5.parts/part-*.npz``, each also written atomically.
+`DatasetWriter.consolidate` merges the main file and the shards into a new main file (streaming,
+in blocks) and removes the shards. After a kill at any moment the main file is the last
+consolidated one, readable, and the shards hold everything finished since; ``--resume`` merges
+them and computes only what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from .. import __version__
+from ..solvers import ProblemError
+from ._sampling import ProblemDistribution
+
+FORMAT = "topovae-dataset"
+VERSION = 1
+FIELDS = ("strain_energy", "von_mises")
+
+
+class DatasetError(ProblemError):
+    """A dataset file is missing, foreign, newer than this version, or does not match."""
+
+
+def _layout(h: int, w: int, fields: Iterable[str]) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Per-sample shape and dtype of every array in the file."""
+    nodes = (h + 1, w + 1)
+    spec = {
+        "index": ((), "int64"),
+        "density": ((h, w), "float32"),
+        "problem/volfrac": ((), "float64"),
+        "problem/fixed_x": (nodes, "bool"),
+        "problem/fixed_y": (nodes, "bool"),
+        "problem/loads": ((2, *nodes), "float64"),
+        "problem/passive_solid": ((h, w), "bool"),
+        "problem/passive_void": ((h, w), "bool"),
+        "result/compliance": ((), "float64"),
+        "result/volume": ((), "float64"),
+        "result/iterations": ((), "int32"),
+        "result/converged": ((), "bool"),
+        "result/seconds": ((), "float64"),
+    }
+    for f in fields:
+        spec[f"fields/{f}"] = ((h, w), "float32")
+    return spec
+
+
+def shards_dir(path: Path) -> Path:
+    return path.with_name(path.name + ".parts")
+
+
+def read_header(path: str | os.PathLike) -> dict[str, Any]:
+    """Format, version, distribution, seed, n_requested, fields and sample count of a file.
+
+    Raises DatasetError with one clear line for a missing, foreign or newer file."""
+    path = Path(path)
+    if not path.exists():
+        raise DatasetError(f"dataset {str(path)!r} does not exist")
+    try:
+        with h5py.File(path, "r") as f:
+            attrs = dict(f.attrs)
+            n = int(f["index"].shape[0]) if "index" in f else None
+    except OSError:
+        raise DatasetError(f"{str(path)!r} is not an HDF5 file") from None
+    fmt = attrs.get("format")
+    if isinstance(fmt, bytes):
+        fmt = fmt.decode()
+    if fmt != FORMAT or n is None:
+        raise DatasetError(f"{str(path)!r} is not a topovae dataset (format {fmt!r})")
+    version = int(attrs.get("version", -1))
+    if version > VERSION:
+        raise DatasetError(
+            f"{str(path)!r} has format version {version}, newer than this topovae reads "
+            f"({VERSION}); upgrade topovae"
+        )
+    if version < 1:
+        raise DatasetError(f"{str(path)!r} has an invalid format version {version}")
+    return {
+        "version": version,
+        "distribution": ProblemDistribution.from_dict(json.loads(attrs["distribution"])),
+        "seed": int(attrs["seed"]),
+        "n_requested": int(attrs["n_requested"]),
+        "fields": tuple(json.loads(attrs["fields"])),
+        "n": n,
+        "pending_shards": len(list(shards_dir(path).glob("part-*.npz"))),
+    }
+
+
+def _fsync_replace(tmp: Path, path: Path) -> None:
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    try:  # make the rename itself durable
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+class DatasetWriter:
+    """Appends finished samples to a dataset file safely; see the module docstring.
+
+    ``mode``: "new" (the file must not exist), "resume" (continue a file with the same settings)
+    or "overwrite" (start again).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        dist: ProblemDistribution,
+        seed: int,
+        n: int,
+        fields: tuple[str, ...] = (),
+        mode: str = "new",
+        shard_size: int = 64,
+        shard_seconds: float = 10.0,
+    ) -> None:
+        self.path = Path(path)
+        self.dist, self.seed, self.n, self.fields = dist, int(seed), int(n), tuple(fields)
+        self.shard_size, self.shard_seconds = shard_size, shard_seconds
+        self.layout = _layout(dist.nely, dist.nelx, self.fields)
+        if not self.path.parent.is_dir():
+            raise DatasetError(f"output folder {str(self.path.parent)!r} does not exist")
+        for f in self.fields:
+            if f not in FIELDS:
+                raise DatasetError(f"unknown field {f!r}; choose from: {', '.join(FIELDS)}")
+        self.parts = shards_dir(self.path)
+        exists = self.path.exists()
+        if mode == "new" and exists:
+            raise DatasetError(
+                f"{str(self.path)!r} exists; pass --resume to continue it or --overwrite to "
+                "replace it"
+            )
+        if mode == "resume" and exists:
+            self._check_matches(read_header(self.path))
+        elif mode not in ("new", "resume", "overwrite"):
+            raise ValueError(f"unknown mode {mode!r}")
+        if mode == "overwrite" or not exists:
+            for p in self.parts.glob("part-*.npz"):
+                p.unlink()
+            self._write_main(blocks=[], total=0)
+        self._buffer: list[dict[str, np.ndarray]] = []
+        self._last_flush = time.monotonic()
+
+    def _check_matches(self, header: dict[str, Any]) -> None:
+        mine = (self.dist.to_dict(), self.seed, self.fields)
+        theirs = (header["distribution"].to_dict(), header["seed"], header["fields"])
+        if mine != theirs:
+            raise DatasetError(
+                f"{str(self.path)!r} was made with other settings (distribution, seed or fields); "
+                "pass --overwrite to replace it"
+            )
+        if header["n"] > self.n:
+            raise DatasetError(
+                f"{str(self.path)!r} already holds {header['n']} samples, more than -n {self.n}"
+            )
+
+    # -- what is done --------------------------------------------------------------------------
+    def done_indices(self) -> set[int]:
+        with h5py.File(self.path, "r") as f:
+            done = set(f["index"][:].tolist())
+        for shard in self.parts.glob("part-*.npz"):
+            try:
+                with np.load(shard) as z:
+                    done.update(z["index"].tolist())
+            except (OSError, ValueError, KeyError):  # a torn temporary never gets this name
+                continue
+        return done
+
+    def pending(self) -> list[int]:
+        done = self.done_indices()
+        return [i for i in range(self.n) if i not in done]
+
+    # -- writing -------------------------------------------------------------------------------
+    def add(self, record: dict[str, np.ndarray]) -> None:
+        """Buffer one finished sample; shards are written every ``shard_size`` samples or
+        ``shard_seconds`` seconds."""
+        self._buffer.append(record)
+        if (
+            len(self._buffer) >= self.shard_size
+            or time.monotonic() - self._last_flush >= self.shard_seconds
+        ):
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the buffered samples as one shard (atomically)."""
+        self._last_flush = time.monotonic()
+        if not self._buffer:
+            return
+        self.parts.mkdir(exist_ok=True)
+        arrays = {
+            key.replace("/", "."): np.stack([np.asarray(r[key], dtype=dt) for r in self._buffer])
+            for key, (_, dt) in self.layout.items()
+        }
+        name = f"part-{int(arrays['index'].min()):09d}-{uuid.uuid4().hex[:8]}.npz"
+        tmp = self.parts / (name + ".tmp")
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+        _fsync_replace(tmp, self.parts / name)
+        self._buffer = []
+
+    def consolidate(self) -> int:
+        """Merge the main file and all shards into a new main file; returns its sample count."""
+        self.flush()
+        shards = sorted(self.parts.glob("part-*.npz"))
+        with h5py.File(self.path, "r") as f:
+            main_index = f["index"][:]
+        entries = [(int(i), -1, k) for k, i in enumerate(main_index)]
+        seen = set(main_index.tolist())
+        shard_index = []
+        for s, shard in enumerate(shards):
+            with np.load(shard) as z:
+                idx = z["index"]
+            shard_index.append(idx)
+            for k, i in enumerate(idx.tolist()):
+                if i not in seen:  # a sample finished twice (killed before its shard was
+                    seen.add(i)  # recorded as merged) is the same sample: keep one
+                    entries.append((i, s, k))
+        entries.sort()
+        block = 256
+        blocks = (entries[a : a + block] for a in range(0, len(entries), block))
+        self._write_main(blocks=blocks, total=len(entries), shards=shards)
+        for shard in shards:
+            shard.unlink()
+        return len(entries)
+
+    def _write_main(self, blocks, total: int, shards: list[Path] = ()) -> None:
+        tmp = self.path.with_name(self.path.name + f".tmp-{uuid.uuid4().hex[:8]}")
+        old = h5py.File(self.path, "r") if self.path.exists() and total else None
+        cache: OrderedDict[int, dict[str, np.ndarray]] = OrderedDict()  # a few shards in memory
+        try:
+            with h5py.File(tmp, "w") as f:
+                f.attrs["format"] = FORMAT
+                f.attrs["version"] = VERSION
+                f.attrs["distribution"] = self.dist.to_json()
+                f.attrs["seed"] = self.seed
+                f.attrs["n_requested"] = self.n
+                f.attrs["fields"] = json.dumps(list(self.fields))
+                f.attrs["topovae_version"] = __version__
+                dsets = {}
+                for key, (shape, dt) in self.layout.items():
+                    dsets[key] = f.create_dataset(
+                        key, shape=(total, *shape), dtype=dt, maxshape=(None, *shape),
+                        chunks=(1, *shape) if shape else (min(max(total, 1), 4096),),
+                        compression="gzip", compression_opts=4, shuffle=bool(shape),
+                    )  # fmt: skip
+                start = 0
+                for entries in blocks:
+                    src = np.array([e[1] for e in entries])
+                    pos = np.array([e[2] for e in entries])
+                    for key, (shape, dt) in self.layout.items():
+                        out = np.empty((len(entries), *shape), dtype=dt)
+                        m = src == -1
+                        if m.any():
+                            out[m] = old[key][pos[m]]  # increasing positions: h5py fancy read
+                        for s in np.unique(src[~m]):
+                            if s not in cache:
+                                if len(cache) >= 16:
+                                    cache.popitem(last=False)
+                                with np.load(shards[s]) as z:
+                                    cache[s] = {k: z[k] for k in z.files}
+                            cache.move_to_end(s)
+                            ms = src == s
+                            out[ms] = cache[s][key.replace("/", ".")][pos[ms]]
+                        dsets[key][start : start + len(entries)] = out
+                    start += len(entries)
+        finally:
+            if old is not None:
+                old.close()
+        _fsync_replace(tmp, self.path)

@@ -1,0 +1,126 @@
+"""`TopologyDataset`: a torch Dataset over a dataset file, for DataLoaders with many workers.
+
+    ds = TopologyDataset("data.h5", split="train")          # 80 / 10 / 10 by default
+    item = ds[0]        # {"density": (1, H, W), "condition": (C, H, W), "volfrac": (), "index"}
+
+The condition channels, at element resolution (node fields averaged over each element's four
+corners), in the order of `condition_channels`: volume fraction (constant), fx, fy, fixed x,
+fixed y, passive solid, passive void, then the file's optional physical fields (log1p-scaled).
+The split is a permutation of the file's samples by ``split_seed``, the same on every machine.
+h5py handles are opened lazily in each DataLoader worker (a handle must not cross a fork).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from ._store import read_header
+
+BASE_CHANNELS = (
+    "volfrac", "fx", "fy", "fixed_x", "fixed_y", "passive_solid", "passive_void",
+)  # fmt: skip
+SPLITS = ("train", "val", "test", "all")
+
+
+def _node_to_element(a: np.ndarray) -> np.ndarray:
+    """(..., H+1, W+1) -> (..., H, W): mean of each element's four corner nodes."""
+    return 0.25 * (a[..., :-1, :-1] + a[..., 1:, :-1] + a[..., :-1, 1:] + a[..., 1:, 1:])
+
+
+class TopologyDataset(torch.utils.data.Dataset):
+    """Densities and their conditioning from a topovae dataset file (see the module docstring).
+
+    split: "train", "val", "test" or "all"; fractions: (train, val, test) shares.
+    in_memory: read the split's arrays once into memory (fast epochs when it fits).
+    fields: include the file's optional physical-field channels.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        split: str = "train",
+        fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+        split_seed: int = 0,
+        in_memory: bool = False,
+        fields: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        self.header = read_header(self.path)  # validates format and version
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
+        if len(fractions) != 3 or min(fractions) < 0 or not np.isclose(sum(fractions), 1):
+            raise ValueError(f"fractions must be 3 shares >= 0 summing to 1, got {fractions}")
+        n = self.header["n"]
+        perm = np.random.default_rng(split_seed).permutation(n)
+        a = round(fractions[0] * n)
+        b = a + round(fractions[1] * n)
+        part = {"train": perm[:a], "val": perm[a:b], "test": perm[b:], "all": perm}[split]
+        self.rows = np.sort(part)  # file rows; sorted reads are faster
+        self.fields = self.header["fields"] if fields else ()
+        self.condition_channels = BASE_CHANNELS + tuple(self.fields)
+        self._file: h5py.File | None = None
+        self._pid: int | None = None
+        self._memory: dict[str, np.ndarray] | None = None
+        if in_memory:
+            with h5py.File(self.path, "r") as f:
+                self._memory = {k: f[k][self.rows] for k in self._keys()}
+
+    def _keys(self) -> list[str]:
+        keys = ["index", "density", "problem/volfrac", "problem/loads", "problem/fixed_x",
+                "problem/fixed_y", "problem/passive_solid", "problem/passive_void"]  # fmt: skip
+        return keys + [f"fields/{f}" for f in self.fields]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def _handle(self) -> h5py.File:
+        if self._file is None or self._pid != os.getpid():
+            self._file = h5py.File(self.path, "r")
+            self._pid = os.getpid()
+        return self._file
+
+    def _read(self, k: int) -> dict[str, np.ndarray]:
+        if self._memory is not None:
+            return {key: v[k] for key, v in self._memory.items()}
+        f = self._handle()
+        row = int(self.rows[k])
+        return {key: f[key][row] for key in self._keys()}
+
+    def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
+        if not -len(self) <= k < len(self):
+            raise IndexError(f"index {k} out of range for a split of {len(self)} samples")
+        k %= len(self)
+        r = self._read(k)
+        h, w = r["density"].shape
+        vf = np.float32(r["problem/volfrac"])
+        channels = [
+            np.full((h, w), vf, np.float32),
+            _node_to_element(r["problem/loads"][0]),
+            _node_to_element(r["problem/loads"][1]),
+            _node_to_element(r["problem/fixed_x"].astype(np.float32)),
+            _node_to_element(r["problem/fixed_y"].astype(np.float32)),
+            r["problem/passive_solid"].astype(np.float32),
+            r["problem/passive_void"].astype(np.float32),
+        ]
+        channels += [np.log1p(r[f"fields/{f}"]) for f in self.fields]
+        return {
+            "density": torch.from_numpy(np.asarray(r["density"], np.float32)[None]),
+            "condition": torch.from_numpy(np.stack(channels).astype(np.float32)),
+            "volfrac": torch.tensor(vf),
+            "index": torch.tensor(int(r["index"])),
+        }
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_file"] = None  # never pickle an open h5py handle into a worker
+        return state
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
