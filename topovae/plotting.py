@@ -132,6 +132,25 @@ def save_solve_figure(result: SolveResult, path: str | Path, dpi: int = 150) -> 
     return path
 
 
+def save_dataset_grid(
+    items: list[tuple[np.ndarray, Problem, str]], path: str | Path, dpi: int = 120
+) -> Path:
+    """(density, problem, title) triples drawn in a near-square grid."""
+    plt = _pyplot()
+    ncols = max(1, round(len(items) ** 0.5))
+    nrows = -(-len(items) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.8 * nrows), squeeze=False)
+    for ax in axes.flat[len(items) :]:
+        ax.axis("off")
+    for ax, (density, problem, title) in zip(axes.flat, items, strict=False):
+        draw_design(ax, density, problem, title=title)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def save_design_grid(
     results: list[SolveResult], path: str | Path, ncols: int = 3, dpi: int = 120
 ) -> Path:
