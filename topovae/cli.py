@@ -201,8 +201,10 @@ def _parse_size(size: str) -> tuple[int, int]:
         w, h = (int(v) for v in size.lower().split("x"))
     except ValueError:
         raise InputError(f"--size must look like 64x64 (WIDTHxHEIGHT), got {size!r}") from None
-    if w < 4 or h < 4 or w * h > 4096 * 4096:
+    if w < 4 or h < 4:
         raise InputError(f"--size {size!r} is impossible: each side must be >= 4 elements")
+    if w * h > 2048 * 2048:
+        raise InputError(f"--size {size!r} is too large: at most 2048x2048 elements")
     return w, h
 
 

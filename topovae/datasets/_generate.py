@@ -64,9 +64,19 @@ def solve_sample(dist_json: str, seed: int, index: int, fields: tuple[str, ...])
 
 
 def _init_worker() -> None:
+    import threading
+
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1)  # processes give the parallelism; BLAS threads would fight
+    parent = os.getppid()
+
+    def exit_with_parent() -> None:  # a killed `generate` must not leave its workers behind
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=exit_with_parent, daemon=True).start()
 
 
 def _executor(workers: int | None, scheduler: str | None):
@@ -94,9 +104,9 @@ def _executor(workers: int | None, scheduler: str | None):
 
 
 def _run_executor(
-    todo: list[int], dist: ProblemDistribution, seed: int, fields, workers, scheduler
+    todo: list[int], dist: ProblemDistribution, seed: int, fields, executor
 ) -> Iterator[dict]:
-    executor, in_flight, close = _executor(workers, scheduler)
+    executor, in_flight, close = executor
     dist_json = dist.to_json()
     pending: set[cf.Future] = set()
     it = iter(todo)
@@ -127,7 +137,9 @@ def _run_batched(
         problems = [sample_problem(dist, seed, i) for i in chunk]
         results = solve_batch(problems, device=device)
         for i, p, r in zip(chunk, problems, results, strict=True):
-            yield sample_record(i, p, r, fields)
+            rec = sample_record(i, p, r, fields)
+            rec["result/seconds"] /= len(chunk)  # the batch's wall time, shared by its designs
+            yield rec
 
 
 def generate(
@@ -146,6 +158,9 @@ def generate(
 ) -> dict[str, Any]:
     """Make samples 0..n-1 of (dist, seed) into ``path``; see the module docstring.
 
+    ``result/seconds`` is each design's solve time (with ``device``: the batch's time divided by
+    its size).
+
     ``mode``: "new", "resume" or "overwrite" (see `DatasetWriter`). Interrupting (Ctrl-C) keeps
     every finished sample; so does a kill, through the shards that ``mode="resume"`` merges.
     Returns a summary: samples written, newly solved, seconds.
@@ -156,13 +171,20 @@ def generate(
         raise DatasetError(f"--workers must be >= 1, got {workers}")
     if batch < 1:
         raise DatasetError(f"--batch must be >= 1, got {batch}")
-    writer = DatasetWriter(Path(path), dist, seed, n, tuple(fields), mode=mode)
+    # the executor first: a scheduler that cannot be reached must not leave a new file behind
+    executor = None if device is not None else _executor(workers, scheduler)
+    try:
+        writer = DatasetWriter(Path(path), dist, seed, n, tuple(fields), mode=mode)
+    except BaseException:
+        if executor is not None:
+            executor[2]()
+        raise
     todo = writer.pending()
     t0 = time.perf_counter()
     if device is not None:
         stream = _run_batched(todo, dist, seed, writer.fields, device, batch)
     else:
-        stream = _run_executor(todo, dist, seed, writer.fields, workers, scheduler)
+        stream = _run_executor(todo, dist, seed, writer.fields, executor)
     bar = None
     if progress:
         from tqdm.auto import tqdm

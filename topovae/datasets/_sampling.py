@@ -60,25 +60,30 @@ class ProblemDistribution:
             v = getattr(self, n)
             if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 4:
                 raise ProblemError(f"{n} must be an integer >= 4, got {v!r}")
+        for n in ("volfrac", "loads", "load_angle", "magnitude", "holes"):
+            v = getattr(self, n)
+            if not isinstance(v, tuple | list) or len(v) != 2 or not v[0] <= v[1]:
+                raise ProblemError(f"{n} must be a (low, high) pair with low <= high, got {v!r}")
+        for n, allowed in (("supports", SUPPORT_FAMILIES), ("load_kinds", LOAD_KINDS)):
+            v = getattr(self, n)
+            if not isinstance(v, tuple | list) or not v:
+                raise ProblemError(f"{n} must be a non-empty tuple of: {', '.join(allowed)}")
+            for item in v:
+                if item not in allowed:
+                    raise ProblemError(
+                        f"unknown {n} entry {item!r}; choose from: {', '.join(allowed)}"
+                    )
         lo, hi = self.volfrac
         if not 0 < lo <= hi < 1:
             raise ProblemError(f"volfrac range must satisfy 0 < lo <= hi < 1, got {self.volfrac}")
-        for fam in self.supports:
-            if fam not in SUPPORT_FAMILIES:
-                raise ProblemError(
-                    f"unknown support family {fam!r}; choose from: {', '.join(SUPPORT_FAMILIES)}"
-                )
-        if not self.supports:
-            raise ProblemError("give at least one support family")
-        for kind in self.load_kinds:
-            if kind not in LOAD_KINDS:
-                raise ProblemError(f"unknown load kind {kind!r}; choose from: point, distributed")
         if self.load_place not in LOAD_PLACES:
             raise ProblemError(f"unknown load place {self.load_place!r}; choose boundary|anywhere")
-        if not 1 <= self.loads[0] <= self.loads[1]:
+        if not 1 <= self.loads[0]:
             raise ProblemError(f"loads range must satisfy 1 <= lo <= hi, got {self.loads}")
-        if not 0 <= self.holes[0] <= self.holes[1]:
+        if not 0 <= self.holes[0]:
             raise ProblemError(f"holes range must satisfy 0 <= lo <= hi, got {self.holes}")
+        if self.magnitude[0] <= 0:
+            raise ProblemError(f"magnitude range must be positive, got {self.magnitude}")
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -158,6 +158,7 @@ class DatasetWriter:
             if f not in FIELDS:
                 raise DatasetError(f"unknown field {f!r}; choose from: {', '.join(FIELDS)}")
         self.parts = shards_dir(self.path)
+        self._remove_stale_temporaries()
         exists = self.path.exists()
         if mode == "new" and exists:
             raise DatasetError(
@@ -175,6 +176,26 @@ class DatasetWriter:
         self._buffer: list[dict[str, np.ndarray]] = []
         self._last_flush = time.monotonic()
 
+    def _remove_stale_temporaries(self) -> None:
+        """Temporary files of a writer killed mid-write (never renamed, so never valid)."""
+        stale = list(self.path.parent.glob(self.path.name + ".tmp-*"))
+        if self.parts.is_dir():
+            stale += list(self.parts.glob("*.tmp"))
+        for p in stale:
+            p.unlink(missing_ok=True)
+
+    def _shards(self) -> list[Path]:
+        """Readable shard files; an unreadable one is renamed *.bad and ignored."""
+        good = []
+        for shard in sorted(self.parts.glob("part-*.npz")):
+            try:
+                with np.load(shard) as z:
+                    z["index"]
+                good.append(shard)
+            except (OSError, ValueError, KeyError, EOFError):
+                shard.rename(shard.with_suffix(".bad"))
+        return good
+
     def _check_matches(self, header: dict[str, Any]) -> None:
         mine = (self.dist.to_dict(), self.seed, self.fields)
         theirs = (header["distribution"].to_dict(), header["seed"], header["fields"])
@@ -183,21 +204,20 @@ class DatasetWriter:
                 f"{str(self.path)!r} was made with other settings (distribution, seed or fields); "
                 "pass --overwrite to replace it"
             )
-        if header["n"] > self.n:
+        done = self.done_indices()
+        if done and max(done) >= self.n:
             raise DatasetError(
-                f"{str(self.path)!r} already holds {header['n']} samples, more than -n {self.n}"
+                f"{str(self.path)!r} already holds {len(done)} samples, more than -n {self.n} "
+                f"(indices up to {max(done)})"
             )
 
     # -- what is done --------------------------------------------------------------------------
     def done_indices(self) -> set[int]:
         with h5py.File(self.path, "r") as f:
             done = set(f["index"][:].tolist())
-        for shard in self.parts.glob("part-*.npz"):
-            try:
-                with np.load(shard) as z:
-                    done.update(z["index"].tolist())
-            except (OSError, ValueError, KeyError):  # a torn temporary never gets this name
-                continue
+        for shard in self._shards():
+            with np.load(shard) as z:
+                done.update(z["index"].tolist())
         return done
 
     def pending(self) -> list[int]:
@@ -235,7 +255,7 @@ class DatasetWriter:
     def consolidate(self) -> int:
         """Merge the main file and all shards into a new main file; returns its sample count."""
         self.flush()
-        shards = sorted(self.parts.glob("part-*.npz"))
+        shards = self._shards()
         with h5py.File(self.path, "r") as f:
             main_index = f["index"][:]
         entries = [(int(i), -1, k) for k, i in enumerate(main_index)]
