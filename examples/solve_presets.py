@@ -7,7 +7,7 @@ Shows the Python API: presets, SIMP settings, `solve`, and the plotting helpers.
 
 import argparse
 
-from topovae.plotting import save_design_grid
+from topovae.plotting import save_results_grid
 from topovae.solvers import PRESETS, preset, solve
 
 
@@ -21,7 +21,7 @@ def main() -> None:
         result = solve(preset(name, rmin=2.0, optimizer=args.optimizer), progress=True)
         print(f"{name:<10} c = {result.compliance:10.4f}  {result.iterations:4d} it")
         results.append(result)
-    print("wrote", save_design_grid(results, args.out))
+    print("wrote", save_results_grid(results, args.out))
 
 
 if __name__ == "__main__":

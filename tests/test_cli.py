@@ -4,30 +4,9 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from conftest import assert_one_line_error
 
-from topovae.cli import main
 from topovae.solvers import PRESETS, preset
-
-
-@pytest.fixture
-def run(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    runner = CliRunner()
-
-    def invoke(*args):
-        return runner.invoke(main, [str(a) for a in args])
-
-    return invoke
-
-
-def assert_one_line_error(result, *fragments):
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    lines = [ln for ln in result.output.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 def test_list_presets_one_line_each(run):

@@ -19,9 +19,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from conftest import assert_one_line_error
 
-from topovae.cli import main
 from topovae.datasets import (
     DatasetError,
     DatasetWriter,
@@ -40,26 +39,6 @@ COMPARED = (
 CRASH_N, CRASH_SEED = 150, 5
 CRASH_ARGS = ["-d", "mixed", "--size", "12x12", "-n", CRASH_N, "--seed", CRASH_SEED, "-q"]
 posix_only = pytest.mark.skipif(os.name != "posix", reason="signals and process groups")
-
-
-@pytest.fixture
-def run(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    runner = CliRunner()
-
-    def invoke(*args):
-        return runner.invoke(main, [str(a) for a in args])
-
-    return invoke
-
-
-def assert_one_line_error(result, *fragments):
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    lines = [ln for ln in result.output.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def read_all(path, keys=COMPARED):

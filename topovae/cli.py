@@ -328,7 +328,7 @@ def show(path: str, n: int, out: str) -> None:
     """Draw the first n designs of a dataset with their loads and supports."""
     import h5py
 
-    from .plotting import save_dataset_grid
+    from .plotting import save_design_grid
     from .solvers import Problem
 
     h = _dataset_header(path)
@@ -352,7 +352,7 @@ def show(path: str, n: int, out: str) -> None:
                 f"#{int(f['index'][k])} vf={problem.volfrac:.2f} c={f['result/compliance'][k]:.4g}"
             )
             items.append((f["density"][k], problem, title))
-    save_dataset_grid(items, png)
+    save_design_grid(items, png)
     click.echo(f"wrote {png}")
 
 

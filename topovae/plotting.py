@@ -132,14 +132,21 @@ def save_solve_figure(result: SolveResult, path: str | Path, dpi: int = 150) -> 
     return path
 
 
-def save_dataset_grid(
-    items: list[tuple[np.ndarray, Problem, str]], path: str | Path, dpi: int = 120
+def save_design_grid(
+    items: list[tuple[np.ndarray, Problem | None, str]],
+    path: str | Path,
+    ncols: int | None = None,
+    dpi: int = 120,
 ) -> Path:
-    """(density, problem, title) triples drawn in a near-square grid."""
+    """(density, problem, title) triples drawn in a grid (near-square by default)."""
     plt = _pyplot()
-    ncols = max(1, round(len(items) ** 0.5))
+    ncols = ncols or max(1, round(len(items) ** 0.5))
     nrows = -(-len(items) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.8 * nrows), squeeze=False)
+    h, w = items[0][0].shape
+    cell = (3.6 * min(1.6, max(0.7, w / h)), 2.8)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(cell[0] * ncols, cell[1] * nrows), squeeze=False
+    )
     for ax in axes.flat[len(items) :]:
         ax.axis("off")
     for ax, (density, problem, title) in zip(axes.flat, items, strict=False):
@@ -151,20 +158,11 @@ def save_dataset_grid(
     return path
 
 
-def save_design_grid(
-    results: list[SolveResult], path: str | Path, ncols: int = 3, dpi: int = 120
-) -> Path:
-    """Several solved designs side by side, each titled with its compliance."""
-    plt = _pyplot()
-    nrows = -(-len(results) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 2.8 * nrows), squeeze=False)
-    for ax in axes.flat[len(results) :]:
-        ax.axis("off")
-    for ax, r in zip(axes.flat, results, strict=False):
-        p = r.problem
-        draw_design(ax, r.density, p, title=f"{p.name} {p.nelx}x{p.nely} c={r.compliance:.4g}")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return path
+def save_results_grid(results: list[SolveResult], path: str | Path, ncols: int = 3) -> Path:
+    """Solved designs side by side, each titled with its problem and compliance."""
+    items = [
+        (r.density, r.problem, f"{r.problem.name} {r.problem.nelx}x{r.problem.nely} "
+         f"c={r.compliance:.4g}")
+        for r in results
+    ]  # fmt: skip
+    return save_design_grid(items, path, ncols=ncols)
