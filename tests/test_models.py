@@ -1,0 +1,178 @@
+"""Design VAEs: shapes, the ELBO terms against independent formulas, training moves the loss."""
+
+import json
+
+import pytest
+import torch
+from torch.distributions import Normal, kl_divergence
+
+from topovae.models import (
+    ConfigError,
+    DesignVAE,
+    VAEConfig,
+    active_units,
+    gaussian_kl,
+    kl_weight,
+    loss_terms,
+)
+
+SMALL = dict(latent_dim=6, base_width=8, depth=3)
+
+
+def make(kind="vae", h=24, w=40, cc=0, **kw):
+    extra = {"beta": 4.0} if kind == "beta-vae" else {}
+    cfg = VAEConfig(kind=kind, height=h, width=w, cond_channels=cc, **SMALL, **extra, **kw)
+    torch.manual_seed(0)
+    return DesignVAE(cfg)
+
+
+def test_kl_equals_torch_distributions():
+    g = torch.Generator().manual_seed(0)
+    mu = torch.randn(5, 7, generator=g)
+    logvar = torch.randn(5, 7, generator=g)
+    expected = kl_divergence(Normal(mu, torch.exp(0.5 * logvar)), Normal(0.0, 1.0))
+    torch.testing.assert_close(gaussian_kl(mu, logvar), expected, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize(("kind", "cc"), [("vae", 0), ("beta-vae", 0), ("cvae", 7)])
+@pytest.mark.parametrize(("h", "w"), [(64, 64), (20, 60), (33, 17), (8, 8)])
+def test_shapes(kind, cc, h, w):
+    model = make(kind, h, w, cc)
+    x = torch.rand(3, 1, h, w)
+    c = torch.rand(3, cc, h, w) if cc else None
+    mu, logvar = model.encode(x, c)
+    assert mu.shape == logvar.shape == (3, SMALL["latent_dim"])
+    assert model.decode(mu, c).shape == (3, 1, h, w)
+    logits, _, _ = model(x, c)
+    assert logits.shape == (3, 1, h, w)
+    s = model.sample(2, c[0] if cc else None, generator=torch.Generator().manual_seed(0))
+    assert s.shape == (2, 1, h, w) and 0 <= float(s.min()) and float(s.max()) <= 1
+    assert model.reconstruct(x, c).shape == (3, 1, h, w)
+
+
+def test_sampling_is_reproducible_with_a_generator():
+    model = make().eval()
+    a = model.sample(4, generator=torch.Generator().manual_seed(3))
+    b = model.sample(4, generator=torch.Generator().manual_seed(3))
+    c = model.sample(4, generator=torch.Generator().manual_seed(4))
+    torch.testing.assert_close(a, b)
+    assert not torch.allclose(a, c)
+
+
+@pytest.mark.parametrize(("kind", "cc"), [("vae", 0), ("beta-vae", 0), ("cvae", 3)])
+def test_two_training_steps_lower_the_loss_on_a_fixed_batch(kind, cc):
+    model = make(kind, 16, 16, cc)
+    g = torch.Generator().manual_seed(1)
+    x = (torch.rand(8, 1, 16, 16, generator=g) > 0.5).float()
+    c = torch.rand(8, cc, 16, 16, generator=g) if cc else None
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def loss() -> torch.Tensor:
+        logits, mu, logvar = model(x, c, generator=torch.Generator().manual_seed(2))
+        return loss_terms(model.config, logits, x, mu, logvar)["total"]
+
+    before = float(loss().detach())
+    for _ in range(2):
+        opt.zero_grad()
+        loss().backward()
+        opt.step()
+    assert float(loss().detach()) < before
+
+
+def test_loss_terms_match_hand_computation():
+    cfg = VAEConfig(height=4, width=4, latent_dim=3, likelihood="bernoulli", **{"depth": 1})
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(2, 1, 4, 4, generator=g) > 0.5).float()
+    logits = torch.randn(2, 1, 4, 4, generator=g)
+    mu, logvar = torch.randn(2, 3, generator=g), torch.randn(2, 3, generator=g)
+    t = loss_terms(cfg, logits, x, mu, logvar)
+    p = torch.sigmoid(logits)
+    rec = -(x * torch.log(p) + (1 - x) * torch.log(1 - p)).sum() / 2
+    kl = (0.5 * (mu**2 + logvar.exp() - 1 - logvar)).sum() / 2
+    torch.testing.assert_close(t["reconstruction"], rec, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(t["kl"], kl)
+    torch.testing.assert_close(t["total"], rec + kl, rtol=1e-5, atol=1e-5)
+    gauss = loss_terms(cfg.__class__(**{**cfg.to_dict(), "likelihood": "gaussian"}), logits, x,
+                       mu, logvar)  # fmt: skip
+    torch.testing.assert_close(gauss["reconstruction"], 0.5 * ((p - x) ** 2).sum() / 2)
+
+
+def test_beta_warmup_free_bits_capacity_and_volume():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(4, 1, 8, 8, generator=g)
+    logits = torch.randn(4, 1, 8, 8, generator=g)
+    mu = torch.zeros(4, 3)
+    mu[:, 0] = 2.0  # dim 0 has KL 2, dims 1-2 have KL 0
+    logvar = torch.zeros(4, 3)
+    base = dict(height=8, width=8, latent_dim=3, depth=1)
+    beta = VAEConfig(kind="beta-vae", beta=4.0, kl_warmup_steps=10, **base)
+    assert kl_weight(beta, 5) == pytest.approx(2.0)
+    t = loss_terms(beta, logits, x, mu, logvar, step=5)
+    assert float(t["kl"]) == pytest.approx(2.0) and float(t["weighted_kl"]) == pytest.approx(4.0)
+    fb = VAEConfig(free_bits=0.5, **base)
+    assert float(loss_terms(fb, logits, x, mu, logvar)["weighted_kl"]) == pytest.approx(3.0)
+    cap = VAEConfig(kind="beta-vae", capacity_max=10.0, capacity_steps=100, capacity_gamma=2.0,
+                    **base)  # fmt: skip
+    assert float(loss_terms(cap, logits, x, mu, logvar, step=50)["weighted_kl"]) == pytest.approx(
+        2.0 * abs(2.0 - 5.0)
+    )
+    vol = VAEConfig(volume_weight=1.0, **base)
+    target = torch.sigmoid(logits).mean(dim=(1, 2, 3))
+    assert float(loss_terms(vol, logits, x, mu, logvar, volfrac=target)["volume"]) < 1e-10
+    off = loss_terms(vol, logits, x, mu, logvar, volfrac=target + 0.1)["volume"]
+    assert float(off) == pytest.approx(64 * 0.01, rel=1e-4)
+
+
+def test_active_units():
+    g = torch.Generator().manual_seed(0)
+    mu = torch.zeros(500, 5)
+    mu[:, 1] = torch.randn(500, generator=g)
+    mu[:, 3] = 0.5 * torch.randn(500, generator=g)
+    mu[:, 4] = 0.01 * torch.randn(500, generator=g)  # variance 1e-4: collapsed
+    assert active_units(mu) == 2
+
+
+def test_config_round_trips_through_json():
+    cfg = VAEConfig(kind="cvae", height=20, width=60, cond_channels=7, latent_dim=16, beta=1.5,
+                    free_bits=0.1, norm="group", activation="gelu")  # fmt: skip
+    assert VAEConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+
+@pytest.mark.parametrize(
+    ("kw", "fragment"),
+    [
+        ({"kind": "gan"}, "unknown kind 'gan'"),
+        ({"latent_dim": 0}, "latent_dim"),
+        ({"kind": "cvae"}, "cond_channels"),
+        ({"cond_channels": 3}, "cond_channels"),
+        ({"kind": "beta-vae", "beta": 1.0}, "beta > 1"),
+        ({"norm": "layer"}, "unknown norm"),
+        ({"height": -4}, "height"),
+    ],
+)
+def test_bad_configs(kw, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        VAEConfig(**kw)
+    with pytest.raises(ConfigError, match="unknown model config fields: bogus"):
+        VAEConfig.from_dict({"bogus": 1})
+
+
+def test_conditions_are_checked():
+    vae, cvae = make(), make("cvae", cc=2)
+    x = torch.rand(2, 1, 24, 40)
+    with pytest.raises(ConfigError, match="needs a condition"):
+        cvae.encode(x)
+    with pytest.raises(ConfigError, match="takes no condition"):
+        vae.encode(x, torch.rand(2, 2, 24, 40))
+    with pytest.raises(ConfigError, match=r"shape \(B, 2, 24, 40\)"):
+        cvae.encode(x, torch.rand(2, 3, 24, 40))
+    with pytest.raises(ConfigError, match=r"designs of shape \(B, 1, 24, 40\)"):
+        vae.encode(torch.rand(2, 1, 24, 41))
+
+
+def test_condition_changes_the_decoded_design():
+    model = make("cvae", 16, 16, cc=2).eval()
+    z = torch.zeros(1, SMALL["latent_dim"])
+    a = model.decode(z, torch.zeros(1, 2, 16, 16))
+    b = model.decode(z, torch.ones(1, 2, 16, 16))
+    assert (a - b).abs().max() > 1e-4

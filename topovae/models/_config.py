@@ -1,0 +1,106 @@
+"""`VAEConfig`: everything that defines a design VAE, as a dataclass that round-trips to JSON.
+
+    cfg = VAEConfig(kind="cvae", height=64, width=64, cond_channels=7, latent_dim=32)
+    model = DesignVAE(cfg)
+    VAEConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+Sizes inside the network are derived from these fields, never hard-coded: the encoder halves the
+(padded) image ``depth`` times, so any H x W works.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+KINDS = ("vae", "beta-vae", "cvae")
+NORMS = ("batch", "group", "none")
+ACTIVATIONS = ("silu", "relu", "gelu", "leaky_relu")
+LIKELIHOODS = ("bernoulli", "gaussian")
+
+
+class ConfigError(ValueError):
+    """An invalid model configuration; the message names the bad value and what is allowed."""
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    """Architecture and loss of a design VAE.
+
+    kind: "vae"; "beta-vae" (KL weight ``beta`` > 1, optionally the controlled-capacity target
+        of Burgess et al. 2018: loss = rec + gamma |KL - C(t)|, C growing linearly to
+        ``capacity_max`` nats over ``capacity_steps``); "cvae" (encoder and decoder conditioned on
+        ``cond_channels`` image channels: volume fraction, loads, supports, ...).
+    width: channels of the first conv stage, doubled at each of the ``depth`` stages (capped at
+        ``max_width``).
+    likelihood: "bernoulli" (BCE with logits, for densities in [0, 1]) or "gaussian" (MSE of the
+        sigmoid output, unit variance up to a constant).
+    free_bits: minimum KL per latent dimension (nats) below which it is not penalised.
+    kl_warmup_steps: the KL weight ramps linearly from 0 over these steps (0: no warm-up).
+    volume_weight: weight of the auxiliary volume term (mean decoded density - target)^2.
+    """
+
+    kind: str = "vae"
+    height: int = 64
+    width: int = 64
+    in_channels: int = 1
+    cond_channels: int = 0
+    latent_dim: int = 32
+    base_width: int = 32
+    max_width: int = 256
+    depth: int = 4
+    norm: str = "batch"
+    activation: str = "silu"
+    likelihood: str = "bernoulli"
+    beta: float = 1.0
+    capacity_max: float = 0.0
+    capacity_steps: int = 0
+    capacity_gamma: float = 100.0
+    free_bits: float = 0.0
+    kl_warmup_steps: int = 0
+    volume_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        def choice(name: str, allowed: tuple[str, ...]) -> None:
+            if getattr(self, name) not in allowed:
+                raise ConfigError(
+                    f"unknown {name} {getattr(self, name)!r}; choose one of: {', '.join(allowed)}"
+                )
+
+        choice("kind", KINDS)
+        choice("norm", NORMS)
+        choice("activation", ACTIVATIONS)
+        choice("likelihood", LIKELIHOODS)
+        for name in ("height", "width", "in_channels", "latent_dim", "base_width", "depth"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+        if self.max_width < self.base_width:
+            raise ConfigError(f"max_width must be >= base_width, got {self.max_width}")
+        if self.kind == "cvae" and self.cond_channels < 1:
+            raise ConfigError("a cvae needs cond_channels >= 1 (the problem's condition images)")
+        if self.kind != "cvae" and self.cond_channels != 0:
+            raise ConfigError(f"cond_channels is for kind 'cvae', not {self.kind!r}")
+        if self.beta < 0 or self.free_bits < 0 or self.volume_weight < 0:
+            raise ConfigError("beta, free_bits and volume_weight must be >= 0")
+        if self.kind == "beta-vae" and self.beta <= 1 and self.capacity_max <= 0:
+            raise ConfigError(
+                f"a beta-vae needs beta > 1 or a capacity schedule, got beta={self.beta}"
+            )
+        if self.capacity_max < 0 or self.capacity_steps < 0 or self.kl_warmup_steps < 0:
+            raise ConfigError("capacity_max, capacity_steps and kl_warmup_steps must be >= 0")
+
+    @property
+    def conditional(self) -> bool:
+        return self.kind == "cvae"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> VAEConfig:
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown model config fields: {', '.join(sorted(unknown))}")
+        return cls(**d)
