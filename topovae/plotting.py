@@ -166,3 +166,58 @@ def save_results_grid(results: list[SolveResult], path: str | Path, ncols: int =
         for r in results
     ]  # fmt: skip
     return save_design_grid(items, path, ncols=ncols)
+
+
+def save_training_figures(trainer: Any, kl_per_dim: list[float], n: int = 8) -> None:
+    """Per-epoch PNGs of a `Trainer` in its output folder: loss curves (loss.png), held-out
+    reconstructions (reconstructions.png), prior samples (samples.png; a conditional model uses
+    held-out conditions) and the KL of each latent dimension (kl.png)."""
+    import torch
+
+    plt = _pyplot()
+    out, hist = trainer.out, trainer.history
+    epochs = [r["epoch"] for r in hist]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    for ax, key in zip(axes, ("total", "reconstruction", "kl"), strict=True):
+        ax.plot(epochs, [r[f"train_{key}"] for r in hist], label="train")
+        ax.plot(epochs, [r[f"val_{key}"] for r in hist], label="validation")
+        ax.set_title(key)
+        ax.set_xlabel("epoch")
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(out / "loss.png", dpi=100)
+    plt.close(fig)
+
+    model, cfg = trainer.model, trainer.mcfg
+    items = [trainer.val_set[k] for k in range(min(n, len(trainer.val_set)))]
+    x = torch.stack([it["density"] for it in items]).to(trainer.device)
+    c = (
+        torch.stack([it["condition"] for it in items]).to(trainer.device)
+        if cfg.conditional
+        else None
+    )
+    model.eval()
+    rec = model.reconstruct(x, c).float().cpu().numpy()
+    gen = torch.Generator(device=trainer.device).manual_seed(0)
+    samples = model.sample(len(items), c, generator=gen).float().cpu().numpy()
+    x = x.float().cpu().numpy()
+    for name, rows in (("reconstructions", (x, rec)), ("samples", (samples,))):
+        fig, axes = plt.subplots(len(rows), len(items), figsize=(1.6 * len(items), 1.7 * len(rows)),
+                                 squeeze=False)  # fmt: skip
+        for r, images in enumerate(rows):
+            for k, img in enumerate(images):
+                axes[r, k].imshow(1 - img[0], cmap="gray", vmin=0, vmax=1)
+                axes[r, k].axis("off")
+        fig.suptitle(f"epoch {trainer.epoch}: {name}" + (" (top: data)" if len(rows) > 1 else ""))
+        fig.tight_layout()
+        fig.savefig(out / f"{name}.png", dpi=100)
+        plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.bar(range(len(kl_per_dim)), kl_per_dim)
+    ax.set_xlabel("latent dimension")
+    ax.set_ylabel("KL (nats)")
+    ax.set_title(f"epoch {trainer.epoch}: KL per dimension")
+    fig.tight_layout()
+    fig.savefig(out / "kl.png", dpi=100)
+    plt.close(fig)

@@ -32,6 +32,39 @@ def _node_to_element(a: np.ndarray) -> np.ndarray:
     return 0.25 * (a[..., :-1, :-1] + a[..., 1:, :-1] + a[..., :-1, 1:] + a[..., 1:, 1:])
 
 
+def condition_channels(
+    volfrac, loads, fixed_x, fixed_y, passive_solid, passive_void, fields=()
+) -> np.ndarray:
+    """(C, H, W) float32 condition images of one problem, in `BASE_CHANNELS` order then fields.
+
+    ``loads`` is (2, H+1, W+1) (one load case); node fields are averaged onto the elements."""
+    h, w = passive_solid.shape
+    channels = [
+        np.full((h, w), np.float32(volfrac), np.float32),
+        _node_to_element(np.asarray(loads[0], np.float64)),
+        _node_to_element(np.asarray(loads[1], np.float64)),
+        _node_to_element(np.asarray(fixed_x, np.float32)),
+        _node_to_element(np.asarray(fixed_y, np.float32)),
+        np.asarray(passive_solid, np.float32),
+        np.asarray(passive_void, np.float32),
+    ]
+    channels += [np.log1p(f) for f in fields]
+    return np.stack(channels).astype(np.float32)
+
+
+def problem_condition(problem, fields: bool = False) -> np.ndarray:
+    """Condition images of a `Problem` (its first load case), as the dataset makes them."""
+    extra = ()
+    if fields:
+        from ..solvers import full_material_fields
+
+        extra = full_material_fields(problem)
+    return condition_channels(
+        problem.volfrac, problem.loads[0], problem.fixed_x, problem.fixed_y,
+        problem.passive_solid, problem.passive_void, extra,
+    )  # fmt: skip
+
+
 class TopologyDataset(torch.utils.data.Dataset):
     """Densities and their conditioning from a topovae dataset file (see the module docstring).
 
@@ -96,21 +129,15 @@ class TopologyDataset(torch.utils.data.Dataset):
             raise IndexError(f"index {k} out of range for a split of {len(self)} samples")
         k %= len(self)
         r = self._read(k)
-        h, w = r["density"].shape
+        condition = condition_channels(
+            r["problem/volfrac"], r["problem/loads"], r["problem/fixed_x"], r["problem/fixed_y"],
+            r["problem/passive_solid"], r["problem/passive_void"],
+            [r[f"fields/{f}"] for f in self.fields],
+        )  # fmt: skip
         vf = np.float32(r["problem/volfrac"])
-        channels = [
-            np.full((h, w), vf, np.float32),
-            _node_to_element(r["problem/loads"][0]),
-            _node_to_element(r["problem/loads"][1]),
-            _node_to_element(r["problem/fixed_x"].astype(np.float32)),
-            _node_to_element(r["problem/fixed_y"].astype(np.float32)),
-            r["problem/passive_solid"].astype(np.float32),
-            r["problem/passive_void"].astype(np.float32),
-        ]
-        channels += [np.log1p(r[f"fields/{f}"]) for f in self.fields]
         return {
             "density": torch.from_numpy(np.asarray(r["density"], np.float32)[None]),
-            "condition": torch.from_numpy(np.stack(channels).astype(np.float32)),
+            "condition": torch.from_numpy(condition),
             "volfrac": torch.tensor(vf),
             "index": torch.tensor(int(r["index"])),
         }

@@ -8,6 +8,7 @@ terms = loss_terms(model.config, logits, x, mu, logvar, step)   # terms["total"]
 
 from ._config import ACTIVATIONS, KINDS, LIKELIHOODS, NORMS, ConfigError, VAEConfig
 from ._losses import active_units, gaussian_kl, kl_weight, loss_terms
+from ._train import TrainConfig, Trainer, TrainingError, load, read_checkpoint
 from ._vae import DesignVAE
 
 __all__ = [
@@ -17,9 +18,14 @@ __all__ = [
     "NORMS",
     "ConfigError",
     "DesignVAE",
+    "TrainConfig",
+    "Trainer",
+    "TrainingError",
     "VAEConfig",
     "active_units",
     "gaussian_kl",
     "kl_weight",
+    "load",
     "loss_terms",
+    "read_checkpoint",
 ]

@@ -1,0 +1,323 @@
+"""Training design VAEs: one loop for CPU and GPU, exact resume, atomic checkpoints, logs, plots.
+
+    trainer = Trainer(model_config, TrainConfig(epochs=50), train_set, val_set, "runs/x")
+    trainer.fit()                      # or fit(resume=True) after an interruption
+    model = load("runs/x/best.pt")
+
+Checkpoints (``last.pt`` every epoch, ``best.pt`` at the best validation loss) are plain dicts
+written to a temporary file and renamed: format, version, model and train configs, weights,
+optimizer and scheduler states, step, epoch, RNG states (torch, data order, reparameterisation
+noise), the data fingerprint and the metrics so far. They load with
+``torch.load(weights_only=True)``.
+
+Determinism: the data order of epoch e is a permutation drawn from seed + e, and the
+reparameterisation noise comes from a generator whose state is checkpointed, so a run resumed
+from ``last.pt`` ends with the same weights as an uninterrupted one (CPU).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ._config import ConfigError, VAEConfig
+from ._losses import active_units, loss_terms
+from ._vae import DesignVAE
+
+CHECKPOINT_FORMAT = "topovae-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. the loss became NaN); the message says what was kept."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings. lr follows a linear warm-up then a cosine decay to lr/20."""
+
+    epochs: int = 50
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+    seed: int = 0
+    device: str = "auto"
+    compile: bool = False
+    num_workers: int = 0
+    plots: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be > 0, got {self.lr}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for, but no CUDA GPU is available")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise ConfigError(f"unknown device {name!r}; choose one of: auto, cpu, cuda")
+    return torch.device(name)
+
+
+def _atomic_save(obj: dict, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load and check a checkpoint dict (weights only: no code is unpickled)."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # torch raises several types for foreign files
+        raise ConfigError(f"{str(path)!r} is not a topovae checkpoint") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ConfigError(f"{str(path)!r} is not a topovae checkpoint")
+    if int(ckpt.get("version", -1)) > CHECKPOINT_VERSION:
+        raise ConfigError(
+            f"{str(path)!r} has checkpoint version {ckpt['version']}, newer than this topovae "
+            f"reads ({CHECKPOINT_VERSION}); upgrade topovae"
+        )
+    return ckpt
+
+
+def load(path: str | os.PathLike, device: str = "cpu") -> DesignVAE:
+    """Rebuild a trained model from a checkpoint, in eval mode."""
+    ckpt = read_checkpoint(path)
+    model = DesignVAE(VAEConfig.from_dict(ckpt["model_config"]))
+    model.load_state_dict(ckpt["model"])
+    return model.to(_device(device)).eval()
+
+
+def _batch(item: dict, device: torch.device, conditional: bool):
+    x = item["density"].to(device, non_blocking=True)
+    c = item["condition"].to(device, non_blocking=True) if conditional else None
+    return x, c, item["volfrac"].to(device)
+
+
+class Trainer:
+    """Fits a `DesignVAE` on torch Datasets yielding dicts with "density", "condition",
+    "volfrac" (as `TopologyDataset` does)."""
+
+    def __init__(
+        self,
+        model_config: VAEConfig,
+        train_config: TrainConfig,
+        train_set: torch.utils.data.Dataset,
+        val_set: torch.utils.data.Dataset,
+        out: str | os.PathLike,
+        data_fingerprint: dict[str, Any] | None = None,
+    ) -> None:
+        self.mcfg, self.tcfg = model_config, train_config
+        self.train_set, self.val_set = train_set, val_set
+        self.out = Path(out)
+        self.fingerprint = data_fingerprint or {}
+        self.device = _device(train_config.device)
+        if len(train_set) == 0 or len(val_set) == 0:
+            raise ConfigError("the train and validation splits must both hold samples")
+        torch.manual_seed(train_config.seed)
+        self.model = DesignVAE(model_config).to(self.device)
+        self.forward = torch.compile(self.model) if train_config.compile else self.model
+        self.opt = torch.optim.AdamW(
+            self.model.parameters(), lr=train_config.lr, weight_decay=train_config.weight_decay
+        )
+        steps_per_epoch = math.ceil(len(train_set) / train_config.batch_size)
+        total = max(1, steps_per_epoch * train_config.epochs)
+        warm = max(1, min(train_config.warmup_steps, total // 2))
+
+        def lr_factor(step: int) -> float:
+            if step < warm:
+                return (step + 1) / warm
+            t = (step - warm) / max(1, total - warm)
+            return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_factor)
+        self.noise = torch.Generator(device=self.device).manual_seed(train_config.seed + 1)
+        self.step, self.epoch, self.best = 0, 0, math.inf
+        self.history: list[dict[str, float]] = []
+        self.amp = self.device.type == "cuda"
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "model_config": self.mcfg.to_dict(),
+            "train_config": self.tcfg.to_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "best": self.best,
+            "rng": {"torch": torch.get_rng_state(), "noise": self.noise.get_state()},
+            "data": self.fingerprint,
+            "metrics": self.history,
+        }
+
+    def _restore(self, path: Path) -> None:
+        ckpt = read_checkpoint(path)
+        if ckpt["model_config"] != self.mcfg.to_dict():
+            raise ConfigError(f"{str(path)!r} holds another model configuration; cannot resume")
+        if self.fingerprint and ckpt["data"] != self.fingerprint:
+            raise ConfigError(f"{str(path)!r} was trained on other data; cannot resume")
+        self.model.load_state_dict(ckpt["model"])
+        self.opt.load_state_dict(ckpt["optimizer"])
+        self.sched.load_state_dict(ckpt["scheduler"])
+        self.step, self.epoch, self.best = ckpt["step"], ckpt["epoch"], ckpt["best"]
+        self.history = list(ckpt["metrics"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        self.noise.set_state(ckpt["rng"]["noise"])
+        # the logs restart from the checkpoint's metrics: an epoch logged after the last
+        # checkpoint (a kill in between) is done again and must not appear twice
+        for name in ("metrics.jsonl", "metrics.csv"):
+            (self.out / name).unlink(missing_ok=True)
+        for row in self.history:
+            self._log(row)
+
+    # -- the loop ------------------------------------------------------------------------------
+    def _loader(self, dataset, shuffle: bool, epoch: int = 0):
+        g = torch.Generator().manual_seed(self.tcfg.seed * 1_000_003 + epoch)
+        return torch.utils.data.DataLoader(
+            dataset, batch_size=self.tcfg.batch_size, shuffle=shuffle, generator=g,
+            num_workers=self.tcfg.num_workers, pin_memory=self.device.type == "cuda",
+        )  # fmt: skip
+
+    def _terms(self, x, c, vf):
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
+            logits, mu, logvar = self.forward(x, c, generator=self.noise)
+        return loss_terms(self.mcfg, logits, x, mu.float(), logvar.float(), self.step, vf)
+
+    def fit(self, resume: bool = False, progress: bool = True) -> list[dict[str, float]]:
+        """Train until ``epochs``; returns the per-epoch metrics."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        if resume:
+            last = self.out / "last.pt"
+            if not last.exists():
+                raise ConfigError(f"nothing to resume: {str(last)!r} does not exist")
+            self._restore(last)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            per_epoch = math.ceil(len(self.train_set) / self.tcfg.batch_size)
+            bar = tqdm(total=per_epoch * self.tcfg.epochs, initial=self.step, unit="step",
+                       desc=f"train {self.mcfg.kind}")  # fmt: skip
+        try:
+            while self.epoch < self.tcfg.epochs:
+                t0 = time.perf_counter()
+                train = self._train_epoch(bar)
+                val = self.evaluate()
+                self.epoch += 1
+                row = {"epoch": self.epoch, "step": self.step,
+                       "lr": self.sched.get_last_lr()[0], "seconds": time.perf_counter() - t0,
+                       **{f"train_{k}": v for k, v in train.items()},
+                       **{f"val_{k}": v for k, v in val.items() if k != "kl_per_dim"}}  # fmt: skip
+                self.history.append(row)
+                self._log(row)
+                if row["val_total"] < self.best:
+                    self.best = row["val_total"]
+                    _atomic_save(self.state(), self.out / "best.pt")
+                _atomic_save(self.state(), self.out / "last.pt")
+                if self.tcfg.plots:
+                    from ..plotting import save_training_figures
+
+                    save_training_figures(self, val["kl_per_dim"])
+        finally:
+            if bar is not None:
+                bar.close()
+        return self.history
+
+    def _train_epoch(self, bar) -> dict[str, float]:
+        self.model.train()
+        sums: dict[str, float] = {}
+        n = 0
+        for item in self._loader(self.train_set, shuffle=True, epoch=self.epoch):
+            x, c, vf = _batch(item, self.device, self.mcfg.conditional)
+            terms = self._terms(x, c, vf)
+            loss = terms["total"]
+            if not torch.isfinite(loss):
+                raise TrainingError(
+                    f"the loss became {float(loss)} at step {self.step} (epoch {self.epoch + 1}); "
+                    f"the last good checkpoint is kept in {self.out / 'last.pt'}"
+                )
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.tcfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tcfg.grad_clip)
+            self.opt.step()
+            self.sched.step()
+            self.step += 1
+            b = x.shape[0]
+            n += b
+            for k in ("reconstruction", "kl", "weighted_kl", "volume", "total"):
+                sums[k] = sums.get(k, 0.0) + float(terms[k].detach()) * b
+            if bar is not None:
+                bar.update()
+                bar.set_postfix(loss=f"{float(loss.detach()):.4g}", refresh=False)
+        return {k: v / n for k, v in sums.items()}
+
+    @torch.no_grad()
+    def evaluate(self, dataset=None) -> dict[str, Any]:
+        """Held-out loss terms, active units, binarised reconstruction IoU, ELBO per sample."""
+        self.model.eval()
+        dataset = dataset or self.val_set
+        sums: dict[str, float] = {}
+        mus, inter, union, n = [], 0.0, 0.0, 0
+        kl_dim = None
+        for item in self._loader(dataset, shuffle=False):
+            x, c, vf = _batch(item, self.device, self.mcfg.conditional)
+            terms = self._terms(x, c, vf)
+            b = x.shape[0]
+            n += b
+            for k in ("reconstruction", "kl", "weighted_kl", "volume", "total"):
+                sums[k] = sums.get(k, 0.0) + float(terms[k]) * b
+            kl_dim = terms["kl_per_dim"] * b if kl_dim is None else kl_dim + terms["kl_per_dim"] * b
+            mu, _ = self.model.encode(x, c)
+            mus.append(mu.float().cpu())
+            rec = self.model.decode(mu, c) > 0  # sigmoid > 0.5
+            solid = x > 0.5
+            inter += float((rec & solid).sum())
+            union += float((rec | solid).sum())
+        out: dict[str, Any] = {k: v / n for k, v in sums.items()}
+        out["elbo"] = -(out["reconstruction"] + out["kl"])
+        out["active_units"] = active_units(torch.cat(mus))
+        out["iou"] = inter / max(union, 1.0)
+        out["kl_per_dim"] = (kl_dim / n).cpu().tolist()
+        return out
+
+    def _log(self, row: dict[str, float]) -> None:
+        with open(self.out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+        path = self.out / "metrics.csv"
+        new = not path.exists()
+        with open(path, "a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                w.writeheader()
+            w.writerow(row)
