@@ -356,5 +356,114 @@ def show(path: str, n: int, out: str) -> None:
     click.echo(f"wrote {png}")
 
 
+@main.command()
+@click.argument("data")
+@click.option("--model", "kind", default="vae", show_default=True, help="vae | beta-vae | cvae.")
+@click.option("--latent-dim", type=int, default=32, show_default=True)
+@click.option("--beta", type=float, help="KL weight (default 1; 4 for beta-vae).")
+@click.option("--free-bits", type=float, default=0.0, show_default=True)
+@click.option("--epochs", type=int, default=50, show_default=True)
+@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", required=True, help="Run folder (checkpoints, logs, plots).")
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda.")
+@click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile the model.")
+@click.option("--fields", is_flag=True, help="Condition on the physical fields too (cvae).")
+@click.option("--in-memory/--from-disk", default=True, show_default=True)
+@click.option("--quiet", "-q", is_flag=True)
+def train(
+    data: str, kind: str, latent_dim: int, beta: float | None, free_bits: float, epochs: int,
+    batch_size: int, lr: float, seed: int, out: str, device: str, resume: bool, compile_: bool,
+    fields: bool, in_memory: bool, quiet: bool,
+) -> None:  # fmt: skip
+    """Train a design VAE on a dataset file."""
+    import h5py
+
+    from .datasets import TopologyDataset
+    from .models import ConfigError, TrainConfig, Trainer, TrainingError, VAEConfig
+
+    header = _dataset_header(data)
+    with h5py.File(data, "r") as f:
+        has_conditions = "problem/loads" in f
+    if kind == "cvae" and not has_conditions:
+        raise InputError(f"{data} holds no problem conditions; a cvae needs them")
+    if fields and not header["fields"]:
+        raise InputError(f"{data} has no physical fields; generate it with --fields")
+    d = header["distribution"]
+    try:
+        train_set = TopologyDataset(data, "train", in_memory=in_memory, fields=fields)
+        val_set = TopologyDataset(data, "val", in_memory=in_memory, fields=fields)
+        cc = len(train_set.condition_channels) if kind == "cvae" else 0
+        beta = beta if beta is not None else (4.0 if kind == "beta-vae" else 1.0)
+        mcfg = VAEConfig(
+            kind=kind, height=d.nely, width=d.nelx, cond_channels=cc, latent_dim=latent_dim,
+            beta=beta, free_bits=free_bits,
+        )  # fmt: skip
+        tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
+                           compile=compile_)  # fmt: skip
+        fingerprint = {"file": Path(data).name, "distribution": d.to_json(),
+                       "seed": header["seed"], "n": header["n"], "fields": fields}  # fmt: skip
+        trainer = Trainer(mcfg, tcfg, train_set, val_set, out, data_fingerprint=fingerprint)
+        history = trainer.fit(resume=resume, progress=not quiet)
+    except (ConfigError, ValueError) as e:
+        raise InputError(str(e)) from None
+    except TrainingError as e:
+        click.echo(f"Error: {e}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo(f"interrupted: {out}/last.pt holds the last finished epoch; --resume", err=True)
+        sys.exit(130)
+    last = history[-1]
+    click.echo(
+        f"{out}: epoch {last['epoch']}, val loss {last['val_total']:.4g}, "
+        f"IoU {last['val_iou']:.3f}, active units {last['val_active_units']}"
+    )
+
+
+@main.command()
+@click.argument("checkpoint")
+@click.option("-n", "n", type=int, default=16, show_default=True)
+@click.option("--problem", help="Preset to condition a cvae on (on the model's grid).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", required=True, help="PNG file to write.")
+def sample(checkpoint: str, n: int, problem: str | None, seed: int, out: str) -> None:
+    """Draw designs from a trained model's prior (conditioned on a preset for a cvae)."""
+    import torch
+
+    from .datasets._torch import BASE_CHANNELS, problem_condition
+    from .models import ConfigError, load
+    from .plotting import save_design_grid
+    from .solvers import ProblemError, preset
+
+    png = _output_path(out, "--out")
+    if n <= 0:
+        raise InputError(f"-n must be a positive integer, got {n}")
+    try:
+        model = load(checkpoint)
+    except ConfigError as e:
+        raise InputError(str(e)) from None
+    cfg = model.config
+    prob = None
+    if cfg.conditional:
+        if problem is None:
+            raise InputError("this model is a cvae: give --problem NAME to condition it on")
+        try:
+            prob = preset(problem, nelx=cfg.width, nely=cfg.height)
+        except ProblemError as e:
+            raise InputError(str(e)) from None
+        cond = problem_condition(prob, fields=cfg.cond_channels > len(BASE_CHANNELS))
+        c = torch.from_numpy(cond)
+    elif problem is not None:
+        raise InputError(f"this model ({cfg.kind}) is not conditional; drop --problem")
+    else:
+        c = None
+    designs = model.sample(n, c, generator=torch.Generator().manual_seed(seed)).numpy()
+    items = [(d[0], prob, f"sample {k}") for k, d in enumerate(designs)]
+    save_design_grid(items, png)
+    click.echo(f"wrote {png}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
