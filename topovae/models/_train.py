@@ -10,7 +10,9 @@ optimizer and scheduler states, step, epoch, RNG states (torch, data order, repa
 noise), the data fingerprint and the metrics so far. They load with
 ``torch.load(weights_only=True)``.
 
-Determinism: the data order of epoch e is a permutation drawn from seed + e, and the
+Multi-GPU: launched by ``torchrun --nproc_per_node K``, each process trains on its share of the
+global batch with DistributedDataParallel; rank 0 evaluates and writes. Determinism (one
+process): the data order of epoch e is a permutation drawn from seed + e, and the
 reparameterisation noise comes from a generator whose state is checkpointed, so a run resumed
 from ``last.pt`` ends with the same weights as an uninterrupted one (CPU).
 """
@@ -138,11 +140,28 @@ class Trainer:
         self.out = Path(out)
         self.fingerprint = data_fingerprint or {}
         self.device = _device(train_config.device)
+        # torchrun sets WORLD_SIZE / RANK / LOCAL_RANK: one process per GPU, DDP
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        if self.world > 1:
+            import torch.distributed as dist
+
+            if self.device.type == "cuda":
+                self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+                torch.cuda.set_device(self.device)
+            if not dist.is_initialized():
+                dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         if len(train_set) == 0 or len(val_set) == 0:
             raise ConfigError("the train and validation splits must both hold samples")
         torch.manual_seed(train_config.seed)
         self.model = DesignVAE(model_config).to(self.device)
-        self.forward = torch.compile(self.model) if train_config.compile else self.model
+        wrapped = self.model
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            wrapped = DistributedDataParallel(self.model, device_ids=ids)
+        self.forward = torch.compile(wrapped) if train_config.compile else wrapped
         self.opt = torch.optim.AdamW(
             self.model.parameters(), lr=train_config.lr, weight_decay=train_config.weight_decay
         )
@@ -157,7 +176,9 @@ class Trainer:
             return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
 
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_factor)
-        self.noise = torch.Generator(device=self.device).manual_seed(train_config.seed + 1)
+        self.noise = torch.Generator(device=self.device).manual_seed(
+            train_config.seed + 1 + self.rank
+        )
         self.step, self.epoch, self.best = 0, 0, math.inf
         self.history: list[dict[str, float]] = []
         self.amp = self.device.type == "cuda"
@@ -203,14 +224,22 @@ class Trainer:
     # -- the loop ------------------------------------------------------------------------------
     def _loader(self, dataset, shuffle: bool, epoch: int = 0):
         g = torch.Generator().manual_seed(self.tcfg.seed * 1_000_003 + epoch)
+        sampler = None
+        batch = self.tcfg.batch_size
+        if self.world > 1 and shuffle:  # each process takes its share of the global batch
+            sampler = torch.utils.data.DistributedSampler(
+                dataset, self.world, self.rank, shuffle=True, seed=self.tcfg.seed
+            )
+            sampler.set_epoch(epoch)
+            batch, shuffle = max(1, batch // self.world), False
         return torch.utils.data.DataLoader(
-            dataset, batch_size=self.tcfg.batch_size, shuffle=shuffle, generator=g,
+            dataset, batch_size=batch, shuffle=shuffle, generator=g, sampler=sampler,
             num_workers=self.tcfg.num_workers, pin_memory=self.device.type == "cuda",
         )  # fmt: skip
 
-    def _terms(self, x, c, vf):
+    def _terms(self, x, c, vf, model=None):
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
-            logits, mu, logvar = self.forward(x, c, generator=self.noise)
+            logits, mu, logvar = (model or self.forward)(x, c, generator=self.noise)
         return loss_terms(self.mcfg, logits, x, mu.float(), logvar.float(), self.step, vf)
 
     def fit(self, resume: bool = False, progress: bool = True) -> list[dict[str, float]]:
@@ -232,8 +261,10 @@ class Trainer:
             while self.epoch < self.tcfg.epochs:
                 t0 = time.perf_counter()
                 train = self._train_epoch(bar)
-                val = self.evaluate()
                 self.epoch += 1
+                if self.rank != 0:  # rank 0 evaluates, logs and writes the checkpoints
+                    continue
+                val = self.evaluate()
                 row = {"epoch": self.epoch, "step": self.step,
                        "lr": self.sched.get_last_lr()[0], "seconds": time.perf_counter() - t0,
                        **{f"train_{k}": v for k, v in train.items()},
@@ -292,7 +323,7 @@ class Trainer:
         kl_dim = None
         for item in self._loader(dataset, shuffle=False):
             x, c, vf = _batch(item, self.device, self.mcfg.conditional)
-            terms = self._terms(x, c, vf)
+            terms = self._terms(x, c, vf, model=self.model)  # unwrapped: no DDP collectives
             b = x.shape[0]
             n += b
             for k in ("reconstruction", "kl", "weighted_kl", "volume", "total"):
