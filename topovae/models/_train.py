@@ -342,7 +342,24 @@ class Trainer:
         out["kl_per_dim"] = (kl_dim / n).cpu().tolist()
         return out
 
+    def _tensorboard(self):
+        """A SummaryWriter when tensorboard is installed (optional), else None."""
+        if not hasattr(self, "_tb"):
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._tb = SummaryWriter(str(self.out / "tensorboard"))
+            except ImportError:
+                self._tb = None
+        return self._tb
+
     def _log(self, row: dict[str, float]) -> None:
+        tb = self._tensorboard()
+        if tb is not None:
+            for k, v in row.items():
+                if k not in ("epoch", "step"):
+                    tb.add_scalar(k, v, row["epoch"])
+            tb.flush()
         with open(self.out / "metrics.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
         path = self.out / "metrics.csv"
