@@ -360,6 +360,14 @@ def show(path: str, n: int, out: str) -> None:
 @click.argument("data")
 @click.option("--model", "kind", default="vae", show_default=True, help="vae | beta-vae | cvae.")
 @click.option("--latent-dim", type=int, default=32, show_default=True)
+@click.option(
+    "--base-width",
+    type=int,
+    default=32,
+    show_default=True,
+    help="Channels of the first conv stage (doubled per stage).",
+)
+@click.option("--depth", type=int, default=4, show_default=True, help="Down-sampling stages.")
 @click.option("--beta", type=float, help="KL weight (default 1; 4 for beta-vae).")
 @click.option("--free-bits", type=float, default=0.0, show_default=True)
 @click.option("--epochs", type=int, default=50, show_default=True)
@@ -374,9 +382,9 @@ def show(path: str, n: int, out: str) -> None:
 @click.option("--in-memory/--from-disk", default=True, show_default=True)
 @click.option("--quiet", "-q", is_flag=True)
 def train(
-    data: str, kind: str, latent_dim: int, beta: float | None, free_bits: float, epochs: int,
-    batch_size: int, lr: float, seed: int, out: str, device: str, resume: bool, compile_: bool,
-    fields: bool, in_memory: bool, quiet: bool,
+    data: str, kind: str, latent_dim: int, base_width: int, depth: int, beta: float | None,
+    free_bits: float, epochs: int, batch_size: int, lr: float, seed: int, out: str, device: str,
+    resume: bool, compile_: bool, fields: bool, in_memory: bool, quiet: bool,
 ) -> None:  # fmt: skip
     """Train a design VAE on a dataset file."""
     import h5py
@@ -399,7 +407,7 @@ def train(
         beta = beta if beta is not None else (4.0 if kind == "beta-vae" else 1.0)
         mcfg = VAEConfig(
             kind=kind, height=d.nely, width=d.nelx, cond_channels=cc, latent_dim=latent_dim,
-            beta=beta, free_bits=free_bits,
+            base_width=base_width, depth=depth, beta=beta, free_bits=free_bits,
         )  # fmt: skip
         tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
                            compile=compile_)  # fmt: skip

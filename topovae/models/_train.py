@@ -245,6 +245,10 @@ class Trainer:
     def fit(self, resume: bool = False, progress: bool = True) -> list[dict[str, float]]:
         """Train until ``epochs``; returns the per-epoch metrics."""
         self.out.mkdir(parents=True, exist_ok=True)
+        if not resume and (self.out / "last.pt").exists():
+            raise ConfigError(
+                f"{str(self.out)!r} already holds a run; resume it or train into another folder"
+            )
         if resume:
             last = self.out / "last.pt"
             if not last.exists():
@@ -269,6 +273,9 @@ class Trainer:
                        "lr": self.sched.get_last_lr()[0], "seconds": time.perf_counter() - t0,
                        **{f"train_{k}": v for k, v in train.items()},
                        **{f"val_{k}": v for k, v in val.items() if k != "kl_per_dim"}}  # fmt: skip
+                if not math.isfinite(row["val_total"]):
+                    self.epoch -= 1
+                    self._fail(f"the validation loss became {row['val_total']}")
                 self.history.append(row)
                 self._log(row)
                 if row["val_total"] < self.best:
@@ -284,6 +291,15 @@ class Trainer:
                 bar.close()
         return self.history
 
+    def _fail(self, what: str) -> None:
+        last = self.out / "last.pt"
+        kept = (
+            f"the last good checkpoint is kept in {last}"
+            if last.exists()
+            else "no checkpoint was written yet"
+        )
+        raise TrainingError(f"{what} at step {self.step} (epoch {self.epoch + 1}); {kept}")
+
     def _train_epoch(self, bar) -> dict[str, float]:
         self.model.train()
         sums: dict[str, float] = {}
@@ -293,14 +309,13 @@ class Trainer:
             terms = self._terms(x, c, vf)
             loss = terms["total"]
             if not torch.isfinite(loss):
-                raise TrainingError(
-                    f"the loss became {float(loss)} at step {self.step} (epoch {self.epoch + 1}); "
-                    f"the last good checkpoint is kept in {self.out / 'last.pt'}"
-                )
+                self._fail(f"the loss became {float(loss.detach())}")
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
-            if self.tcfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tcfg.grad_clip)
+            clip = self.tcfg.grad_clip if self.tcfg.grad_clip > 0 else math.inf
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+            if not torch.isfinite(norm):  # never step on NaN gradients
+                self._fail(f"the gradient norm became {float(norm)}")
             self.opt.step()
             self.sched.step()
             self.step += 1

@@ -1,0 +1,531 @@
+"""Training design VAEs: checkpoints, exact resume, logs and plots, the NaN stop, refusals, CLI.
+
+Everything runs on CPU on a 40-sample 12x12 dataset generated once per session; the Trainer tests
+use tiny models (latent 4, base width 4, depth 2), the CLI tests its default architecture.
+"""
+
+import csv
+import json
+import math
+import shutil
+
+import pytest
+import torch
+from click.testing import CliRunner
+from conftest import assert_one_line_error
+
+from topovae.cli import main
+from topovae.datasets import TopologyDataset, distribution, generate
+from topovae.models import (
+    ConfigError,
+    DesignVAE,
+    TrainConfig,
+    Trainer,
+    TrainingError,
+    VAEConfig,
+    _train,
+    load,
+    read_checkpoint,
+)
+
+H, W, CC = 12, 12, 7  # grid and condition channels of the generated dataset
+PNG = b"\x89PNG\r\n\x1a\n"
+CHECKPOINT_KEYS = {
+    "format", "version", "model_config", "train_config", "model", "optimizer", "scheduler",
+    "step", "epoch", "best", "rng", "data", "metrics",
+}  # fmt: skip
+COLUMNS = [
+    "epoch", "step", "lr", "seconds",
+    "train_reconstruction", "train_kl", "train_weighted_kl", "train_volume", "train_total",
+    "val_reconstruction", "val_kl", "val_weighted_kl", "val_volume", "val_total",
+    "val_elbo", "val_active_units", "val_iou",
+]  # fmt: skip
+FIGURES = ("loss.png", "reconstructions.png", "samples.png", "kl.png")
+
+
+# -- fixtures and helpers ----------------------------------------------------------------------
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def data(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "tiny.h5"
+    generate(path, distribution("mixed", W, H), n=40, seed=0, workers=1, progress=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def splits(data):
+    """(train, val): 32 and 4 samples, so 2 steps per epoch at batch size 16."""
+    train = TopologyDataset(data, "train", in_memory=True)
+    val = TopologyDataset(data, "val", in_memory=True)
+    assert (len(train), len(val)) == (32, 4)
+    return train, val
+
+
+def model_config(kind="vae", **kw):
+    cc = CC if kind == "cvae" else 0
+    return VAEConfig(
+        kind=kind, height=H, width=W, cond_channels=cc, latent_dim=4, base_width=4, depth=2, **kw
+    )
+
+
+def make_trainer(splits, out, kind="vae", fingerprint=None, model_kw=None, **kw):
+    settings = dict(epochs=3, batch_size=16, warmup_steps=2, device="cpu", plots=False)
+    tcfg = TrainConfig(**{**settings, **kw})
+    mcfg = model_config(kind, **(model_kw or {}))
+    return Trainer(mcfg, tcfg, *splits, out, data_fingerprint=fingerprint)
+
+
+def jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def timeless(rows):
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+
+def assert_same_weights(a: dict, b: dict):
+    assert a.keys() == b.keys()
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, f"tensors differ: {different}"
+
+
+def all_finite(state: dict) -> bool:
+    return all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+
+
+def probe_inputs(splits, kind, n=3):
+    g = torch.Generator().manual_seed(5)
+    z = torch.randn(n, 4, generator=g)
+    x = torch.stack([splits[0][k]["density"] for k in range(n)])
+    c = torch.stack([splits[0][k]["condition"] for k in range(n)]) if kind == "cvae" else None
+    return z, x, c
+
+
+# -- 1. checkpoints ----------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["vae", "cvae"])
+def test_checkpoints_are_plain_dicts_and_load_rebuilds_the_trained_model(splits, tmp_path, kind):
+    t = make_trainer(splits, tmp_path, kind, epochs=2, fingerprint={"file": "tiny.h5"})
+    history = t.fit(progress=False)
+    assert [r["epoch"] for r in history] == [1, 2]
+    for name in ("last.pt", "best.pt"):
+        ckpt = torch.load(tmp_path / name, weights_only=True)
+        assert type(ckpt) is dict and set(ckpt) == CHECKPOINT_KEYS, name
+        assert (ckpt["format"], ckpt["version"]) == ("topovae-checkpoint", 1)
+        assert VAEConfig.from_dict(ckpt["model_config"]) == t.mcfg
+        assert ckpt["train_config"] == t.tcfg.to_dict()
+        assert ckpt["data"] == {"file": "tiny.h5"}
+        assert not list(tmp_path.glob("*.tmp")), "a temporary checkpoint file was left behind"
+    last = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert (last["epoch"], last["step"]) == (2, 4)
+    assert last["metrics"] == history
+    assert_same_weights(last["model"], t.model.state_dict())
+
+    model = load(tmp_path / "last.pt")
+    assert isinstance(model, DesignVAE) and not model.training and model.config == t.mcfg
+    trained = t.model.eval()
+    z, x, c = probe_inputs(splits, kind)
+    with torch.no_grad():
+        assert torch.equal(model.decode(z, c), trained.decode(z, c))
+        for got, expected in zip(model.encode(x, c), trained.encode(x, c), strict=True):
+            assert torch.equal(got, expected)
+        # the comparison means something: training moved the weights away from the init
+        torch.manual_seed(0)
+        fresh = DesignVAE(t.mcfg).eval()
+        assert not torch.equal(fresh.decode(z, c), trained.decode(z, c))
+
+    best = torch.load(tmp_path / "best.pt", weights_only=True)
+    assert_same_weights(load(tmp_path / "best.pt").state_dict(), best["model"])
+
+
+# -- 2. exact resume ---------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["vae", "cvae"])
+def test_an_interrupted_and_resumed_run_equals_an_uninterrupted_one(
+    splits, tmp_path, monkeypatch, kind
+):
+    full = make_trainer(splits, tmp_path / "full", kind)
+    expected = full.fit(progress=False)
+    assert len(expected) == 3
+
+    real = Trainer._train_epoch
+    calls = []
+
+    def interrupted(self, bar):
+        calls.append(self.epoch)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, bar)
+
+    cut = tmp_path / "cut"
+    monkeypatch.setattr(Trainer, "_train_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        make_trainer(splits, cut, kind).fit(progress=False)
+    monkeypatch.setattr(Trainer, "_train_epoch", real)
+    after_one = read_checkpoint(cut / "last.pt")
+    assert after_one["epoch"] == 1 and len(jsonl(cut / "metrics.jsonl")) == 1
+
+    resumed = make_trainer(splits, cut, kind)  # a new process: a new Trainer, same configs
+    got = resumed.fit(resume=True, progress=False)
+
+    assert_same_weights(resumed.model.state_dict(), full.model.state_dict())
+    assert not torch.equal(  # the resumed run did train on from epoch 1
+        after_one["model"]["to_latent.weight"], resumed.model.state_dict()["to_latent.weight"]
+    )
+    assert (resumed.step, resumed.epoch, resumed.best) == (full.step, full.epoch, full.best)
+    assert timeless(got) == timeless(expected)
+    rows = jsonl(cut / "metrics.jsonl")
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert timeless(rows) == timeless(expected)
+    with open(cut / "metrics.csv", newline="") as f:
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == [1, 2, 3]
+    a, b = read_checkpoint(cut / "last.pt"), read_checkpoint(tmp_path / "full" / "last.pt")
+    assert_same_weights(a["model"], b["model"])
+    assert torch.equal(a["rng"]["noise"], b["rng"]["noise"])
+    assert a["scheduler"] == b["scheduler"]
+    for k, state in b["optimizer"]["state"].items():
+        for name, value in state.items():
+            assert torch.equal(a["optimizer"]["state"][k][name], value), (k, name)
+
+
+def test_an_epoch_logged_but_not_checkpointed_is_not_logged_twice(splits, tmp_path, monkeypatch):
+    """A kill between the log line of epoch 2 and its last.pt: resume redoes epoch 2."""
+    full = make_trainer(splits, tmp_path / "full")
+    expected = full.fit(progress=False)
+
+    real = _train._atomic_save
+
+    def killed(obj, path):
+        if path.name == "last.pt" and obj["epoch"] == 2:
+            raise KeyboardInterrupt
+        real(obj, path)
+
+    cut = tmp_path / "cut"
+    monkeypatch.setattr(_train, "_atomic_save", killed)
+    with pytest.raises(KeyboardInterrupt):
+        make_trainer(splits, cut).fit(progress=False)
+    monkeypatch.setattr(_train, "_atomic_save", real)
+    assert [r["epoch"] for r in jsonl(cut / "metrics.jsonl")] == [1, 2]
+    assert read_checkpoint(cut / "last.pt")["epoch"] == 1
+
+    resumed = make_trainer(splits, cut)
+    resumed.fit(resume=True, progress=False)
+    assert [r["epoch"] for r in jsonl(cut / "metrics.jsonl")] == [1, 2, 3]
+    assert timeless(jsonl(cut / "metrics.jsonl")) == timeless(expected)
+    with open(cut / "metrics.csv", newline="") as f:
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == [1, 2, 3]
+    assert_same_weights(resumed.model.state_dict(), full.model.state_dict())
+
+
+def test_a_new_run_in_an_old_run_folder_does_not_append_to_its_logs(splits, tmp_path):
+    """Training again into a run folder without resume: either refused, or logs start afresh."""
+    make_trainer(splits, tmp_path, epochs=2).fit(progress=False)
+    second = make_trainer(splits, tmp_path, epochs=2, seed=1)
+    try:
+        second.fit(progress=False)
+    except ConfigError:
+        assert [r["epoch"] for r in jsonl(tmp_path / "metrics.jsonl")] == [1, 2]
+        return
+    rows = jsonl(tmp_path / "metrics.jsonl")
+    assert [r["epoch"] for r in rows] == [1, 2], "metrics.jsonl mixes two runs"
+    assert timeless(rows) == timeless(second.history)
+    with open(tmp_path / "metrics.csv", newline="") as f:
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == [1, 2], "metrics.csv mixes runs"
+
+
+# -- 3. best checkpoint, logs, figures ----------------------------------------------------------
+def test_best_holds_the_epoch_with_the_lowest_validation_loss(splits, tmp_path, monkeypatch):
+    """Validation totals forced to 5, 3, 4: best.pt is epoch 2, last.pt epoch 3."""
+    real = Trainer.evaluate
+    forced = [5.0, 3.0, 4.0]
+    weights = {}  # epoch -> the weights it was evaluated with
+
+    def evaluate(self, dataset=None):
+        out = real(self, dataset)
+        epoch = len(weights) + 1
+        out["total"] = forced[epoch - 1]
+        weights[epoch] = {k: v.clone() for k, v in self.model.state_dict().items()}
+        return out
+
+    monkeypatch.setattr(Trainer, "evaluate", evaluate)
+    history = make_trainer(splits, tmp_path, plots=True).fit(progress=False)
+    assert [r["val_total"] for r in history] == [5.0, 3.0, 4.0]
+    best, last = read_checkpoint(tmp_path / "best.pt"), read_checkpoint(tmp_path / "last.pt")
+    assert (best["epoch"], best["best"], len(best["metrics"])) == (2, 3.0, 2)
+    assert (last["epoch"], last["best"]) == (3, 3.0)
+    assert_same_weights(best["model"], weights[2])
+    assert_same_weights(last["model"], weights[3])
+
+    rows = jsonl(tmp_path / "metrics.jsonl")
+    assert [list(r) for r in rows] == [COLUMNS] * 3
+    assert rows == history
+    with open(tmp_path / "metrics.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        assert reader.fieldnames == COLUMNS
+        table = list(reader)
+    assert len(table) == 3
+    for row, logged in zip(table, rows, strict=True):
+        assert {k: float(v) for k, v in row.items()} == pytest.approx(logged, rel=1e-12)
+    for r in rows:
+        assert 0 <= r["val_iou"] <= 1 and 0 <= r["val_active_units"] <= 4
+        assert r["val_elbo"] == pytest.approx(-(r["val_reconstruction"] + r["val_kl"]))
+        assert all(math.isfinite(v) for v in r.values())
+    assert [r["step"] for r in rows] == [2, 4, 6]
+    for name in FIGURES:
+        assert (tmp_path / name).read_bytes()[:8] == PNG, name
+
+
+def test_best_is_the_argmin_of_a_real_run(splits, tmp_path):
+    history = make_trainer(splits, tmp_path, epochs=4, lr=3e-3).fit(progress=False)
+    best = read_checkpoint(tmp_path / "best.pt")
+    k = min(range(len(history)), key=lambda i: history[i]["val_total"])
+    assert best["epoch"] == history[k]["epoch"] and best["best"] == history[k]["val_total"]
+
+
+def test_plots_false_writes_no_figures(splits, tmp_path):
+    make_trainer(splits, tmp_path, epochs=1, plots=False).fit(progress=False)
+    assert (tmp_path / "last.pt").exists()
+    assert not list(tmp_path.glob("*.png"))
+
+
+# -- 4. NaN --------------------------------------------------------------------------------------
+def poison_loss(monkeypatch, from_step, how="loss"):
+    """From the ``from_step``-th training step (1-based) on, make the loss (or only its
+    gradient) non-finite; evaluation (no grad) is left alone."""
+    real = _train.loss_terms
+    calls = [0]
+
+    def poisoned(cfg, logits, x, mu, logvar, *args, **kw):
+        terms = real(cfg, logits, x, mu, logvar, *args, **kw)
+        if torch.is_grad_enabled():
+            calls[0] += 1
+            if calls[0] >= from_step:
+                if how == "loss":
+                    terms["total"] = terms["total"] * float("nan")
+                else:  # finite loss, NaN gradient: d sqrt(|0|) = inf * 0
+                    terms["total"] = terms["total"] + (mu * 0).abs().sqrt().sum()
+        return terms
+
+    monkeypatch.setattr(_train, "loss_terms", poisoned)
+
+
+def test_a_nan_loss_stops_training_and_keeps_the_last_good_epoch(splits, tmp_path, monkeypatch):
+    poison_loss(monkeypatch, from_step=3)  # the first step of epoch 2
+    t = make_trainer(splits, tmp_path)
+    with pytest.raises(TrainingError) as e:
+        t.fit(progress=False)
+    msg = str(e.value)
+    for fragment in ("nan", "step 2", "epoch 2", str(tmp_path / "last.pt")):
+        assert fragment in msg, msg
+    ckpt = read_checkpoint(tmp_path / "last.pt")
+    assert (ckpt["epoch"], ckpt["step"], len(ckpt["metrics"])) == (1, 2, 1)
+    assert all_finite(ckpt["model"])
+    for name, p in t.model.named_parameters():  # no optimiser step was taken on the NaN loss
+        assert torch.equal(ckpt["model"][name], p.detach()), name
+    assert [r["epoch"] for r in jsonl(tmp_path / "metrics.jsonl")] == [1]
+    model = load(tmp_path / "last.pt")
+    assert torch.isfinite(model.sample(2, generator=torch.Generator().manual_seed(0))).all()
+
+
+def test_a_nan_loss_in_the_first_epoch_claims_no_checkpoint(splits, tmp_path, monkeypatch):
+    poison_loss(monkeypatch, from_step=1)
+    with pytest.raises(TrainingError) as e:
+        make_trainer(splits, tmp_path).fit(progress=False)
+    assert not (tmp_path / "last.pt").exists()
+    assert "kept" not in str(e.value), f"the message points at a checkpoint never written: {e}"
+
+
+def test_nan_gradients_never_reach_a_checkpoint(splits, tmp_path, monkeypatch):
+    """A finite loss with NaN gradients at the last step of epoch 1 must not be saved as the
+    'last good' epoch (weights and optimizer state would be NaN)."""
+    poison_loss(monkeypatch, from_step=2, how="grad")
+    with pytest.raises(TrainingError) as e:
+        make_trainer(splits, tmp_path).fit(progress=False)
+    last = tmp_path / "last.pt"
+    if last.exists():
+        ckpt = read_checkpoint(last)
+        assert all_finite(ckpt["model"]), f"last.pt holds NaN weights; the error says: {e.value}"
+        assert all(math.isfinite(r["val_total"]) for r in ckpt["metrics"])
+
+
+# -- 5. refusals ---------------------------------------------------------------------------------
+@pytest.fixture
+def one_epoch(splits, tmp_path):
+    out = tmp_path / "run"
+    make_trainer(splits, out, epochs=1, fingerprint={"file": "a.h5", "n": 40}).fit(progress=False)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        (dict(model_kw={"beta": 2.0}), "another model configuration"),
+        (dict(kind="cvae"), "another model configuration"),
+        (dict(fingerprint={"file": "a.h5", "n": 41}), "other data"),
+    ],
+)
+def test_resume_refuses_another_model_or_other_data(splits, one_epoch, change, fragment):
+    before = (one_epoch / "last.pt").read_bytes()
+    change = {"fingerprint": {"file": "a.h5", "n": 40}, **change}
+    t = make_trainer(splits, one_epoch, epochs=2, **change)
+    with pytest.raises(ConfigError, match=fragment):
+        t.fit(resume=True, progress=False)
+    assert (one_epoch / "last.pt").read_bytes() == before
+    assert [r["epoch"] for r in jsonl(one_epoch / "metrics.jsonl")] == [1]
+
+
+def test_resume_refuses_a_folder_without_last_checkpoint(splits, tmp_path):
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        make_trainer(splits, tmp_path / "empty").fit(resume=True, progress=False)
+
+
+def _foreign(tmp_path, what):
+    path = tmp_path / f"{what}.pt"
+    if what == "list":
+        torch.save([1, 2, 3], path)
+    elif what == "text":
+        path.write_text("not a checkpoint\n")
+    elif what == "plain-dict":
+        torch.save({"model": {}}, path)
+    elif what == "empty":
+        path.write_bytes(b"")
+    return path
+
+
+@pytest.mark.parametrize("what", ["list", "text", "plain-dict", "empty"])
+def test_read_checkpoint_refuses_foreign_files(tmp_path, what):
+    path = _foreign(tmp_path, what)
+    with pytest.raises(ConfigError, match="is not a topovae checkpoint"):
+        read_checkpoint(path)
+    with pytest.raises(ConfigError, match="is not a topovae checkpoint"):
+        load(path)
+
+
+def test_read_checkpoint_refuses_a_truncated_checkpoint(one_epoch, tmp_path):
+    data = (one_epoch / "last.pt").read_bytes()
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ConfigError, match="is not a topovae checkpoint"):
+        read_checkpoint(cut)
+
+
+def test_read_checkpoint_refuses_a_newer_version_and_a_missing_file(tmp_path):
+    path = tmp_path / "new.pt"
+    torch.save({"format": "topovae-checkpoint", "version": 99}, path)
+    with pytest.raises(ConfigError) as e:
+        read_checkpoint(path)
+    assert "version 99" in str(e.value) and "upgrade topovae" in str(e.value)
+    with pytest.raises(ConfigError, match="does not exist"):
+        read_checkpoint(tmp_path / "missing.pt")
+
+
+# -- 6. the command line -------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def cli_runs(data, tmp_path_factory):
+    """Two-epoch runs of `topovae train` (vae and cvae), done once: kind -> (result, folder)."""
+    root = tmp_path_factory.mktemp("cli")
+    runs = {}
+    for kind in ("vae", "cvae"):
+        out = root / f"run-{kind}"
+        result = CliRunner().invoke(main, [
+            "train", str(data), "--model", kind, "--latent-dim", "4", "--epochs", "2",
+            "--batch-size", "16", "--out", str(out), "-q",
+        ])  # fmt: skip
+        runs[kind] = (result, out)
+    return runs
+
+
+@pytest.mark.parametrize("kind", ["vae", "cvae"])
+def test_cli_train(cli_runs, kind):
+    result, out = cli_runs[kind]
+    assert result.exit_code == 0, result.output
+    assert "IoU" in result.output and "epoch 2" in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    ckpt = read_checkpoint(out / "last.pt")
+    cfg = ckpt["model_config"]
+    assert (cfg["kind"], cfg["latent_dim"], cfg["height"], cfg["width"]) == (kind, 4, H, W)
+    assert cfg["cond_channels"] == (CC if kind == "cvae" else 0)
+    assert ckpt["epoch"] == 2 and ckpt["data"]["n"] == 40
+    assert [r["epoch"] for r in jsonl(out / "metrics.jsonl")] == [1, 2]
+    for name in FIGURES:
+        assert (out / name).read_bytes()[:8] == PNG
+
+
+def test_cli_resume_continues(cli_runs, data, run, tmp_path):
+    _, original = cli_runs["vae"]
+    out = tmp_path / "runA"
+    shutil.copytree(original, out)
+    before = jsonl(out / "metrics.jsonl")
+    result = run(
+        "train", data, "--model", "vae", "--latent-dim", 4, "--epochs", 3, "--batch-size", 16,
+        "--out", "runA", "--resume", "-q",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "epoch 3" in result.output and "IoU" in result.output
+    rows = jsonl(out / "metrics.jsonl")
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert rows[:2] == before
+    assert read_checkpoint(out / "last.pt")["epoch"] == 3
+
+
+@pytest.mark.parametrize("kind", ["vae", "cvae"])
+def test_cli_sample(cli_runs, run, tmp_path, kind):
+    _, out = cli_runs[kind]
+    extra = ["--problem", "cantilever"] if kind == "cvae" else []
+    result = run("sample", out / "best.pt", "-n", 4, "--out", "s.png", *extra)
+    assert result.exit_code == 0, result.output
+    assert "wrote s.png" in result.output
+    assert (tmp_path / "s.png").read_bytes()[:8] == PNG
+
+
+def test_cli_train_bad_input(data, run, tmp_path):
+    def train(path, *extra):
+        return run("train", path, "--latent-dim", 4, "--epochs", 1, "--out", "r", "-q", *extra)
+
+    assert_one_line_error(train("missing.h5"), "missing.h5", "does not exist")
+    (tmp_path / "foreign.h5").write_text("hello\n")
+    assert_one_line_error(train("foreign.h5"), "foreign.h5", "not an HDF5 file")
+    torch.save({"a": 1}, tmp_path / "model.pt")
+    assert_one_line_error(train("model.pt"), "model.pt")
+    assert_one_line_error(run("train", data, "--latent-dim", 0, "--out", "r", "-q"), "latent_dim")
+    assert_one_line_error(train(data, "--model", "gan"), "gan", "vae, beta-vae, cvae")
+    assert_one_line_error(train(data, "--epochs", 0), "epochs")
+    assert not (tmp_path / "r" / "last.pt").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cli_train_refuses_cuda_without_a_gpu(data, run):
+    result = run("train", data, "--latent-dim", 4, "--out", "r", "-q", "--device", "cuda")
+    assert_one_line_error(result, "cuda", "no CUDA GPU")
+
+
+def test_cli_resume_refuses_another_model(cli_runs, data, run, tmp_path):
+    _, original = cli_runs["vae"]
+    shutil.copytree(original, tmp_path / "runA")
+    before = (tmp_path / "runA" / "last.pt").read_bytes()
+    result = run(
+        "train", data, "--model", "cvae", "--latent-dim", 4, "--epochs", 3, "--batch-size", 16,
+        "--out", "runA", "--resume", "-q",
+    )  # fmt: skip
+    assert_one_line_error(result, "another model configuration")
+    assert (tmp_path / "runA" / "last.pt").read_bytes() == before
+    result = run("train", data, "--latent-dim", 4, "--out", "nothing", "--resume", "-q")
+    assert_one_line_error(result, "nothing to resume")
+
+
+def test_cli_sample_bad_input(cli_runs, data, run, tmp_path):
+    vae, cvae = cli_runs["vae"][1] / "best.pt", cli_runs["cvae"][1] / "best.pt"
+    assert_one_line_error(run("sample", data, "--out", "s.png"), "not a topovae checkpoint")
+    assert_one_line_error(run("sample", "missing.pt", "--out", "s.png"), "does not exist")
+    result = run("sample", vae, "--problem", "cantilever", "--out", "s.png")
+    assert_one_line_error(result, "not conditional", "--problem")
+    assert_one_line_error(run("sample", cvae, "--out", "s.png"), "cvae", "--problem")
+    result = run("sample", cvae, "--problem", "no-such-preset", "--out", "s.png")
+    assert_one_line_error(result, "no-such-preset")
+    assert_one_line_error(run("sample", vae, "-n", 0, "--out", "s.png"), "-n")
+    assert not (tmp_path / "s.png").exists()
