@@ -369,7 +369,27 @@ def show(path: str, n: int, out: str) -> None:
 )
 @click.option("--depth", type=int, default=4, show_default=True, help="Down-sampling stages.")
 @click.option("--beta", type=float, help="KL weight (default 1; 4 for beta-vae).")
-@click.option("--free-bits", type=float, default=0.0, show_default=True)
+@click.option(
+    "--free-bits",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Minimum KL per latent dimension (nats).",
+)
+@click.option(
+    "--kl-warmup",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Steps over which the KL weight ramps up from 0.",
+)
+@click.option(
+    "--volume-weight",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Weight of the decoded-volume vs volume-fraction term.",
+)
 @click.option("--epochs", type=int, default=50, show_default=True)
 @click.option("--batch-size", type=int, default=256, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True)
@@ -383,8 +403,9 @@ def show(path: str, n: int, out: str) -> None:
 @click.option("--quiet", "-q", is_flag=True)
 def train(
     data: str, kind: str, latent_dim: int, base_width: int, depth: int, beta: float | None,
-    free_bits: float, epochs: int, batch_size: int, lr: float, seed: int, out: str, device: str,
-    resume: bool, compile_: bool, fields: bool, in_memory: bool, quiet: bool,
+    free_bits: float, kl_warmup: int, volume_weight: float, epochs: int, batch_size: int,
+    lr: float, seed: int, out: str, device: str, resume: bool, compile_: bool, fields: bool,
+    in_memory: bool, quiet: bool,
 ) -> None:  # fmt: skip
     """Train a design VAE on a dataset file."""
     import h5py
@@ -408,6 +429,7 @@ def train(
         mcfg = VAEConfig(
             kind=kind, height=d.nely, width=d.nelx, cond_channels=cc, latent_dim=latent_dim,
             base_width=base_width, depth=depth, beta=beta, free_bits=free_bits,
+            kl_warmup_steps=kl_warmup, volume_weight=volume_weight,
         )  # fmt: skip
         tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
                            compile=compile_)  # fmt: skip
