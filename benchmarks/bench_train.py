@@ -15,7 +15,9 @@ from an in-memory dataset, its per-step loss reads included) without and with co
 
 Part 2, quality. A dataset of designs (``--distribution``, default mixed, ``--size`` 64x64, ``-n``
 300, seed 0) is generated with 2 local workers into ``--cache`` (default benchmarks/.cache,
-git-ignored) and reused by later runs; ``--data PATH`` uses an existing file instead. Its default
+git-ignored) and reused by later runs (a larger ``-n`` starts from the largest smaller cached file
+of the same distribution and seed: sample i depends only on (seed, i)); ``--data PATH`` uses an
+existing file instead. Its default
 80/10/10 train/val/test split trains a cvae and a vae (`Trainer`, AdamW lr 1e-3 with warm-up and
 cosine decay, batch ``--train-batch``) for ``--epochs`` epochs, fewer when the estimated time
 would pass ``--budget`` seconds per model (the epoch count is fixed before training, so the
@@ -25,15 +27,18 @@ same IoU on the training split (a train/test gap points at too little data; both
 too little training), active units (Var[mu] > 0.01), the ELBO per sample in nats (-(BCE summed
 over the pixels + KL)) and the KL; for reference the IoU of the mean training design
 (thresholded, no model) and the share of grey pixels (0.1 < density < 0.9) in the test designs;
-and the validation IoU after each epoch. Target (issue): IoU >= 0.95 at 64x64, latent 32.
+and the validation IoU along training. ``--train-limit N`` trains on the first N training designs
+only, against the same test split (a data-size study). Target (issue): IoU >= 0.95 at 64x64,
+latent 32.
 
-Generation runs about 1.5 designs/s on 2 cores at 64x64 (n = 300: 3 to 4 minutes, once), and
-training about 30 samples/s. ``--size 32x32`` is several times faster on both counts, so more
-data and epochs fit a budget, but the IoU is then not comparable with the 64x64 target:
-features are 2 to 4 elements wide and boundary pixels weigh more.
+At 64x64 on 2 cores generation runs about 1.5 designs/s (n = 300: 3 to 4 minutes, once) and
+training about 30 samples/s. ``--size 32x32`` generates about 9 times and trains about 5 times
+faster, so more data and epochs fit a budget, but its IoU is not comparable with the 64x64
+target: the filter radius stays 2 elements, so features are 2 to 4 elements wide and grey
+boundary pixels are about twice as common (21 % against 11 %).
 
 Run (from the repository root; about 10 minutes with the defaults on 2 cores the first time, 3 to
-4 of them generating the dataset, about 6 later)::
+4 of them generating the dataset, about 6.5 later)::
 
     PYTHONPATH=. .venv/bin/python benchmarks/bench_train.py
     PYTHONPATH=. .venv/bin/python benchmarks/bench_train.py --skip-quality      # throughput only
