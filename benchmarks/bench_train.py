@@ -278,7 +278,8 @@ def epoch_seconds(cfg, train_set, val_set, args, device) -> float:
     """Estimated seconds of one `Trainer.fit` epoch: a one-epoch fit on two batches (its first
     steps, validation and checkpoint included, so a little high) plus the rest of the training
     split at the step rate of `step_throughput`."""
-    r = step_throughput(cfg, args.train_batch, device, 2, 3)
+    cuda = torch.device(device).type == "cuda"  # Trainer trains in bf16 there
+    r = step_throughput(cfg, args.train_batch, device, 2, 3, bf16=cuda)
     k = min(len(train_set), 2 * args.train_batch)
     tcfg = TrainConfig(epochs=1, batch_size=args.train_batch, lr=args.lr, seed=args.seed,
                        device=device, plots=False)  # fmt: skip
