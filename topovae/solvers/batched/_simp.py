@@ -29,7 +29,7 @@ from .._fe import E0, EMIN
 from .._filters import cone_kernel
 from .._problem import Problem, ProblemError
 from .._simp import SolveResult
-from ._multigrid import GridHierarchy, MultigridPCG, element_energy
+from ._multigrid import GridHierarchy, MultigridPCG, element_energy, element_ke
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -177,16 +177,9 @@ class _FECompliance(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         xphys, u = ctx.saved_tensors
         p = ctx.penal
-        ke = torch.as_tensor(_ke(), device=u.device, dtype=u.dtype)
+        ke = element_ke(u.device, u.dtype)
         dc = -p * (E0 - EMIN) * xphys ** (p - 1) * element_energy(u, ke)
         return grad[:, None, None] * dc, None, None
-
-
-@functools.lru_cache(maxsize=1)
-def _ke() -> np.ndarray:
-    from .._fe import KE
-
-    return KE
 
 
 def _check_same_settings(problems: Sequence[Problem]) -> None:
@@ -338,7 +331,7 @@ def _solve_batch(problems, dev, dtype, cg_tol, progress) -> list[SolveResult]:
             u = fe.solve(young, x0=u_prev[todo], index=todo)
             u_prev[todo] = u
             # 3. compliance and its sensitivity w.r.t. x^
-            ce = element_energy(u, torch.as_tensor(_ke(), device=dev, dtype=dtype))
+            ce = element_energy(u, element_ke(dev, dtype))
             c = (young * ce).sum(dim=(1, 2))
             dc = -s.penal * (E0 - EMIN) * xphys ** (s.penal - 1) * ce
             # 4. chain rule / sensitivity filter
