@@ -318,12 +318,12 @@ def test_passive_solid_exceeding_volfrac() -> None:
 
 
 def test_passive_void_leaving_too_little() -> None:
-    void = np.zeros(ELEMS, bool)
-    void[:2] = True
-    void[2, 0] = True  # leaves 11 of 24 < 0.5
+    void = np.ones(ELEMS, bool)  # keep a path from the load (top left) to the roller
+    void[:, 0] = void[-1, :] = False  # left column and bottom row: 9 elements
+    void[0, 1] = void[1, 1] = False  # leaves 11 of 24 < 0.5
     with raises("volfrac = 0.5 cannot be met: the passive void leaves only 0.4583"):
         Problem(**mbb_args(passive_void=void))
-    void[2, 0] = False  # leaves exactly 12: allowed
+    void[2, 1] = False  # leaves exactly 12: allowed
     Problem(**mbb_args(passive_void=void))
 
 
@@ -510,3 +510,32 @@ def test_passive_masks_of_presets() -> None:
     for name, (nx, ny) in itertools.product(PRESETS, [(12, 6)]):
         p = preset(name, nx, ny)
         assert not (p.passive_solid & p.passive_void).any()
+
+
+# -- load paths through the passive void ----------------------------------------------------------
+def test_void_enclosing_a_load_is_refused() -> None:
+    void = np.zeros(ELEMS, bool)
+    void[1, :2] = True  # a wall under the top-left load, from the left edge...
+    void[0, 1] = True  # ...closing it in: only element (0, 0) is left around the load
+    with raises("the passive void cuts 1 loaded node(s) off"):
+        Problem(**mbb_args(passive_void=void))
+
+
+def test_corner_contact_is_a_hinge_not_a_load_path() -> None:
+    # the load's element (0, 0) touches the rest only at a corner: it can rotate about it
+    void = np.zeros(ELEMS, bool)
+    void[0, 1] = void[1, 0] = True
+    fx = np.zeros(NODES, bool)
+    fx[2:, 0] = True  # the left edge below the hinge holds x; the roller holds y
+    with raises("the passive void cuts 1 loaded node(s) off"):
+        Problem(**mbb_args(passive_void=void, fixed_x=fx))
+    void[1, 0] = False  # an edge contact is a connection
+    Problem(**mbb_args(passive_void=void, fixed_x=fx))
+
+
+def test_supports_cut_off_by_the_void_do_not_count() -> None:
+    # a void column splits the beam: the loaded left half keeps only its x-fixed edge
+    void = np.zeros(ELEMS, bool)
+    void[:, 3] = True
+    with raises("the passive void cuts 1 loaded node(s) off"):
+        Problem(**mbb_args(passive_void=void, volfrac=0.3))

@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from ._connectivity import free_rigid_motions, unsupported_loads
+
 FILTERS = ("sensitivity", "density", "heaviside")
 OPTIMIZERS = ("auto", "oc", "mma")
 LINEAR_SOLVERS = ("auto", "cholmod", "superlu")
@@ -207,21 +209,8 @@ class Problem:
     def _check_supports(self) -> None:
         if not (self.fixed_x.any() or self.fixed_y.any()):
             raise ProblemError("the problem has no supports: fixed_x and fixed_y are all False")
-        # Rigid-body motions of the plane: u = (a - t*y, b + t*x). The supports remove them all
-        # iff the fixed DOFs' rows of this (ndof x 3) basis have rank 3.
-        iy, jx = np.nonzero(self.fixed_x)
-        rows_x = np.stack([np.ones(iy.size), np.zeros(iy.size), iy - self.nely / 2], axis=1)
-        iy, jx = np.nonzero(self.fixed_y)
-        rows_y = np.stack([np.zeros(iy.size), np.ones(iy.size), jx - self.nelx / 2], axis=1)
-        basis = np.concatenate([rows_x, rows_y])
-        if np.linalg.matrix_rank(basis) < 3:
-            free = []
-            if not self.fixed_x.any():
-                free.append("translation in x")
-            if not self.fixed_y.any():
-                free.append("translation in y")
-            if not free:
-                free.append("rotation")
+        free = free_rigid_motions(self.fixed_x, self.fixed_y)
+        if free:
             raise ProblemError(
                 "the supports leave a rigid-body motion free (" + ", ".join(free) + "); "
                 "fix more DOFs"
@@ -258,6 +247,12 @@ class Problem:
             raise ProblemError(
                 f"volfrac = {self.volfrac} cannot be met: the passive void leaves only "
                 f"{(n - n_void) / n:.4g} of the domain"
+            )
+        cut = unsupported_loads(self)
+        if cut:
+            raise ProblemError(
+                f"the passive void cuts {cut} loaded node(s) off from the supports that would hold "
+                "them: no material can carry that load"
             )
 
     # -- derived quantities --------------------------------------------------------------------

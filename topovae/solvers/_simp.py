@@ -201,33 +201,47 @@ def solve(
     callback: Callable[[IterationInfo], None] | None = None,
     progress: bool = False,
     threads: int | None = 1,
+    x0: np.ndarray | None = None,
 ) -> SolveResult:
     """Run SIMP on ``problem`` with its settings; see the module docstring for the steps.
+
+    ``x0`` (nely, nelx) in [0, 1] starts from a given design instead of the uniform one (a warm
+    start, e.g. to polish a generated design with a few iterations: set ``max_iter``).
 
     ``progress`` shows a tqdm bar (rate, ETA, compliance); ``callback`` is called after each
     iteration with an `IterationInfo`. ``threads`` caps the BLAS threads during the solve (None
     leaves them alone): on small machines one thread is several times faster than BLAS's default,
     and parallelism comes from solving several problems at once instead.
     """
+    if x0 is not None:
+        x0 = np.asarray(x0, dtype=np.float64)
+        if x0.shape != problem.shape:
+            raise ValueError(f"x0 must have shape {problem.shape} (nely, nelx), got {x0.shape}")
+        if not np.all(np.isfinite(x0)) or x0.min() < 0 or x0.max() > 1:
+            raise ValueError("x0 values must be finite and in [0, 1]")
     if threads is None:
-        return _solve(problem, callback, progress)
+        return _solve(problem, callback, progress, x0)
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=threads):
-        return _solve(problem, callback, progress)
+        return _solve(problem, callback, progress, x0)
 
 
 def _solve(
     problem: Problem,
     callback: Callable[[IterationInfo], None] | None,
     progress: bool,
+    x0: np.ndarray | None,
 ) -> SolveResult:
     t0 = time.perf_counter()
     s = problem.settings
     nele = problem.nelx * problem.nely
     fe = FEModel(problem)
     design = DesignMap(problem)
-    x = initial_design(design, problem.volfrac)
+    if x0 is None:
+        x = initial_design(design, problem.volfrac)
+    else:
+        x = design.fix_passive(to_vector(x0))
     target = problem.volfrac * nele
     mma = None
     if s.update_rule == "mma":
