@@ -329,7 +329,7 @@ def show(path: str, n: int, out: str) -> None:
     import h5py
 
     from .plotting import save_design_grid
-    from .solvers import Problem
+    from .solvers import Problem, ProblemError
 
     h = _dataset_header(path)
     png = _output_path(out, "--out")
@@ -342,15 +342,16 @@ def show(path: str, n: int, out: str) -> None:
     items = []
     with h5py.File(path, "r") as f:
         for k in range(n):
-            problem = Problem(
-                d.nelx, d.nely, float(f["problem/volfrac"][k]), f["problem/fixed_x"][k],
-                f["problem/fixed_y"][k], f["problem/loads"][k],
-                passive_solid=f["problem/passive_solid"][k],
-                passive_void=f["problem/passive_void"][k],
-            )  # fmt: skip
-            title = (
-                f"#{int(f['index'][k])} vf={problem.volfrac:.2f} c={f['result/compliance'][k]:.4g}"
-            )
+            vf = float(f["problem/volfrac"][k])
+            title = f"#{int(f['index'][k])} vf={vf:.2f} c={f['result/compliance'][k]:.4g}"
+            try:
+                problem = Problem(
+                    d.nelx, d.nely, vf, f["problem/fixed_x"][k], f["problem/fixed_y"][k],
+                    f["problem/loads"][k], passive_solid=f["problem/passive_solid"][k],
+                    passive_void=f["problem/passive_void"][k],
+                )  # fmt: skip
+            except ProblemError:  # a sample from before a validation rule existed
+                problem, title = None, title + " (ill-posed)"
             items.append((f["density"][k], problem, title))
     save_design_grid(items, png)
     click.echo(f"wrote {png}")

@@ -221,3 +221,48 @@ def save_training_figures(trainer: Any, kl_per_dim: list[float], n: int = 8) -> 
     fig.tight_layout()
     fig.savefig(out / "kl.png", dpi=100)
     plt.close(fig)
+
+
+def save_ce_histogram(ce: dict[str, np.ndarray], path: str | Path) -> Path:
+    """Distributions of compliance errors (one series per name), in percent, as a PNG."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    values = np.concatenate([np.asarray(v) for v in ce.values()])
+    hi = float(np.clip(np.nanpercentile(100 * values, 95), 1.0, 500.0))
+    lo = float(min(0.0, np.nanmin(100 * values)))
+    bins = np.linspace(lo, hi, 40)
+    for name, v in ce.items():
+        ax.hist(np.clip(100 * np.asarray(v), lo, hi), bins=bins, histtype="step", label=name)
+    ax.set_xlabel(f"compliance error CE (%), clipped at {hi:.0f}")
+    ax.set_ylabel("problems")
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def save_search_curves(
+    curves: dict[str, np.ndarray], path: str | Path, reference: float | None = None
+) -> Path:
+    """Best compliance so far against FE evaluations, one curve per search method; as CE in
+    percent when the ``reference`` compliance (SIMP's) is given."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for name, best in curves.items():
+        best = np.asarray(best, dtype=float)
+        y = 100 * (best / reference - 1) if reference else best
+        ax.plot(np.arange(1, len(best) + 1), y, label=name)
+    ax.set_xlabel("FE evaluations")
+    ax.set_ylabel("best CE (%)" if reference else "best compliance")
+    if reference:
+        ax.axhline(0.0, color="gray", lw=0.8, ls="--")
+    else:
+        ax.set_yscale("log")
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -142,6 +142,20 @@ class TopologyDataset(torch.utils.data.Dataset):
             "index": torch.tensor(int(r["index"])),
         }
 
+    def problem(self, k: int):
+        """The `Problem` of item ``k`` (with the file's SIMP settings); a `ProblemError` for a
+        sample that today's validation refuses (files made before it existed)."""
+        from ..solvers import Problem
+
+        r = self._read(k % len(self))
+        dist = self.header["distribution"]
+        return Problem(
+            dist.nelx, dist.nely, float(r["problem/volfrac"]), r["problem/fixed_x"],
+            r["problem/fixed_y"], r["problem/loads"], passive_solid=r["problem/passive_solid"],
+            passive_void=r["problem/passive_void"], settings=dist.settings,
+            name=f"{dist.name}#{int(r['index'])}",
+        )  # fmt: skip
+
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state["_file"] = None  # never pickle an open h5py handle into a worker

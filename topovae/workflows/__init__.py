@@ -1,0 +1,42 @@
+"""What a trained design model is for: look at its manifold, search it, judge it.
+
+    from topovae.workflows import score, search, evaluate, prior_samples, interpolate, traverse
+    s = score(designs, problems, reference=simp_designs)       # the one judge (dict of arrays)
+    r = search(model, problem, method="cmaes", budget=200, polish=10)
+    report = evaluate(model, "data.h5", split="test", k=8, polish=10)
+
+Every design any workflow makes is judged by `score`: FE compliance as given and binarised,
+volume fraction error, floating material, bare loads, greyness, and the compliance error
+against a SIMP reference.
+"""
+
+from ._evaluate import VARIANTS, evaluate, markdown_report, write_report
+from ._explore import INTERPOLATIONS, interpolate, prior_samples, save_scored_grid, slerp, traverse
+from ._judge import SCORE_KEYS, ComplianceOracle, JudgeError, binarize, greyness, score
+from ._latent import LatentDecoder, WorkflowError, condition_of
+from ._search import METHODS, SearchResult, search
+
+__all__ = [
+    "INTERPOLATIONS",
+    "METHODS",
+    "SCORE_KEYS",
+    "VARIANTS",
+    "ComplianceOracle",
+    "JudgeError",
+    "LatentDecoder",
+    "SearchResult",
+    "WorkflowError",
+    "binarize",
+    "condition_of",
+    "evaluate",
+    "greyness",
+    "interpolate",
+    "markdown_report",
+    "prior_samples",
+    "save_scored_grid",
+    "score",
+    "search",
+    "slerp",
+    "traverse",
+    "write_report",
+]

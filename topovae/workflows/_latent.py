@@ -1,0 +1,137 @@
+"""A trained model bound to a problem: latent vectors in, designs out.
+
+    dec = LatentDecoder(model, problem)          # checks sizes and conditioning once
+    rho = dec.designs(z, project=True)           # (B, H, W) torch, differentiable in z
+
+``project`` shifts each design's logits by one scalar so that the design meets the problem's
+volume fraction exactly (the shift is found by bisection; its gradient is the implicit one, so
+gradients through the projection are exact). Passive regions are imposed on every design.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..datasets._torch import BASE_CHANNELS, problem_condition
+from ..solvers import Problem
+
+
+class WorkflowError(ValueError):
+    """Input a workflow cannot use: its message names the bad value and what is allowed."""
+
+
+def _device(device: str | torch.device | None) -> torch.device:
+    from ..solvers.batched import resolve_device
+
+    return resolve_device("auto" if device is None else device)
+
+
+def condition_of(model, problem: Problem) -> torch.Tensor:
+    """The (Cc, H, W) condition images of ``problem`` for ``model``, or a clear error."""
+    cfg = model.config
+    if problem.shape != (cfg.height, cfg.width):
+        raise WorkflowError(
+            f"the model makes {cfg.width}x{cfg.height} designs; problem {problem.name!r} is "
+            f"{problem.nelx}x{problem.nely}"
+        )
+    if problem.ncases != 1:
+        raise WorkflowError(
+            f"the model conditions on one load case; problem {problem.name!r} has {problem.ncases}"
+        )
+    extra = cfg.cond_channels - len(BASE_CHANNELS)
+    if extra not in (0, 2):
+        raise WorkflowError(
+            f"the model expects {cfg.cond_channels} condition channels; topovae makes "
+            f"{len(BASE_CHANNELS)} (or {len(BASE_CHANNELS) + 2} with physical fields)"
+        )
+    return torch.from_numpy(problem_condition(problem, fields=extra > 0))
+
+
+class LatentDecoder:
+    """See the module docstring. ``problem`` may be None for an unconditional model (no
+    projection and no passive regions then), and for a CVAE whose every call passes its
+    conditions (``explicit_conditions``)."""
+
+    def __init__(
+        self, model, problem: Problem | None = None, device=None, explicit_conditions=False
+    ) -> None:
+        self.device = _device(device)
+        self.model = model.to(self.device).eval()
+        self.problem = problem
+        self.latent_dim = model.config.latent_dim
+        cfg = model.config
+        self.condition = None
+        if problem is not None:
+            c = condition_of(model, problem)  # also checks the size
+            if cfg.conditional:
+                self.condition = c.to(self.device)
+            solid = torch.tensor(problem.passive_solid, device=self.device)
+            void = torch.tensor(problem.passive_void, device=self.device)
+            self._solid, self._void = solid, void
+            free = ~(solid | void)
+            n = problem.nelx * problem.nely
+            # the design elements' mean density that gives volume fraction VF*
+            self._target = (problem.volfrac * n - float(solid.sum())) / float(free.sum())
+            self._free = free
+        elif cfg.conditional and not explicit_conditions:
+            raise WorkflowError(
+                "this model is a cvae: give a problem to condition it on (--problem, "
+                "--problem-file or --data with --index)"
+            )
+
+    def _c(self, n: int, c: torch.Tensor | None) -> torch.Tensor | None:
+        if not self.model.config.conditional:
+            return None
+        c = self.condition if c is None else c.to(self.device)
+        return c.expand(n, *c.shape[-3:]) if c.dim() == 3 else c
+
+    def logits(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        z = torch.as_tensor(z, dtype=torch.float32, device=self.device)
+        return self.model.decode(z, self._c(z.shape[0], c))[:, 0]
+
+    def encode(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        """Posterior means of designs (B, H, W) (under ``c`` or this problem's condition)."""
+        x = torch.as_tensor(x, dtype=torch.float32, device=self.device)
+        with torch.no_grad():
+            mu, _ = self.model.encode(x[:, None], self._c(x.shape[0], c))
+        return mu
+
+    def designs(
+        self, z: torch.Tensor, project: bool = False, c: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(B, latent_dim) -> densities (B, H, W) in [0, 1] (float64 when a problem is set)."""
+        logits = self.logits(z, c)
+        if self.problem is None:
+            return torch.sigmoid(logits)
+        logits = logits.double()
+        if project:
+            logits = logits + self._volume_shift(logits)[:, None, None]
+        rho = torch.sigmoid(logits)
+        rho = torch.where(self._solid, torch.ones_like(rho), rho)
+        return torch.where(self._void, torch.zeros_like(rho), rho)
+
+    def _volume_shift(self, logits: torch.Tensor) -> torch.Tensor:
+        """Per design the shift s with mean_free(sigmoid(l + s)) = target; exact gradient."""
+        free = self._free
+
+        def mean_free(s):
+            return (torch.sigmoid(logits + s[:, None, None]) * free).sum((1, 2)) / free.sum()
+
+        with torch.no_grad():
+            lo = torch.full(logits.shape[:1], -40.0, dtype=logits.dtype, device=logits.device)
+            hi = -lo
+            for _ in range(60):  # the mean is increasing in s
+                mid = 0.5 * (lo + hi)
+                below = mean_free(mid) < self._target
+                lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
+            s0 = 0.5 * (lo + hi)
+        # one Newton step from the root: value s0 (the residual is ~0), gradient ds/dl exact
+        sig = torch.sigmoid(logits + s0[:, None, None])
+        residual = (sig * free).sum((1, 2)) / free.sum() - self._target
+        slope = (sig * (1 - sig) * free).sum((1, 2)) / free.sum()
+        return s0 - residual / slope.detach().clamp_min(1e-12)
+
+    def numpy(self, z, project: bool = False, c=None) -> np.ndarray:
+        with torch.no_grad():
+            return self.designs(z, project, c).double().cpu().numpy()
