@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import numpy as np
 
 from . import __version__
 from .solvers import SIMPSettings
@@ -453,47 +454,314 @@ def train(
     )
 
 
-@main.command()
-@click.argument("checkpoint")
-@click.option("-n", "n", type=int, default=16, show_default=True)
-@click.option("--problem", help="Preset to condition a cvae on (on the model's grid).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", required=True, help="PNG file to write.")
-def sample(checkpoint: str, n: int, problem: str | None, seed: int, out: str) -> None:
-    """Draw designs from a trained model's prior (conditioned on a preset for a cvae)."""
-    import torch
-
-    from .datasets._torch import BASE_CHANNELS, problem_condition
+# -- workflows: explore, search, evaluate, demo ----------------------------------------------------
+def _load_model(checkpoint: str):
     from .models import ConfigError, load
-    from .plotting import save_design_grid
-    from .solvers import ProblemError, preset
+
+    try:
+        return load(checkpoint)
+    except ConfigError as e:
+        raise InputError(str(e)) from None
+
+
+def _problem_options(f):
+    """--problem/--volfrac/--problem-file/--data/--index: the problem a model works on."""
+    f = click.option("--index", type=int, help="With --data: the sample's index in the file.")(f)
+    f = click.option(
+        "--data", help="A dataset file: use the problem (and SIMP design) of --index."
+    )(f)
+    f = click.option("--problem-file", type=click.Path(dir_okay=False),
+                     help="A problem saved with Problem.save (.npz).")(f)  # fmt: skip
+    f = click.option("--volfrac", type=float, help="Volume fraction of the --problem preset.")(f)
+    f = click.option(
+        "--problem", "-p", help="A preset problem on the model's grid (see solve --list)."
+    )(f)
+    return f
+
+
+def _model_problem(model, problem, volfrac, problem_file, data, index):
+    """(Problem or None, SIMP reference design or None) from the problem options."""
+    from .solvers import Problem, ProblemError, preset
+    from .workflows import WorkflowError, condition_of
+
+    given = [x is not None for x in (problem, problem_file, data)]
+    if sum(given) > 1:
+        raise InputError("give one of --problem, --problem-file and --data")
+    cfg = model.config
+    prob, reference = None, None
+    try:
+        if problem is not None:
+            prob = preset(problem, nelx=cfg.width, nely=cfg.height, volfrac=volfrac)
+        elif problem_file is not None:
+            prob = Problem.load(problem_file)
+        elif data is not None:
+            from .datasets import TopologyDataset
+
+            if index is None:
+                raise InputError("--data needs --index (a sample of the file)")
+            _dataset_header(data)
+            ds = TopologyDataset(data, split="all")
+            k = ds.position(index)
+            if k is None:
+                raise InputError(f"--index {index} is not in {data} (it holds {len(ds)} samples)")
+            prob, reference = ds.problem(k), ds[k]["density"][0].numpy().astype(np.float64)
+    except (ProblemError, ValueError) as e:
+        raise InputError(str(e)) from None
+    if prob is not None:
+        try:
+            condition_of(model, prob)
+        except WorkflowError as e:
+            raise InputError(str(e)) from None
+    elif cfg.conditional:
+        raise InputError(
+            "this model is a cvae: give the problem to condition it on with --problem, "
+            "--problem-file or --data and --index"
+        )
+    return prob, reference
+
+
+def _workflow_errors():
+    from .workflows import JudgeError, WorkflowError
+
+    return (WorkflowError, JudgeError)
+
+
+def _explore_sample(checkpoint, n, seed, out, device, problem_opts) -> None:
+    from .workflows import prior_samples, save_scored_grid
 
     png = _output_path(out, "--out")
     if n <= 0:
         raise InputError(f"-n must be a positive integer, got {n}")
+    model = _load_model(checkpoint)
+    prob, reference = _model_problem(model, *problem_opts)
     try:
-        model = load(checkpoint)
-    except ConfigError as e:
+        designs = prior_samples(model, n, prob, seed=seed, device=device)
+        save_scored_grid(designs, prob, png, [f"sample {k}" for k in range(n)],
+                                reference=reference)  # fmt: skip
+    except _workflow_errors() as e:
         raise InputError(str(e)) from None
-    cfg = model.config
-    prob = None
-    if cfg.conditional:
-        if problem is None:
-            raise InputError("this model is a cvae: give --problem NAME to condition it on")
-        try:
-            prob = preset(problem, nelx=cfg.width, nely=cfg.height)
-        except ProblemError as e:
-            raise InputError(str(e)) from None
-        cond = problem_condition(prob, fields=cfg.cond_channels > len(BASE_CHANNELS))
-        c = torch.from_numpy(cond)
-    elif problem is not None:
-        raise InputError(f"this model ({cfg.kind}) is not conditional; drop --problem")
-    else:
-        c = None
-    designs = model.sample(n, c, generator=torch.Generator().manual_seed(seed)).numpy()
-    items = [(d[0], prob, f"sample {k}") for k, d in enumerate(designs)]
-    save_design_grid(items, png)
     click.echo(f"wrote {png}")
+
+
+@main.command()
+@click.argument("checkpoint")
+@click.option("-n", "n", type=int, default=16, show_default=True)
+@_problem_options
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda.")
+@click.option("--out", required=True, help="PNG file to write.")
+def sample(checkpoint, n, problem, volfrac, problem_file, data, index, seed, device, out) -> None:
+    """Draw designs from a trained model's prior (the same as `explore sample`)."""
+    _explore_sample(checkpoint, n, seed, out, device,
+                    (problem, volfrac, problem_file, data, index))  # fmt: skip
+
+
+@main.group()
+def explore() -> None:
+    """Look at a trained model's design manifold; every picture is scored by the judge."""
+
+
+@explore.command("sample")
+@click.argument("checkpoint")
+@click.option("-n", "n", type=int, default=16, show_default=True)
+@_problem_options
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda.")
+@click.option("--out", required=True, help="PNG file to write.")
+def explore_sample(checkpoint, n, problem, volfrac, problem_file, data, index, seed, device, out):
+    """Prior samples (conditioned on the problem for a cvae), each titled with its score."""
+    _explore_sample(checkpoint, n, seed, out, device,
+                    (problem, volfrac, problem_file, data, index))  # fmt: skip
+
+
+@explore.command("interpolate")
+@click.argument("checkpoint")
+@click.option("--data", required=True, help="The dataset file the two designs come from.")
+@click.option("--from", "start", type=int, required=True, help="Index of the first design.")
+@click.option("--to", "end", type=int, required=True, help="Index of the second design.")
+@click.option("--steps", type=int, default=8, show_default=True)
+@click.option("--method", default="slerp", show_default=True, help="linear | slerp.")
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda.")
+@click.option("--out", required=True, help="PNG file to write.")
+def explore_interpolate(checkpoint, data, start, end, steps, method, device, out) -> None:
+    """Designs along the latent path between two dataset designs (a cvae interpolates their
+    conditions too)."""
+    from .workflows import interpolate, save_scored_grid
+
+    png = _output_path(out, "--out")
+    model = _load_model(checkpoint)
+    ends = []
+    for i in (start, end):
+        prob, design = _model_problem(model, None, None, None, data, i)
+        ends.append((prob, design))
+    (pa, da), (pb, db) = ends
+    from .datasets._torch import problem_condition
+
+    fields = model.config.cond_channels > 7
+    conds = (problem_condition(pa, fields), problem_condition(pb, fields))
+    try:
+        path = interpolate(model, da, db, steps=steps, method=method, device=device,
+                           conditions=conds if model.config.conditional else None)  # fmt: skip
+    except _workflow_errors() as e:
+        raise InputError(str(e)) from None
+    t = np.linspace(0, 1, steps)
+    labels = [f"#{start}" if x == 0 else f"#{end}" if x == 1 else f"t={x:.2f}" for x in t]
+    save_scored_grid(path, None, png, labels, ncols=steps)
+    click.echo(f"wrote {png}")
+
+
+@explore.command("traverse")
+@click.argument("checkpoint")
+@click.option("--dim", type=int, default=0, show_default=True, help="Latent dimension to move.")
+@click.option("--range", "span", type=(float, float), default=(-3.0, 3.0), show_default=True)
+@click.option("--steps", type=int, default=9, show_default=True)
+@_problem_options
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda.")
+@click.option("--out", required=True, help="PNG file to write.")
+def explore_traverse(checkpoint, dim, span, steps, problem, volfrac, problem_file, data, index,
+                     device, out) -> None:  # fmt: skip
+    """Designs with one latent dimension swept over a range, the others at the prior mean."""
+    from .workflows import save_scored_grid, traverse
+
+    png = _output_path(out, "--out")
+    if steps < 2:
+        raise InputError(f"--steps must be >= 2, got {steps}")
+    model = _load_model(checkpoint)
+    prob, reference = _model_problem(model, problem, volfrac, problem_file, data, index)
+    values = np.linspace(span[0], span[1], steps)
+    try:
+        designs = traverse(model, dim, values, prob, device=device)
+        save_scored_grid(designs, prob, png, [f"z{dim}={v:+.2f}" for v in values],
+                         reference=reference, ncols=steps)  # fmt: skip
+    except _workflow_errors() as e:
+        raise InputError(str(e)) from None
+    click.echo(f"wrote {png}")
+
+
+@main.command()
+@click.argument("checkpoint")
+@_problem_options
+@click.option("--method", "methods", multiple=True, default=("cmaes",), show_default=True,
+              help="random | cmaes | gradient | all; repeat to compare.")  # fmt: skip
+@click.option("--budget", type=int, default=200, show_default=True, help="FE evaluations.")
+@click.option("--polish", type=int, default=10, show_default=True, help="SIMP iterations after.")
+@click.option("--starts", type=int, default=8, show_default=True, help="Gradient: parallel starts.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--simp/--no-simp", default=True, show_default=True,
+              help="Solve the problem with SIMP too, for the compliance error CE.")  # fmt: skip
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda.")
+@click.option("--out", required=True, help="Folder for search.json and the figures.")
+@click.option("--quiet", "-q", is_flag=True)
+def search(checkpoint, problem, volfrac, problem_file, data, index, methods, budget, polish,
+           starts, seed, simp, device, out, quiet) -> None:  # fmt: skip
+    """Search the latent space for the stiffest design of one problem."""
+    from .plotting import save_design_grid, save_search_curves
+    from .solvers import solve as simp_solve
+    from .workflows import METHODS
+    from .workflows import search as latent_search
+
+    methods = METHODS if "all" in methods else tuple(dict.fromkeys(methods))
+    for m in methods:
+        if m not in METHODS:
+            raise InputError(f"unknown --method {m!r}; choose from: {', '.join(METHODS)}, all")
+    if budget <= 0:
+        raise InputError(f"--budget must be a positive number of FE evaluations, got {budget}")
+    folder = Path(out)
+    if not folder.parent.exists():
+        raise InputError(f"--out {out!r}: folder {str(folder.parent)!r} does not exist")
+    model = _load_model(checkpoint)
+    prob, reference = _model_problem(model, problem, volfrac, problem_file, data, index)
+    if prob is None:
+        raise InputError("give the problem to search for: --problem, --problem-file or --data")
+    folder.mkdir(exist_ok=True)
+    ref_c = None
+    if reference is None and simp:
+        r = simp_solve(prob)
+        reference = r.density
+    results = {}
+    try:
+        for m in methods:
+            results[m] = latent_search(
+                model, prob, method=m, budget=budget, seed=seed, polish=polish,
+                reference=reference, starts=starts, device=device, progress=not quiet,
+            )  # fmt: skip
+    except _workflow_errors() as e:
+        raise InputError(str(e)) from None
+    if reference is not None:
+        from .workflows import score
+
+        ref_c = float(score(reference[None], prob)["compliance"][0])
+    summary = {"problem": prob.name, "reference_compliance": ref_c,
+               "methods": {m: r.summary() for m, r in results.items()}}  # fmt: skip
+    (folder / "search.json").write_text(json.dumps(summary, indent=2))
+    save_search_curves({m: r.best_so_far for m, r in results.items()}, folder / "curves.png",
+                       reference=ref_c)  # fmt: skip
+    items = [] if reference is None else [(reference, prob, f"SIMP C={ref_c:.4g}")]
+    for m, r in results.items():
+        items.append((r.density, prob, f"{m}: C={r.compliance:.4g}"))
+        if r.polished is not None:
+            items.append((r.polished.density, prob, f"{m} + {polish} SIMP it"))
+    save_design_grid(items, folder / "designs.png", ncols=len(items))
+    for m, r in results.items():
+        line = f"{m}: best C = {r.compliance:.5g} after {r.evaluations} FE evaluations"
+        if ref_c:
+            line += f", CE = {100 * r.score['ce'][0]:+.2f} %"
+            if r.polished_score is not None:
+                line += f", polished CE = {100 * r.polished_score['ce'][0]:+.2f} %"
+        click.echo(line)
+    click.echo(f"wrote {folder}/search.json, curves.png, designs.png")
+
+
+@main.command()
+@click.argument("checkpoint")
+@click.argument("data")
+@click.option("--split", default="test", show_default=True, help="train | val | test | all.")
+@click.option("-k", "k", type=int, default=8, show_default=True, help="Samples per problem.")
+@click.option("--polish", type=int, default=10, show_default=True, help="SIMP iterations.")
+@click.option("--limit", type=int, help="Evaluate only the first N problems of the split.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda.")
+@click.option("--out", required=True, help="Report folder.")
+@click.option("--quiet", "-q", is_flag=True)
+def evaluate(checkpoint, data, split, k, polish, limit, seed, device, out, quiet) -> None:
+    """Judge a model's designs against the SIMP designs of a dataset split."""
+    from .workflows import evaluate as run_evaluation
+    from .workflows import write_report
+
+    folder = Path(out)
+    if not folder.parent.exists():
+        raise InputError(f"--out {out!r}: folder {str(folder.parent)!r} does not exist")
+    _dataset_header(data)
+    model = _load_model(checkpoint)
+    try:
+        report = run_evaluation(model, data, split, k=k, polish=polish, seed=seed, limit=limit,
+                                device=device, progress=not quiet)  # fmt: skip
+    except _workflow_errors() as e:
+        raise InputError(str(e)) from None
+    paths = write_report(report, folder)
+    m = report["metrics"]
+    for v in ("first", "best", "polished"):
+        click.echo(
+            f"{v:>9}: CE mean {100 * m[v]['ce_mean']:.2f} %, "
+            f"median {100 * m[v]['ce_median']:.2f} %, "
+            f"floating {100 * m[v]['floating_rate']:.1f} %, VFE {100 * m[v]['vfe_mean']:.2f} %"
+        )
+    click.echo(f"wrote {paths['json']}, {paths['md'].name}, {paths['html'].name}")
+
+
+@main.command()
+@click.option("--out", default="runs/demo", show_default=True, help="Output folder.")
+@click.option("--quick", is_flag=True, help="A tiny run of every step (about a minute).")
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda.")
+@click.option("--quiet", "-q", is_flag=True)
+def demo(out: str, quick: bool, device: str, quiet: bool) -> None:
+    """The main job end to end: data, a CVAE, its evaluation, a latent search, a report."""
+    from .workflows import run_demo
+
+    folder = Path(out)
+    if not folder.parent.exists():
+        raise InputError(f"--out {out!r}: folder {str(folder.parent)!r} does not exist")
+    run_demo(folder, quick=quick, device=device, progress=not quiet, log=click.echo)
 
 
 if __name__ == "__main__":  # pragma: no cover

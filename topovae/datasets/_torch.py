@@ -142,6 +142,15 @@ class TopologyDataset(torch.utils.data.Dataset):
             "index": torch.tensor(int(r["index"])),
         }
 
+    def position(self, index: int) -> int | None:
+        """Where the sample with file index ``index`` is in this split (None: not in it)."""
+        if self._memory is not None:
+            indices = self._memory["index"]
+        else:
+            indices = self._handle()["index"][:][self.rows]
+        where = np.flatnonzero(indices == index)
+        return int(where[0]) if where.size else None
+
     def problem(self, k: int):
         """The `Problem` of item ``k`` (with the file's SIMP settings); a `ProblemError` for a
         sample that today's validation refuses (files made before it existed)."""

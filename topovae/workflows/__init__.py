@@ -10,6 +10,7 @@ volume fraction error, floating material, bare loads, greyness, and the complian
 against a SIMP reference.
 """
 
+from ._demo import run_demo
 from ._evaluate import VARIANTS, evaluate, markdown_report, write_report
 from ._explore import INTERPOLATIONS, interpolate, prior_samples, save_scored_grid, slerp, traverse
 from ._judge import SCORE_KEYS, ComplianceOracle, JudgeError, binarize, greyness, score
@@ -33,6 +34,7 @@ __all__ = [
     "interpolate",
     "markdown_report",
     "prior_samples",
+    "run_demo",
     "save_scored_grid",
     "score",
     "search",
