@@ -21,15 +21,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: install
-	mkdir -p $(DEMO_OUT)
-	$(VENV)/bin/topovae solve --problem mbb --nelx 150 --nely 50 --volfrac 0.5 --rmin 3 \
-		--out $(DEMO_OUT)/mbb.png --json $(DEMO_OUT)/mbb.json
-	$(VENV)/bin/topovae solve --problem l-bracket --nelx 80 --nely 80 --volfrac 0.4 --rmin 2 \
-		--filter heaviside --out $(DEMO_OUT)/l-bracket.png --json $(DEMO_OUT)/l-bracket.json
-	$(VENV)/bin/topovae generate --distribution mixed --size 32x32 -n 16 --seed 0 --overwrite \
-		--out $(DEMO_OUT)/data.h5
-	$(VENV)/bin/topovae info $(DEMO_OUT)/data.h5
-	$(VENV)/bin/topovae show $(DEMO_OUT)/data.h5 -n 16 --out $(DEMO_OUT)/data.png
+	$(VENV)/bin/topovae demo --out $(DEMO_OUT)
 
 PY_DIRS := topovae tests benchmarks examples
 

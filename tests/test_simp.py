@@ -258,3 +258,13 @@ def test_warm_start_checks_its_design() -> None:
         solve(problem, x0=np.ones((12, 4)))
     with pytest.raises(ValueError, match=r"x0 values must be finite and in \[0, 1\]"):
         solve(problem, x0=np.full((4, 12), 1.5))
+
+
+def test_warm_start_far_below_the_volume_fraction() -> None:
+    # the move limit cannot reach the target in one step: OC takes the largest step allowed
+    problem = preset("mbb", 30, 10, 0.5, filter="density", rmin=1.5)
+    r = solve(problem.with_settings(max_iter=3), x0=np.full((10, 30), 0.05))
+    volumes = r.history["volume"]
+    assert volumes[0] == pytest.approx(0.05)
+    assert volumes[1] == pytest.approx(0.05 + problem.settings.move, abs=1e-9)
+    assert np.isfinite(r.compliance)

@@ -178,7 +178,9 @@ def oc_update(
     ratio = np.divide(np.maximum(-dc, 0.0), dv, out=np.zeros_like(dc), where=dv > 0)
     lo, hi = np.maximum(0.0, x - move), np.minimum(1.0, x + move)
     l1, l2 = 0.0, 1e9
-    while (l2 - l1) / (l1 + l2) > 1e-3:
+    # top88's (l2 - l1) / (l1 + l2) > 1e-3, safe when the move limit keeps the volume below the
+    # target for every multiplier (a warm start far from it): l2 then falls towards 0 and stops
+    while l2 - l1 > 1e-3 * (l1 + l2) and l2 > 1e-40:
         lmid = 0.5 * (l2 + l1)
         xnew = fix(np.clip(x * np.sqrt(ratio / lmid), lo, hi))
         if volume(xnew) > target:
