@@ -275,6 +275,10 @@ class DatasetWriter:
         self._write_main(blocks=blocks, total=len(entries), shards=shards)
         for shard in shards:
             shard.unlink()
+        try:  # leave no empty folder behind (one holding *.bad shards stays)
+            self.parts.rmdir()
+        except OSError:
+            pass
         return len(entries)
 
     def _write_main(self, blocks, total: int, shards: list[Path] = ()) -> None:

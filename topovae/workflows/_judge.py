@@ -53,9 +53,8 @@ def binarize(density: np.ndarray, problem: Problem) -> np.ndarray:
     free = ~(problem.passive_solid | problem.passive_void)
     k = max(0, min(int(free.sum()), n_solid - int(problem.passive_solid.sum())))
     out = problem.passive_solid.astype(np.float64)
-    values = np.where(free, rho, -1.0).ravel()
-    top = np.argsort(-values, kind="stable")[:k]
-    out.ravel()[top] = 1.0
+    values = np.where(free, rho, -1.0).ravel()  # C order, as np.put reads flat indices
+    np.put(out, np.argsort(-values, kind="stable")[:k], 1.0)
     return out
 
 
@@ -198,11 +197,16 @@ def score(
     return out
 
 
+def ce_text(ce: float) -> str:
+    """A compliance error for a label: "+3.2%", or "x1.2e+04" once it is over 1000 %."""
+    return f"{100 * ce:+.1f}%" if abs(ce) < 10 else f"x{ce + 1:.2g}"
+
+
 def caption(s: dict[str, np.ndarray], k: int) -> str:
     """A short one-line label of design ``k``'s score for figures."""
     parts = [f"C={s['compliance'][k]:.4g}"]
     if np.isfinite(s["ce"][k]):
-        parts.append(f"CE={100 * s['ce'][k]:+.1f}%")
+        parts.append(f"CE={ce_text(s['ce'][k])}")
     parts.append(f"VF={s['volume'][k]:.2f}")
     if s["floating"][k] > 0:
         parts.append(f"float={100 * s['floating'][k]:.0f}%")

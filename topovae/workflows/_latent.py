@@ -40,12 +40,12 @@ def condition_of(model, problem: Problem) -> torch.Tensor:
             f"the model conditions on one load case; problem {problem.name!r} has {problem.ncases}"
         )
     extra = cfg.cond_channels - len(BASE_CHANNELS)
-    if extra not in (0, 2):
+    if cfg.conditional and extra not in (0, 2):
         raise WorkflowError(
             f"the model expects {cfg.cond_channels} condition channels; topovae makes "
             f"{len(BASE_CHANNELS)} (or {len(BASE_CHANNELS) + 2} with physical fields)"
         )
-    return torch.from_numpy(problem_condition(problem, fields=extra > 0))
+    return torch.from_numpy(problem_condition(problem, fields=cfg.conditional and extra > 0))
 
 
 class LatentDecoder:
