@@ -367,6 +367,8 @@ def one_epoch(splits, tmp_path):
         (dict(model_kw={"beta": 2.0}), "another model configuration"),
         (dict(kind="cvae"), "another model configuration"),
         (dict(fingerprint={"file": "a.h5", "n": 41}), "other data"),
+        (dict(lr=5e-4), r"keeps its optimisation settings; asked for lr 0.0005 \(the run has 0"),
+        (dict(batch_size=8), "batch_size 8 .the run has 16."),
     ],
 )
 def test_resume_refuses_another_model_or_other_data(splits, one_epoch, change, fragment):

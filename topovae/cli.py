@@ -400,7 +400,12 @@ def show(path: str, n: int, out: str) -> None:
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda.")
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the model.")
-@click.option("--fields", is_flag=True, help="Condition on the physical fields too (cvae).")
+@click.option(
+    "--fields",
+    is_flag=True,
+    help="Condition on the full-material strain energy and stress too (cvae; computed when the "
+    "file does not store them).",
+)
 @click.option("--in-memory/--from-disk", default=True, show_default=True)
 @click.option("--quiet", "-q", is_flag=True)
 def train(
@@ -420,8 +425,6 @@ def train(
         has_conditions = "problem/loads" in f
     if kind == "cvae" and not has_conditions:
         raise InputError(f"{data} holds no problem conditions; a cvae needs them")
-    if fields and not header["fields"]:
-        raise InputError(f"{data} has no physical fields; generate it with --fields")
     d = header["distribution"]
     try:
         train_set = TopologyDataset(data, "train", in_memory=in_memory, fields=fields)
@@ -720,10 +723,23 @@ def search(checkpoint, problem, volfrac, problem_file, data, index, methods, bud
 @click.option("--polish", type=int, default=10, show_default=True, help="SIMP iterations.")
 @click.option("--limit", type=int, help="Evaluate only the first N problems of the split.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--project/--no-project",
+    default=True,
+    show_default=True,
+    help="Shift each decoded design onto the volume fraction before judging it.",
+)
+@click.option(
+    "--mean-first/--random-first",
+    default=True,
+    show_default=True,
+    help="Whether the first of the k latent vectors is the prior mean.",
+)
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda.")
 @click.option("--out", required=True, help="Report folder.")
 @click.option("--quiet", "-q", is_flag=True)
-def evaluate(checkpoint, data, split, k, polish, limit, seed, device, out, quiet) -> None:
+def evaluate(checkpoint, data, split, k, polish, limit, seed, project, mean_first, device, out,
+             quiet) -> None:  # fmt: skip
     """Judge a model's designs against the SIMP designs of a dataset split."""
     from .workflows import evaluate as run_evaluation
     from .workflows import write_report
@@ -735,12 +751,13 @@ def evaluate(checkpoint, data, split, k, polish, limit, seed, device, out, quiet
     model = _load_model(checkpoint)
     try:
         report = run_evaluation(model, data, split, k=k, polish=polish, seed=seed, limit=limit,
-                                device=device, progress=not quiet)  # fmt: skip
+                                device=device, progress=not quiet, project=project,
+                                mean_first=mean_first)  # fmt: skip
     except _workflow_errors() as e:
         raise InputError(str(e)) from None
     paths = write_report(report, folder)
     m = report["metrics"]
-    for v in ("first", "best", "polished"):
+    for v in m:
         click.echo(
             f"{v:>9}: CE mean {100 * m[v]['ce_mean']:.2f} %, "
             f"median {100 * m[v]['ce_median']:.2f} %, "

@@ -5,7 +5,9 @@
 
 The condition channels, at element resolution (node fields averaged over each element's four
 corners), in the order of `condition_channels`: volume fraction (constant), fx, fy, fixed x,
-fixed y, passive solid, passive void, then the file's optional physical fields (log1p-scaled).
+fixed y, passive solid, passive void, then optionally the physical fields of the full-material
+design (strain energy and von Mises stress, log1p-scaled): the file's when it stores them, else
+computed from each problem (one FE solve per sample, cached).
 The split is a permutation of the file's samples by ``split_seed``, the same on every machine.
 h5py handles are opened lazily in each DataLoader worker (a handle must not cross a fork).
 """
@@ -19,7 +21,7 @@ import h5py
 import numpy as np
 import torch
 
-from ._store import read_header
+from ._store import FIELDS, read_header
 
 BASE_CHANNELS = (
     "volfrac", "fx", "fy", "fixed_x", "fixed_y", "passive_solid", "passive_void",
@@ -70,7 +72,7 @@ class TopologyDataset(torch.utils.data.Dataset):
 
     split: "train", "val", "test" or "all"; fractions: (train, val, test) shares.
     in_memory: read the split's arrays once into memory (fast epochs when it fits).
-    fields: include the file's optional physical-field channels.
+    fields: add the physical-field channels (stored in the file, or computed and cached).
     """
 
     def __init__(
@@ -94,7 +96,9 @@ class TopologyDataset(torch.utils.data.Dataset):
         b = a + round(fractions[1] * n)
         part = {"train": perm[:a], "val": perm[a:b], "test": perm[b:], "all": perm}[split]
         self.rows = np.sort(part)  # file rows; sorted reads are faster
-        self.fields = self.header["fields"] if fields else ()
+        self.fields = FIELDS if fields else ()
+        self._stored_fields = bool(fields) and tuple(self.header["fields"]) == FIELDS
+        self._field_cache: dict[int, list[np.ndarray]] = {}
         self.condition_channels = BASE_CHANNELS + tuple(self.fields)
         self._file: h5py.File | None = None
         self._pid: int | None = None
@@ -106,7 +110,7 @@ class TopologyDataset(torch.utils.data.Dataset):
     def _keys(self) -> list[str]:
         keys = ["index", "density", "problem/volfrac", "problem/loads", "problem/fixed_x",
                 "problem/fixed_y", "problem/passive_solid", "problem/passive_void"]  # fmt: skip
-        return keys + [f"fields/{f}" for f in self.fields]
+        return keys + ([f"fields/{f}" for f in self.fields] if self._stored_fields else [])
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -132,7 +136,7 @@ class TopologyDataset(torch.utils.data.Dataset):
         condition = condition_channels(
             r["problem/volfrac"], r["problem/loads"], r["problem/fixed_x"], r["problem/fixed_y"],
             r["problem/passive_solid"], r["problem/passive_void"],
-            [r[f"fields/{f}"] for f in self.fields],
+            self._fields(k, r),
         )  # fmt: skip
         vf = np.float32(r["problem/volfrac"])
         return {
@@ -141,6 +145,22 @@ class TopologyDataset(torch.utils.data.Dataset):
             "volfrac": torch.tensor(vf),
             "index": torch.tensor(int(r["index"])),
         }
+
+    def _fields(self, k: int, r: dict[str, np.ndarray]) -> list[np.ndarray]:
+        if not self.fields:
+            return []
+        if self._stored_fields:
+            return [r[f"fields/{f}"] for f in self.fields]
+        if k not in self._field_cache:
+            from ..solvers import ProblemError, full_material_fields
+
+            try:
+                values = full_material_fields(self.problem(k))
+                self._field_cache[k] = [v.astype(np.float32) for v in values]
+            except ProblemError:  # a sample today's validation refuses: no fields
+                shape = np.shape(r["density"])
+                self._field_cache[k] = [np.zeros(shape, np.float32)] * len(FIELDS)
+        return self._field_cache[k]
 
     def position(self, index: int) -> int | None:
         """Where the sample with file index ``index`` is in this split (None: not in it)."""

@@ -207,6 +207,19 @@ class Trainer:
             raise ConfigError(f"{str(path)!r} holds another model configuration; cannot resume")
         if self.fingerprint and ckpt["data"] != self.fingerprint:
             raise ConfigError(f"{str(path)!r} was trained on other data; cannot resume")
+        # the restored optimizer, schedule and sampling state carry these; a change would be
+        # silently ignored (epochs, device, workers, plots and compile may change)
+        mine, theirs = self.tcfg.to_dict(), ckpt["train_config"]
+        changed = [
+            f"{k} {mine[k]} (the run has {theirs[k]})"
+            for k in ("lr", "weight_decay", "warmup_steps", "grad_clip", "seed", "batch_size")
+            if k in theirs and mine[k] != theirs[k]
+        ]
+        if changed:
+            raise ConfigError(
+                f"resuming {str(path)!r} keeps its optimisation settings; asked for "
+                + ", ".join(changed)
+            )
         self.model.load_state_dict(ckpt["model"])
         self.opt.load_state_dict(ckpt["optimizer"])
         self.sched.load_state_dict(ckpt["scheduler"])

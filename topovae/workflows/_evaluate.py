@@ -36,13 +36,13 @@ VARIANTS = ("first", "best", "polished", "simp_k")
 
 def _load_split(model, data, split: str, split_seed: int):
     from ..datasets import DatasetError, TopologyDataset
+    from ..datasets._torch import BASE_CHANNELS
 
     cfg = model.config
+    fields = cfg.conditional and cfg.cond_channels > len(BASE_CHANNELS)
     try:
-        ds = TopologyDataset(data, split=split, split_seed=split_seed, in_memory=True)
-    except (DatasetError, OSError) as e:
-        raise WorkflowError(str(e)) from None
-    except ValueError as e:
+        ds = TopologyDataset(data, split, split_seed=split_seed, in_memory=True, fields=fields)
+    except (DatasetError, OSError, ValueError) as e:
         raise WorkflowError(str(e)) from None
     dist = ds.header["distribution"]
     if (dist.nely, dist.nelx) != (cfg.height, cfg.width):
@@ -51,14 +51,10 @@ def _load_split(model, data, split: str, split_seed: int):
             f"{dist.nelx}x{dist.nely}"
         )
     if cfg.conditional and cfg.cond_channels != len(ds.condition_channels):
-        fields = TopologyDataset(data, split=split, split_seed=split_seed, fields=True)
-        if cfg.cond_channels != len(fields.condition_channels):
-            raise WorkflowError(
-                f"the model conditions on {cfg.cond_channels} channels; {str(data)!r} gives "
-                f"{len(ds.condition_channels)} (or {len(fields.condition_channels)} with its "
-                "stored fields)"
-            )
-        ds = TopologyDataset(data, split=split, split_seed=split_seed, in_memory=True, fields=True)
+        raise WorkflowError(
+            f"the model conditions on {cfg.cond_channels} channels; topovae makes "
+            f"{len(BASE_CHANNELS)} (or {len(BASE_CHANNELS) + 2} with physical fields)"
+        )
     if len(ds) == 0:
         raise WorkflowError(f"the {split!r} split of {str(data)!r} is empty")
     return ds
@@ -108,8 +104,15 @@ def evaluate(
     split_seed: int = 0,
     device=None,
     progress: bool = False,
+    mean_first: bool = True,
+    project: bool = True,
 ) -> dict[str, Any]:
-    """See the module docstring. Returns the report (JSON-ready) with per-problem rows under
+    """See the module docstring. ``mean_first``: the first of the k latent vectors is the prior
+    mean (the model's most likely design for the problem), the others prior samples.
+    ``project``: decode as the search does, each design shifted onto the volume fraction (no FE
+    involved; a design that misses the volume fraction has an incomparable compliance); without
+    it the raw decoder output is judged, and the volume fraction error shows how far off it is.
+    Returns the report (JSON-ready) with per-problem rows under
     ``"problems"`` and arrays for figures under ``"_designs"`` (dropped when written)."""
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise WorkflowError(f"-k must be a positive number of samples, got {k}")
@@ -137,6 +140,8 @@ def evaluate(
     try:
         for row in rows:
             z = torch.randn(k, model.config.latent_dim, generator=g)  # drawn for every row
+            if mean_first:
+                z[0] = 0.0
             try:
                 problem = ds.problem(row)
             except ProblemError as e:
@@ -146,7 +151,9 @@ def evaluate(
             dec = LatentDecoder(model, problem, device)
             oracle = ComplianceOracle(None if dec.device.type == "cpu" else dec.device)
             simp = item["density"][0].numpy().astype(np.float64)
-            cand = dec.numpy(z, c=item["condition"] if model.config.conditional else None)
+            cand = dec.numpy(
+                z, project=project, c=item["condition"] if model.config.conditional else None
+            )
             s = score(cand, problem, np.repeat(simp[None], k, 0), oracle=oracle)
             b = int(np.argmin(s["compliance_binary"]))
             chosen = {"first": 0, "best": b}
@@ -200,6 +207,8 @@ def evaluate(
         "k": k,
         "polish_iterations": polish,
         "seed": seed,
+        "mean_first": mean_first,
+        "project": project,
         "seconds": time.perf_counter() - t0,
         "metrics": {v: _summary(arrays[v]) for v in VARIANTS},
         "novelty": {
@@ -257,7 +266,9 @@ def markdown_report(report: dict[str, Any], figures: list[str] = ()) -> str:
         f"# Evaluation of a {report['model']['kind']} on {report['data']} ({report['split']})",
         "",
         f"{report['problems']} problems, best of k = {report['k']} samples, "
-        f"{report['polish_iterations']} polish iterations, seed {report['seed']}"
+        f"{report['polish_iterations']} polish iterations, seed {report['seed']}; designs "
+        + ("shifted onto the volume fraction" if report["project"] else "as decoded")
+        + ("; the first is the prior mean's" if report["mean_first"] else "")
         + (f"; {len(report['skipped'])} ill-posed problems skipped" if report["skipped"] else "")
         + f"; {report['seconds']:.0f} s.",
         "",
