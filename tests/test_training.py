@@ -524,10 +524,11 @@ def test_cli_sample_bad_input(cli_runs, data, run, tmp_path):
     vae, cvae = cli_runs["vae"][1] / "best.pt", cli_runs["cvae"][1] / "best.pt"
     assert_one_line_error(run("sample", data, "--out", "s.png"), "not a topovae checkpoint")
     assert_one_line_error(run("sample", "missing.pt", "--out", "s.png"), "does not exist")
-    result = run("sample", vae, "--problem", "cantilever", "--out", "s.png")
-    assert_one_line_error(result, "not conditional", "--problem")
     assert_one_line_error(run("sample", cvae, "--out", "s.png"), "cvae", "--problem")
     result = run("sample", cvae, "--problem", "no-such-preset", "--out", "s.png")
     assert_one_line_error(result, "no-such-preset")
     assert_one_line_error(run("sample", vae, "-n", 0, "--out", "s.png"), "-n")
     assert not (tmp_path / "s.png").exists()
+    # an unconditional model takes a problem too: its designs are then scored on it
+    result = run("sample", vae, "--problem", "cantilever", "--out", "s.png")
+    assert result.exit_code == 0 and (tmp_path / "s.png").exists(), result.output
