@@ -250,14 +250,18 @@ def save_search_curves(
     percent when the ``reference`` compliance (SIMP's) is given."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.6))
+    low = np.inf
     for name, best in curves.items():
         best = np.asarray(best, dtype=float)
         y = 100 * (best / reference - 1) if reference else best
+        low = min(low, float(np.min(y)))
         ax.plot(np.arange(1, len(best) + 1), y, label=name)
     ax.set_xlabel("FE evaluations")
     ax.set_ylabel("best CE (%)" if reference else "best compliance")
     if reference:
         ax.axhline(0.0, color="gray", lw=0.8, ls="--")
+        ax.set_yscale("symlog", linthresh=1.0)  # linear within +-1 %, logarithmic beyond
+        ax.set_ylim(bottom=min(-0.5, 1.5 * low))
     else:
         ax.set_yscale("log")
     ax.legend()
