@@ -1,9 +1,67 @@
-"""Shared fixtures: the CLI driven by click's CliRunner in a temporary folder."""
+"""Shared fixtures: the CLI driven by click's CliRunner in a temporary folder; one tiny dataset
+(12x12, 40 mixed problems), one of another size (8x8) and two tiny trained models (a cvae and a
+vae, latent 4), each made once per session; torch on one thread."""
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from topovae.cli import main
+from topovae.datasets import TopologyDataset, distribution, generate
+from topovae.models import TrainConfig, Trainer, VAEConfig
+
+TINY = 12  # grid of the session dataset and models
+METRIC_KEYS = (  # what an evaluation report holds for every variant (issue: "every metric")
+    "ce_mean", "ce_median", "ce_under_1pct", "ce_under_5pct", "ce_binary_mean",
+    "ce_binary_median", "pass_rate", "vfe_mean", "floating_mean", "floating_rate",
+    "load_disrespect_rate", "greyness_mean",
+)  # fmt: skip
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def data(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "tiny.h5"
+    generate(path, distribution("mixed", TINY, TINY), n=40, seed=0, workers=1, progress=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def data8(tmp_path_factory):
+    """A dataset of another size (8x8) than the tiny models make."""
+    path = tmp_path_factory.mktemp("data8") / "small.h5"
+    generate(path, distribution("mixed", 8, 8), n=10, seed=0, workers=1, progress=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(data, tmp_path_factory):
+    """kind -> best.pt of a tiny model (latent 4, base width 4, depth 2) trained 2 epochs on
+    ``data``. A high learning rate and a KL weight kept near 0 make its encodings and decodings
+    differ already."""
+    train = TopologyDataset(data, "train", in_memory=True)
+    val = TopologyDataset(data, "val", in_memory=True)
+    paths = {}
+    for kind in ("cvae", "vae"):
+        out = tmp_path_factory.mktemp(f"tiny-{kind}")
+        cc = len(train.condition_channels) if kind == "cvae" else 0
+        mcfg = VAEConfig(
+            kind=kind, height=TINY, width=TINY, cond_channels=cc, latent_dim=4, base_width=4,
+            depth=2, kl_warmup_steps=1000,
+        )  # fmt: skip
+        tcfg = TrainConfig(
+            epochs=2, batch_size=16, lr=1e-2, warmup_steps=2, device="cpu", plots=False
+        )
+        Trainer(mcfg, tcfg, train, val, out).fit(progress=False)
+        paths[kind] = out / "best.pt"
+    return paths
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from conftest import assert_one_line_error
 
 from topovae.cli import main
-from topovae.datasets import TopologyDataset, distribution, generate
+from topovae.datasets import TopologyDataset
 from topovae.models import (
     ConfigError,
     DesignVAE,
@@ -44,21 +44,6 @@ FIGURES = ("loss.png", "reconstructions.png", "samples.png", "kl.png")
 
 
 # -- fixtures and helpers ----------------------------------------------------------------------
-@pytest.fixture(scope="session", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="session")
-def data(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "tiny.h5"
-    generate(path, distribution("mixed", W, H), n=40, seed=0, workers=1, progress=False)
-    return path
-
-
 @pytest.fixture(scope="session")
 def splits(data):
     """(train, val): 32 and 4 samples, so 2 steps per epoch at batch size 16."""

@@ -13,9 +13,10 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import METRIC_KEYS
 
-from topovae.datasets import TopologyDataset, distribution, generate
-from topovae.models import TrainConfig, Trainer, VAEConfig, load
+from topovae.datasets import TopologyDataset
+from topovae.models import load
 from topovae.solvers import E0, EMIN, Problem, compliance, preset
 from topovae.workflows import (
     SCORE_KEYS,
@@ -41,60 +42,17 @@ from topovae.workflows import (
 H = W = 12  # grid of the session dataset and models
 LATENT = 4
 PNG = b"\x89PNG\r\n\x1a\n"
-METRIC_KEYS = (
-    "ce_mean", "ce_median", "ce_under_1pct", "ce_under_5pct", "ce_binary_mean",
-    "ce_binary_median", "pass_rate", "vfe_mean", "floating_mean", "floating_rate",
-    "load_disrespect_rate", "greyness_mean",
-)  # fmt: skip
 
 
 # -- fixtures and helpers ----------------------------------------------------------------------
-@pytest.fixture(scope="session", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+@pytest.fixture(scope="session")
+def cvae(tiny_checkpoints):
+    return load(tiny_checkpoints["cvae"])
 
 
 @pytest.fixture(scope="session")
-def data(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "tiny.h5"
-    generate(path, distribution("mixed", W, H), n=40, seed=0, workers=1, progress=False)
-    return path
-
-
-@pytest.fixture(scope="session")
-def data8(tmp_path_factory):
-    """A dataset of another size (8x8) than the models make."""
-    path = tmp_path_factory.mktemp("data8") / "small.h5"
-    generate(path, distribution("mixed", 8, 8), n=10, seed=0, workers=1, progress=False)
-    return path
-
-
-def train_tiny(data, out, kind):
-    """A tiny model of ``kind`` trained for 2 epochs on ``data``, loaded from best.pt. A high
-    learning rate and a KL weight kept near 0 make its encodings and decodings differ already."""
-    train = TopologyDataset(data, "train", in_memory=True)
-    val = TopologyDataset(data, "val", in_memory=True)
-    cc = len(train.condition_channels) if kind == "cvae" else 0
-    mcfg = VAEConfig(
-        kind=kind, height=H, width=W, cond_channels=cc, latent_dim=LATENT, base_width=4, depth=2,
-        kl_warmup_steps=1000,
-    )  # fmt: skip
-    tcfg = TrainConfig(epochs=2, batch_size=16, lr=1e-2, warmup_steps=2, device="cpu", plots=False)
-    Trainer(mcfg, tcfg, train, val, out).fit(progress=False)
-    return load(out / "best.pt")
-
-
-@pytest.fixture(scope="session")
-def cvae(data, tmp_path_factory):
-    return train_tiny(data, tmp_path_factory.mktemp("cvae"), "cvae")
-
-
-@pytest.fixture(scope="session")
-def vae(data, tmp_path_factory):
-    return train_tiny(data, tmp_path_factory.mktemp("vae"), "vae")
+def vae(tiny_checkpoints):
+    return load(tiny_checkpoints["vae"])
 
 
 @pytest.fixture(scope="session")

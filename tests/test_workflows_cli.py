@@ -12,50 +12,21 @@ import json
 import h5py
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
-from conftest import assert_one_line_error
+from conftest import METRIC_KEYS, assert_one_line_error
 
 from topovae.cli import main
-from topovae.datasets import TopologyDataset, distribution, generate, read_header
-from topovae.models import TrainConfig, Trainer, VAEConfig, load
+from topovae.datasets import TopologyDataset, read_header
+from topovae.models import load
 from topovae.solvers import compliance, preset, solve
 
 H = W = 12
 PNG = b"\x89PNG\r\n\x1a\n"
 VARIANTS = ("first", "best", "polished")  # the variants every report has (there may be more)
 METHODS = ("random", "cmaes", "gradient")
-METRIC_KEYS = (
-    "ce_mean", "ce_median", "ce_under_1pct", "ce_under_5pct", "ce_binary_mean",
-    "ce_binary_median", "pass_rate", "vfe_mean", "floating_mean", "floating_rate",
-    "load_disrespect_rate", "greyness_mean",
-)  # fmt: skip
 
 
 # -- fixtures and helpers ----------------------------------------------------------------------
-@pytest.fixture(scope="session", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="session")
-def data(tmp_path_factory):
-    path = tmp_path_factory.mktemp("cli_data") / "tiny.h5"
-    generate(path, distribution("mixed", W, H), n=40, seed=0, workers=1, progress=False)
-    return path
-
-
-@pytest.fixture(scope="session")
-def data8(tmp_path_factory):
-    """A dataset of another size (8x8) than the checkpoints make."""
-    path = tmp_path_factory.mktemp("cli_data8") / "small.h5"
-    generate(path, distribution("mixed", 8, 8), n=10, seed=0, workers=1, progress=False)
-    return path
-
-
 @pytest.fixture(scope="session")
 def indices(data):
     """The sample indices the dataset file holds."""
@@ -63,28 +34,14 @@ def indices(data):
         return [int(i) for i in f["index"][:]]
 
 
-def checkpoint(data, out, kind):
-    """best.pt of a tiny model of ``kind`` trained for 2 epochs on ``data``."""
-    train = TopologyDataset(data, "train", in_memory=True)
-    val = TopologyDataset(data, "val", in_memory=True)
-    cc = len(train.condition_channels) if kind == "cvae" else 0
-    mcfg = VAEConfig(
-        kind=kind, height=H, width=W, cond_channels=cc, latent_dim=4, base_width=4, depth=2,
-        kl_warmup_steps=1000,
-    )  # fmt: skip
-    tcfg = TrainConfig(epochs=2, batch_size=16, lr=1e-2, warmup_steps=2, device="cpu", plots=False)
-    Trainer(mcfg, tcfg, train, val, out).fit(progress=False)
-    return out / "best.pt"
+@pytest.fixture(scope="session")
+def cvae(tiny_checkpoints):
+    return tiny_checkpoints["cvae"]
 
 
 @pytest.fixture(scope="session")
-def cvae(data, tmp_path_factory):
-    return checkpoint(data, tmp_path_factory.mktemp("cli_cvae"), "cvae")
-
-
-@pytest.fixture(scope="session")
-def vae(data, tmp_path_factory):
-    return checkpoint(data, tmp_path_factory.mktemp("cli_vae"), "vae")
+def vae(tiny_checkpoints):
+    return tiny_checkpoints["vae"]
 
 
 @pytest.fixture(scope="session")

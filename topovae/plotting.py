@@ -18,6 +18,15 @@ if TYPE_CHECKING:
     from .solvers import Problem, SolveResult
 
 
+def _save(fig: Any, path: str | Path, dpi: int) -> Path:
+    """Lay out, write as PNG and close a figure."""
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=dpi)
+    _pyplot().close(fig)
+    return path
+
+
 def _pyplot() -> Any:
     import matplotlib
 
@@ -236,11 +245,7 @@ def save_ce_histogram(ce: dict[str, np.ndarray], path: str | Path) -> Path:
     ax.set_xlabel(f"compliance error CE (%), clipped at {hi:.0f}")
     ax.set_ylabel("problems")
     ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi=110)
 
 
 def save_search_curves(
@@ -265,8 +270,4 @@ def save_search_curves(
     else:
         ax.set_yscale("log")
     ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi=110)
