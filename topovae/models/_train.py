@@ -72,13 +72,14 @@ class TrainConfig:
 
 
 def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} asked for, but no CUDA GPU is available")
-    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
-        raise ConfigError(f"unknown device {name!r}; choose one of: auto, cpu, cuda")
-    return torch.device(name)
+    """`resolve_device` ("auto" -> CUDA when available), its errors as `ConfigError`."""
+    from ..solvers import ProblemError
+    from ..solvers.batched import resolve_device
+
+    try:
+        return resolve_device(name)
+    except ProblemError as e:
+        raise ConfigError(str(e)) from None
 
 
 def _atomic_save(obj: dict, path: Path) -> None:
