@@ -47,7 +47,7 @@ def vae(tiny_checkpoints):
 @pytest.fixture(scope="session")
 def demo(tmp_path_factory):
     """(click result, output folder) of one `topovae demo --quick`."""
-    out = tmp_path_factory.mktemp("demo") / "run"
+    out = tmp_path_factory.mktemp("demo") / "missing" / "run"  # parents are made
     result = CliRunner().invoke(main, ["demo", "--quick", "--out", str(out), "--quiet",
                                        "--device", "cpu"])  # fmt: skip
     return result, out
@@ -130,8 +130,10 @@ def test_demo_report_holds_the_three_searches(demo):
     assert all(f"| {m} | {plan['budget']} |" in md for m in METHODS)
 
 
-def test_demo_refuses_an_output_folder_in_a_missing_folder(run):
-    assert_one_line_error(run("demo", "--quick", "--out", "no/such/run"), "--out", "no/such")
+def test_demo_refuses_a_file_as_its_output_folder(run, tmp_path):
+    (tmp_path / "taken").write_text("a user's file\n")
+    assert_one_line_error(run("demo", "--quick", "--out", "taken"), "--out", "taken", "is a file")
+    assert (tmp_path / "taken").read_text() == "a user's file\n"
 
 
 # -- explore ------------------------------------------------------------------------------------

@@ -775,9 +775,9 @@ def demo(out: str, quick: bool, device: str, quiet: bool) -> None:
     """The main job end to end: data, a CVAE, its evaluation, a latent search, a report."""
     from .workflows import run_demo
 
-    folder = Path(out)
-    if not folder.parent.exists():
-        raise InputError(f"--out {out!r}: folder {str(folder.parent)!r} does not exist")
+    folder = Path(out)  # the demo's own folder: made with its parents (the default is runs/demo)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"--out {out!r} is a file; give a folder")
     run_demo(folder, quick=quick, device=device, progress=not quiet, log=click.echo)
 
 
