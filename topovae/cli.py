@@ -529,36 +529,6 @@ def _workflow_errors():
     return (WorkflowError, JudgeError)
 
 
-def _explore_sample(checkpoint, n, seed, out, device, problem_opts) -> None:
-    from .workflows import prior_samples, save_scored_grid
-
-    png = _output_path(out, "--out")
-    if n <= 0:
-        raise InputError(f"-n must be a positive integer, got {n}")
-    model = _load_model(checkpoint)
-    prob, reference = _model_problem(model, *problem_opts)
-    try:
-        designs = prior_samples(model, n, prob, seed=seed, device=device)
-        save_scored_grid(designs, prob, png, [f"sample {k}" for k in range(n)],
-                                reference=reference)  # fmt: skip
-    except _workflow_errors() as e:
-        raise InputError(str(e)) from None
-    click.echo(f"wrote {png}")
-
-
-@main.command()
-@click.argument("checkpoint")
-@click.option("-n", "n", type=int, default=16, show_default=True)
-@_problem_options
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda.")
-@click.option("--out", required=True, help="PNG file to write.")
-def sample(checkpoint, n, problem, volfrac, problem_file, data, index, seed, device, out) -> None:
-    """Draw designs from a trained model's prior (the same as `explore sample`)."""
-    _explore_sample(checkpoint, n, seed, out, device,
-                    (problem, volfrac, problem_file, data, index))  # fmt: skip
-
-
 @main.group()
 def explore() -> None:
     """Look at a trained model's design manifold; every picture is scored by the judge."""
@@ -572,9 +542,25 @@ def explore() -> None:
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda.")
 @click.option("--out", required=True, help="PNG file to write.")
 def explore_sample(checkpoint, n, problem, volfrac, problem_file, data, index, seed, device, out):
-    """Prior samples (conditioned on the problem for a cvae), each titled with its score."""
-    _explore_sample(checkpoint, n, seed, out, device,
-                    (problem, volfrac, problem_file, data, index))  # fmt: skip
+    """Prior samples (conditioned on the problem for a cvae), each titled with its score; also
+    `topovae sample`."""
+    from .workflows import prior_samples, save_scored_grid
+
+    png = _output_path(out, "--out")
+    if n <= 0:
+        raise InputError(f"-n must be a positive integer, got {n}")
+    model = _load_model(checkpoint)
+    prob, reference = _model_problem(model, problem, volfrac, problem_file, data, index)
+    try:
+        designs = prior_samples(model, n, prob, seed=seed, device=device)
+        save_scored_grid(designs, prob, png, [f"sample {k}" for k in range(n)],
+                         reference=reference)  # fmt: skip
+    except _workflow_errors() as e:
+        raise InputError(str(e)) from None
+    click.echo(f"wrote {png}")
+
+
+main.add_command(explore_sample, name="sample")  # the same command at the top level
 
 
 @explore.command("interpolate")

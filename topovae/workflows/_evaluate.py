@@ -154,7 +154,7 @@ def evaluate(
             cand = dec.numpy(
                 z, project=project, c=item["condition"] if model.config.conditional else None
             )
-            s = score(cand, problem, np.repeat(simp[None], k, 0), oracle=oracle)
+            s = score(cand, problem, simp, oracle=oracle)
             b = int(np.argmin(s["compliance_binary"]))
             chosen = {"first": 0, "best": b}
             for v, j in chosen.items():
@@ -166,8 +166,7 @@ def evaluate(
                 few = problem.with_settings(max_iter=polish)
                 polished = solve(few, x0=cand[b]).density
                 short = solve(few).density
-            sp = score(np.stack([polished, short]), [problem] * 2, np.stack([simp, simp]),
-                       oracle=oracle)  # fmt: skip
+            sp = score(np.stack([polished, short]), problem, simp, oracle=oracle)
             for key in keys:
                 scores["polished"][key].append(sp[key][0])
                 scores["simp_k"][key].append(sp[key][1])

@@ -119,8 +119,7 @@ def save_scored_grid(
     labels = labels or [""] * len(designs)
     s = None
     if problem is not None:
-        ref = None if reference is None else np.repeat(reference[None], len(designs), 0)
-        s = score(designs, problem, ref)
+        s = score(designs, problem, reference)
         titles = [f"{lab}\n{caption(s, k)}".strip() for k, lab in enumerate(labels)]
     else:
         titles = [

@@ -162,7 +162,8 @@ def score(
     """Judge designs (B, H, W) on their problems; see the module docstring for the keys.
 
     ``problems``: one per design, or one for all. ``reference``: (B, H, W) designs to compare
-    with (SIMP's), judged the same way, giving ``ce`` and ``ce_binary``. Pass an ``oracle`` to
+    with (SIMP's), judged the same way, giving ``ce`` and ``ce_binary``; with one problem for
+    all, one (H, W) reference is judged once and serves every design. Pass an ``oracle`` to
     reuse FE models across calls.
     """
     if isinstance(problems, Problem):
@@ -191,7 +192,12 @@ def score(
         "ce_binary": np.full(len(d), np.nan),
     }
     if reference is not None:
-        ref = score(reference, problems, oracle=oracle)
+        if np.ndim(reference) == 2:  # one reference for one problem: judge it once
+            if any(p is not problems[0] for p in problems):
+                raise JudgeError("one (H, W) reference needs one problem for every design")
+            ref = score(reference, problems[0], oracle=oracle)
+        else:
+            ref = score(reference, problems, oracle=oracle)
         out["ce"] = out["compliance"] / ref["compliance"] - 1.0
         out["ce_binary"] = out["compliance_binary"] / ref["compliance_binary"] - 1.0
     return out
