@@ -1,4 +1,5 @@
-"""Design VAEs: shapes, the ELBO terms against independent formulas, training moves the loss."""
+"""Design VAEs: shapes, the ELBO terms against independent formulas, training moves the loss,
+whitened coordinates, condition normalisation."""
 
 import json
 
@@ -15,8 +16,12 @@ from topovae.models import (
     kl_weight,
     loss_terms,
 )
+from topovae.models._vae import normalise_condition
 
 SMALL = dict(latent_dim=6, base_width=8, depth=3)
+
+
+ARCHS = ("unet", "conv")
 
 
 def make(kind="vae", h=24, w=40, cc=0, **kw):
@@ -34,17 +39,83 @@ def test_kl_equals_torch_distributions():
     torch.testing.assert_close(gaussian_kl(mu, logvar), expected, rtol=1e-6, atol=1e-7)
 
 
+def test_kl_to_a_learned_prior_equals_torch_distributions():
+    g = torch.Generator().manual_seed(1)
+    mu, logvar, pmu, plogvar = (torch.randn(5, 7, generator=g) for _ in range(4))
+    expected = kl_divergence(
+        Normal(mu, torch.exp(0.5 * logvar)), Normal(pmu, torch.exp(0.5 * plogvar))
+    )
+    torch.testing.assert_close(gaussian_kl(mu, logvar, pmu, plogvar), expected, rtol=1e-5,
+                               atol=1e-6)  # fmt: skip
+    # the named term of the loss uses it: batch mean of the per-dimension sum
+    cfg = VAEConfig(kind="cvae", cond_channels=2, latent_dim=7)
+    x = torch.rand(5, 1, 64, 64, generator=g)
+    t = loss_terms(cfg, torch.zeros_like(x), x, mu, logvar, prior_mu=pmu, prior_logvar=plogvar)
+    assert float(t["kl"]) == pytest.approx(float(expected.sum(1).mean()), rel=1e-5)
+
+
+def _nontrivial_prior(model):
+    """The prior network starts at N(0, I) (its last layer is zero); give it random weights."""
+    torch.manual_seed(5)
+    for p in model.prior_net[-1].parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    return model.eval()
+
+
+@torch.no_grad()
+def test_whitened_coordinates_round_trip_and_prior_mean():
+    model = _nontrivial_prior(make("cvae", 16, 16, cc=9))
+    c = torch.rand(3, 9, 16, 16)
+    mu_p, logvar_p = model.prior(c)
+    assert float(mu_p.abs().max()) > 0.05 and float((logvar_p).abs().max()) > 0.05
+    u = torch.randn(3, SMALL["latent_dim"])
+    z = model.to_latent_coordinates(u, c)
+    torch.testing.assert_close(z, mu_p + torch.exp(0.5 * logvar_p) * u)
+    torch.testing.assert_close(model.whiten(z, c), u, rtol=1e-5, atol=1e-5)
+    # u = 0 decodes the prior mean mu(c); the independent prior leaves z = u
+    zero = torch.zeros(3, SMALL["latent_dim"])
+    torch.testing.assert_close(model.decode_whitened(zero, c), model.decode(mu_p, c))
+    vae = make().eval()
+    torch.testing.assert_close(vae.to_latent_coordinates(u), u)
+
+
+@torch.no_grad()
+def test_the_dependent_prior_depends_on_the_condition():
+    model = make("cvae", 16, 16, cc=9).eval()
+    torch.manual_seed(5)
+    for p in model.parameters():  # PyTorch's default init shrinks signals layer by layer
+        torch.nn.init.normal_(p, std=0.3)
+    a, _ = model.prior(torch.zeros(1, 9, 16, 16))
+    b, _ = model.prior(torch.rand(1, 9, 16, 16))
+    assert float((a - b).abs().max()) > 1e-3
+
+
+def test_the_load_magnitude_does_not_change_the_design():
+    """Compliance is quadratic in the load magnitude, the optimum does not depend on it: the
+    U-Net normalises the load channels per sample."""
+    model = make("cvae", 16, 16, cc=7).eval()
+    c = torch.rand(2, 7, 16, 16)
+    scaled = c.clone()
+    scaled[:, 1:3] *= 40.0
+    z = torch.randn(2, SMALL["latent_dim"])
+    torch.testing.assert_close(model.decode(z, c), model.decode(z, scaled))
+    torch.testing.assert_close(normalise_condition(c)[:, 3:], c[:, 3:])
+    assert float(normalise_condition(scaled)[:, 1:3].abs().max()) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize(("kind", "cc"), [("vae", 0), ("beta-vae", 0), ("cvae", 7)])
 @pytest.mark.parametrize(("h", "w"), [(64, 64), (20, 60), (33, 17), (8, 8)])
-def test_shapes(kind, cc, h, w):
-    model = make(kind, h, w, cc)
+def test_shapes(kind, cc, h, w, arch):
+    model = make(kind, h, w, cc, arch=arch)
     x = torch.rand(3, 1, h, w)
     c = torch.rand(3, cc, h, w) if cc else None
     mu, logvar = model.encode(x, c)
     assert mu.shape == logvar.shape == (3, SMALL["latent_dim"])
     assert model.decode(mu, c).shape == (3, 1, h, w)
-    logits, _, _ = model(x, c)
-    assert logits.shape == (3, 1, h, w)
+    out = model(x, c)
+    assert out.logits.shape == (3, 1, h, w)
+    assert out.prior_mu.shape == out.prior_logvar.shape == (3, SMALL["latent_dim"])
     s = model.sample(2, c[0] if cc else None, generator=torch.Generator().manual_seed(0))
     assert s.shape == (2, 1, h, w) and 0 <= float(s.min()) and float(s.max()) <= 1
     assert model.reconstruct(x, c).shape == (3, 1, h, w)
@@ -59,17 +130,22 @@ def test_sampling_is_reproducible_with_a_generator():
     assert not torch.allclose(a, c)
 
 
-@pytest.mark.parametrize(("kind", "cc"), [("vae", 0), ("beta-vae", 0), ("cvae", 3)])
-def test_two_training_steps_lower_the_loss_on_a_fixed_batch(kind, cc):
-    model = make(kind, 16, 16, cc)
+@pytest.mark.parametrize(
+    ("kind", "cc", "arch", "prior"),
+    [("vae", 0, "unet", "auto"), ("beta-vae", 0, "unet", "auto"), ("cvae", 9, "unet", "auto"),
+     ("cvae", 9, "unet", "independent"), ("cvae", 3, "conv", "auto"), ("vae", 0, "conv", "auto")],
+)  # fmt: skip
+def test_two_training_steps_lower_the_loss_on_a_fixed_batch(kind, cc, arch, prior):
+    model = make(kind, 16, 16, cc, arch=arch, prior=prior)
     g = torch.Generator().manual_seed(1)
     x = (torch.rand(8, 1, 16, 16, generator=g) > 0.5).float()
     c = torch.rand(8, cc, 16, 16, generator=g) if cc else None
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 
     def loss() -> torch.Tensor:
-        logits, mu, logvar = model(x, c, generator=torch.Generator().manual_seed(2))
-        return loss_terms(model.config, logits, x, mu, logvar)["total"]
+        o = model(x, c, generator=torch.Generator().manual_seed(2))
+        return loss_terms(model.config, o.logits, x, o.mu, o.logvar, 0, None, o.prior_mu,
+                          o.prior_logvar)["total"]  # fmt: skip
 
     before = float(loss().detach())
     for _ in range(2):
@@ -136,6 +212,9 @@ def test_config_round_trips_through_json():
     cfg = VAEConfig(kind="cvae", height=20, width=60, cond_channels=7, latent_dim=16, beta=1.5,
                     free_bits=0.1, norm="group", activation="gelu")  # fmt: skip
     assert VAEConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    # "auto" resolves on construction, so the stored config names the prior
+    assert cfg.prior == "dependent" and VAEConfig().prior == "independent"
+    assert VAEConfig(kind="cvae", cond_channels=7, arch="conv").prior == "independent"
 
 
 @pytest.mark.parametrize(
@@ -148,6 +227,14 @@ def test_config_round_trips_through_json():
         ({"kind": "beta-vae", "beta": 1.0}, "beta > 1"),
         ({"norm": "layer"}, "unknown norm"),
         ({"height": -4}, "height"),
+        ({"arch": "mlp"}, "unknown arch 'mlp'"),
+        ({"prior": "dependent"}, "dependent prior needs a cvae"),
+        (
+            {"kind": "cvae", "cond_channels": 7, "arch": "conv", "prior": "dependent"},
+            "on the unet backbone",
+        ),
+        ({"free_bits": float("nan")}, "free_bits must be a finite number >= 0, got nan"),
+        ({"beta": float("inf")}, "beta must be a finite number"),
     ],
 )
 def test_bad_configs(kw, fragment):
@@ -170,8 +257,9 @@ def test_conditions_are_checked():
         vae.encode(torch.rand(2, 1, 24, 41))
 
 
-def test_condition_changes_the_decoded_design():
-    model = make("cvae", 16, 16, cc=2).eval()
+@pytest.mark.parametrize("arch", ARCHS)
+def test_condition_changes_the_decoded_design(arch):
+    model = make("cvae", 16, 16, cc=2, arch=arch).eval()
     z = torch.zeros(1, SMALL["latent_dim"])
     a = model.decode(z, torch.zeros(1, 2, 16, 16))
     b = model.decode(z, torch.ones(1, 2, 16, 16))

@@ -28,6 +28,7 @@ from topovae.models import (
     read_checkpoint,
 )
 
+CHECKPOINT_VERSION = _train.CHECKPOINT_VERSION
 H, W, CC = 12, 12, 7  # grid and condition channels of the generated dataset
 PNG = b"\x89PNG\r\n\x1a\n"
 CHECKPOINT_KEYS = {
@@ -102,7 +103,7 @@ def test_checkpoints_are_plain_dicts_and_load_rebuilds_the_trained_model(splits,
     for name in ("last.pt", "best.pt"):
         ckpt = torch.load(tmp_path / name, weights_only=True)
         assert type(ckpt) is dict and set(ckpt) == CHECKPOINT_KEYS, name
-        assert (ckpt["format"], ckpt["version"]) == ("topovae-checkpoint", 1)
+        assert (ckpt["format"], ckpt["version"]) == ("topovae-checkpoint", CHECKPOINT_VERSION)
         assert VAEConfig.from_dict(ckpt["model_config"]) == t.mcfg
         assert ckpt["train_config"] == t.tcfg.to_dict()
         assert ckpt["data"] == {"file": "tiny.h5"}

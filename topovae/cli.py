@@ -370,6 +370,24 @@ def show(path: str, n: int, out: str) -> None:
     help="Channels of the first conv stage (doubled per stage).",
 )
 @click.option("--depth", type=int, default=4, show_default=True, help="Down-sampling stages.")
+@click.option(
+    "--arch",
+    default="unet",
+    show_default=True,
+    help="unet (condition encoder, U-Net skips, FiLM(z)) | conv (the first backbone).",
+)
+@click.option(
+    "--prior",
+    default="auto",
+    show_default=True,
+    help="dependent: p(z|c) from a prior network (a unet cvae's default) | independent: N(0, I).",
+)
+@click.option(
+    "--augment/--no-augment",
+    default=True,
+    show_default=True,
+    help="Random flips and quarter turns of each design with its problem.",
+)
 @click.option("--beta", type=float, help="KL weight (default 1; 4 for beta-vae).")
 @click.option(
     "--free-bits",
@@ -409,7 +427,8 @@ def show(path: str, n: int, out: str) -> None:
 @click.option("--in-memory/--from-disk", default=True, show_default=True)
 @click.option("--quiet", "-q", is_flag=True)
 def train(
-    data: str, kind: str, latent_dim: int, base_width: int, depth: int, beta: float | None,
+    data: str, kind: str, latent_dim: int, base_width: int, depth: int, arch: str, prior: str,
+    augment: bool, beta: float | None,
     free_bits: float, kl_warmup: int, volume_weight: float, epochs: int, batch_size: int,
     lr: float, seed: int, out: str, device: str, resume: bool, compile_: bool, fields: bool,
     in_memory: bool, quiet: bool,
@@ -433,11 +452,11 @@ def train(
         beta = beta if beta is not None else (4.0 if kind == "beta-vae" else 1.0)
         mcfg = VAEConfig(
             kind=kind, height=d.nely, width=d.nelx, cond_channels=cc, latent_dim=latent_dim,
-            base_width=base_width, depth=depth, beta=beta, free_bits=free_bits,
-            kl_warmup_steps=kl_warmup, volume_weight=volume_weight,
+            base_width=base_width, depth=depth, arch=arch, prior=prior, beta=beta,
+            free_bits=free_bits, kl_warmup_steps=kl_warmup, volume_weight=volume_weight,
         )  # fmt: skip
         tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
-                           compile=compile_)  # fmt: skip
+                           compile=compile_, augment=augment)  # fmt: skip
         fingerprint = {"file": Path(data).name, "distribution": d.to_json(),
                        "seed": header["seed"], "n": header["n"], "fields": fields}  # fmt: skip
         trainer = Trainer(mcfg, tcfg, train_set, val_set, out, data_fingerprint=fingerprint)

@@ -10,6 +10,14 @@ torch Dataset.
 
 from typing import Any
 
+from ._augment import (
+    TRANSFORM_NAMES,
+    augment_batch,
+    random_codes,
+    transform_design,
+    transform_problem,
+    transforms,
+)
 from ._generate import generate, sample_record, solve_sample
 from ._sampling import (
     DISTRIBUTIONS,
@@ -25,17 +33,23 @@ __all__ = [
     "FIELDS",
     "FORMAT",
     "SUPPORT_FAMILIES",
+    "TRANSFORM_NAMES",
     "VERSION",
     "DatasetError",
     "DatasetWriter",
     "ProblemDistribution",
     "TopologyDataset",
+    "augment_batch",
     "distribution",
     "generate",
+    "random_codes",
     "read_header",
     "sample_problem",
     "sample_record",
     "solve_sample",
+    "transform_design",
+    "transform_problem",
+    "transforms",
 ]
 
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 KINDS = ("vae", "beta-vae", "cvae")
+ARCHS = ("unet", "conv")
+PRIORS = ("auto", "dependent", "independent")
 NORMS = ("batch", "group", "none")
 ACTIVATIONS = ("silu", "relu", "gelu", "leaky_relu")
 LIKELIHOODS = ("bernoulli", "gaussian")
@@ -28,6 +30,12 @@ class ConfigError(ValueError):
 class VAEConfig:
     """Architecture and loss of a design VAE.
 
+    arch: "unet" (condition encoder, U-Net skips of the condition features, z at the bottleneck
+        and FiLM at every decoder scale) or "conv" (the first topovae backbone; see `DesignVAE`).
+    prior: "dependent" (p(z | c) = N(mu(c), sigma(c)^2) from a prior network on the condition
+        features; the default for a cvae on the unet backbone), "independent" (p(z) = N(0, I);
+        the only choice for unconditional models and the conv backbone) or "auto" (resolved to
+        one of them on construction).
     kind: "vae"; "beta-vae" (KL weight ``beta`` > 1, optionally the controlled-capacity target
         of Burgess et al. 2018: loss = rec + gamma |KL - C(t)|, C growing linearly to
         ``capacity_max`` nats over ``capacity_steps``); "cvae" (encoder and decoder conditioned on
@@ -42,6 +50,8 @@ class VAEConfig:
     """
 
     kind: str = "vae"
+    arch: str = "unet"
+    prior: str = "auto"
     height: int = 64
     width: int = 64
     in_channels: int = 1
@@ -69,6 +79,16 @@ class VAEConfig:
                 )
 
         choice("kind", KINDS)
+        choice("arch", ARCHS)
+        choice("prior", PRIORS)
+        if self.prior == "auto":  # frozen dataclass: resolve once, so to_dict holds the choice
+            dependent = self.kind == "cvae" and self.arch == "unet"
+            object.__setattr__(self, "prior", "dependent" if dependent else "independent")
+        if self.prior == "dependent" and (self.kind != "cvae" or self.arch != "unet"):
+            raise ConfigError(
+                f"a dependent prior needs a cvae on the unet backbone, not a {self.kind!r} on "
+                f"{self.arch!r}; use prior 'independent'"
+            )
         choice("norm", NORMS)
         choice("activation", ACTIVATIONS)
         choice("likelihood", LIKELIHOODS)
@@ -82,14 +102,18 @@ class VAEConfig:
             raise ConfigError("a cvae needs cond_channels >= 1 (the problem's condition images)")
         if self.kind != "cvae" and self.cond_channels != 0:
             raise ConfigError(f"cond_channels is for kind 'cvae', not {self.kind!r}")
-        if self.beta < 0 or self.free_bits < 0 or self.volume_weight < 0:
-            raise ConfigError("beta, free_bits and volume_weight must be >= 0")
+        for name in ("beta", "free_bits", "volume_weight", "capacity_max", "capacity_gamma"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < float("inf"):
+                raise ConfigError(f"{name} must be a finite number >= 0, got {v!r}")
         if self.kind == "beta-vae" and self.beta <= 1 and self.capacity_max <= 0:
             raise ConfigError(
                 f"a beta-vae needs beta > 1 or a capacity schedule, got beta={self.beta}"
             )
-        if self.capacity_max < 0 or self.capacity_steps < 0 or self.kl_warmup_steps < 0:
-            raise ConfigError("capacity_max, capacity_steps and kl_warmup_steps must be >= 0")
+        for name in ("capacity_steps", "kl_warmup_steps"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ConfigError(f"{name} must be an integer >= 0, got {v!r}")
 
     @property
     def conditional(self) -> bool:

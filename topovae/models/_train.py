@@ -36,7 +36,8 @@ from ._losses import active_units, loss_terms
 from ._vae import DesignVAE
 
 CHECKPOINT_FORMAT = "topovae-checkpoint"
-CHECKPOINT_VERSION = 1
+# 1: the first "conv" backbone (no arch or prior in the model config); 2: arch and prior.
+CHECKPOINT_VERSION = 2
 
 
 class TrainingError(RuntimeError):
@@ -45,7 +46,12 @@ class TrainingError(RuntimeError):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings. lr follows a linear warm-up then a cosine decay to lr/20."""
+    """Optimisation settings. lr follows a linear warm-up then a cosine decay to lr/20.
+
+    augment: each training sample goes through a random symmetry of the grid (flips; on square
+    grids also the quarter turns), design and condition together, drawn from a generator seeded
+    by ``seed`` (`topovae.datasets.augment_batch`): the optimal design of the transformed problem
+    is the transformed design, so this multiplies the data by up to 8 for free."""
 
     epochs: int = 50
     batch_size: int = 256
@@ -58,6 +64,7 @@ class TrainConfig:
     compile: bool = False
     num_workers: int = 0
     plots: bool = True
+    augment: bool = True
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
@@ -101,11 +108,16 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise ConfigError(f"{str(path)!r} is not a topovae checkpoint") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise ConfigError(f"{str(path)!r} is not a topovae checkpoint")
-    if int(ckpt.get("version", -1)) > CHECKPOINT_VERSION:
+    version = ckpt.get("version")
+    if not isinstance(version, int) or version < 1:
+        raise ConfigError(f"{str(path)!r} has no valid checkpoint version ({version!r})")
+    if version > CHECKPOINT_VERSION:
         raise ConfigError(
-            f"{str(path)!r} has checkpoint version {ckpt['version']}, newer than this topovae "
+            f"{str(path)!r} has checkpoint version {version}, newer than this topovae "
             f"reads ({CHECKPOINT_VERSION}); upgrade topovae"
         )
+    if version == 1:  # before the U-Net: every model was the conv backbone, prior N(0, I)
+        ckpt["model_config"] = {"arch": "conv", "prior": "independent", **ckpt["model_config"]}
     return ckpt
 
 
@@ -124,8 +136,8 @@ def _batch(item: dict, device: torch.device, conditional: bool):
 
 
 class Trainer:
-    """Fits a `DesignVAE` on torch Datasets yielding dicts with "density", "condition",
-    "volfrac" (as `TopologyDataset` does)."""
+    """Fits a `DesignVAE` (or a subclass: ``model_class``) on torch Datasets yielding dicts with
+    "density", "condition", "volfrac" (as `TopologyDataset` does)."""
 
     def __init__(
         self,
@@ -135,6 +147,7 @@ class Trainer:
         val_set: torch.utils.data.Dataset,
         out: str | os.PathLike,
         data_fingerprint: dict[str, Any] | None = None,
+        model_class: type[DesignVAE] = DesignVAE,
     ) -> None:
         self.mcfg, self.tcfg = model_config, train_config
         self.train_set, self.val_set = train_set, val_set
@@ -155,7 +168,7 @@ class Trainer:
         if len(train_set) == 0 or len(val_set) == 0:
             raise ConfigError("the train and validation splits must both hold samples")
         torch.manual_seed(train_config.seed)
-        self.model = DesignVAE(model_config).to(self.device)
+        self.model = model_class(model_config).to(self.device)
         wrapped = self.model
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel
@@ -180,6 +193,16 @@ class Trainer:
         self.noise = torch.Generator(device=self.device).manual_seed(
             train_config.seed + 1 + self.rank
         )
+        self.channels = None
+        if train_config.augment and model_config.conditional:
+            self.channels = getattr(train_set, "condition_channels", None)
+            if self.channels is None or len(self.channels) != model_config.cond_channels:
+                raise ConfigError(
+                    "augmentation transforms the condition channels by name: the training set "
+                    "needs a condition_channels attribute (as TopologyDataset has), or train "
+                    "with augment=False"
+                )
+        self.augmenter = torch.Generator().manual_seed(train_config.seed * 7919 + 17 + self.rank)
         self.step, self.epoch, self.best = 0, 0, math.inf
         self.history: list[dict[str, float]] = []
         self.amp = self.device.type == "cuda"
@@ -197,7 +220,11 @@ class Trainer:
             "step": self.step,
             "epoch": self.epoch,
             "best": self.best,
-            "rng": {"torch": torch.get_rng_state(), "noise": self.noise.get_state()},
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "noise": self.noise.get_state(),
+                "augment": self.augmenter.get_state(),
+            },
             "data": self.fingerprint,
             "metrics": self.history,
         }
@@ -211,9 +238,10 @@ class Trainer:
         # the restored optimizer, schedule and sampling state carry these; a change would be
         # silently ignored (epochs, device, workers, plots and compile may change)
         mine, theirs = self.tcfg.to_dict(), ckpt["train_config"]
+        kept = ("lr", "weight_decay", "warmup_steps", "grad_clip", "seed", "batch_size", "augment")
         changed = [
             f"{k} {mine[k]} (the run has {theirs[k]})"
-            for k in ("lr", "weight_decay", "warmup_steps", "grad_clip", "seed", "batch_size")
+            for k in kept
             if k in theirs and mine[k] != theirs[k]
         ]
         if changed:
@@ -228,6 +256,8 @@ class Trainer:
         self.history = list(ckpt["metrics"])
         torch.set_rng_state(ckpt["rng"]["torch"])
         self.noise.set_state(ckpt["rng"]["noise"])
+        if "augment" in ckpt["rng"]:
+            self.augmenter.set_state(ckpt["rng"]["augment"])
         # the logs restart from the checkpoint's metrics: an epoch logged after the last
         # checkpoint (a kill in between) is done again and must not appear twice
         for name in ("metrics.jsonl", "metrics.csv"):
@@ -253,8 +283,11 @@ class Trainer:
 
     def _terms(self, x, c, vf, model=None):
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
-            logits, mu, logvar = (model or self.forward)(x, c, generator=self.noise)
-        return loss_terms(self.mcfg, logits, x, mu.float(), logvar.float(), self.step, vf)
+            out = (model or self.forward)(x, c, generator=self.noise)
+        return loss_terms(
+            self.mcfg, out.logits, x, out.mu, out.logvar, self.step, vf, out.prior_mu,
+            out.prior_logvar,
+        )  # fmt: skip
 
     def fit(self, resume: bool = False, progress: bool = True) -> list[dict[str, float]]:
         """Train until ``epochs``; returns the per-epoch metrics."""
@@ -320,6 +353,11 @@ class Trainer:
         n = 0
         for item in self._loader(self.train_set, shuffle=True, epoch=self.epoch):
             x, c, vf = _batch(item, self.device, self.mcfg.conditional)
+            if self.tcfg.augment:
+                from ..datasets import augment_batch, random_codes
+
+                codes = random_codes(x.shape[0], x.shape[-2], x.shape[-1], self.augmenter)
+                x, c = augment_batch(x, c, codes.to(x.device), self.channels)
             terms = self._terms(x, c, vf)
             loss = terms["total"]
             if not torch.isfinite(loss):

@@ -1,24 +1,75 @@
-"""`DesignVAE`: convolutional VAE / beta-VAE / conditional VAE for density fields.
+"""`DesignVAE`: VAE / beta-VAE / conditional VAE for density fields, on a U-Net backbone.
 
-    model = DesignVAE(VAEConfig(kind="cvae", height=64, width=64, cond_channels=7))
-    mu, logvar = model.encode(x, c)            # x (B, 1, H, W) in [0, 1], c (B, Cc, H, W)
-    logits = model.decode(z, c)                # (B, 1, H, W)
+    model = DesignVAE(VAEConfig(kind="cvae", height=64, width=64, cond_channels=9))
+    out = model(x, c)                          # x (B, 1, H, W) in [0, 1], c (B, Cc, H, W)
+    out.logits, out.mu, out.logvar, out.prior_mu, out.prior_logvar
+    logits = model.decode_whitened(u, c)       # u (B, D): z = mu(c) + sigma(c) u
     designs = model.sample(16, c, generator=torch.Generator().manual_seed(0))   # in [0, 1]
 
-The encoder pads the image to a multiple of 2^depth, halves it ``depth`` times with strided
-convolutions and maps the bottleneck to (mu, logvar); the decoder mirrors it with nearest
-upsampling and crops back to H x W. A conditional model sees its condition images in the encoder
-input and, resized to each resolution, at every decoder stage, so spatial conditions such as
-load positions reach the output directly.
+Two backbones (``config.arch``), both for any H x W (the image is padded to a multiple of
+2^depth and the output cropped back):
+
+- ``"unet"`` (the default). A *condition encoder* learns features of the condition images at
+  every resolution, after bringing them to comparable scales (`normalise_condition`: load
+  components divided by the sample's largest load, full-material fields by their maximum). The
+  *decoder* starts from z at the bottleneck, and at every scale concatenates the condition
+  features of that scale (U-Net skips) and is modulated by z (FiLM: h * (1 + gamma(z)) +
+  beta(z)), so z can change the layout, not only the texture. The *posterior encoder*
+  q(z | x, c) sees the design and the condition features of every scale. With the dependent
+  prior a *prior network* maps the bottleneck condition features to p(z | c) = N(mu(c),
+  sigma(c)^2) (Sohn et al. 2015; Kohl et al. 2018); with the independent prior p(z) = N(0, I).
+  An unconditional model (vae, beta-vae) is the same network without the condition path.
+- ``"conv"``: the first topovae architecture (checkpoint format 1), kept to load old models and
+  as the baseline of `benchmarks/bench_quality.py`: a plain conv encoder/decoder whose decoder
+  sees the raw condition images average-pooled to each resolution.
+
+Every workflow works in the whitened coordinates u (z = mu(c) + sigma(c) u, the identity for
+the independent prior): u ~ N(0, I) is a prior sample for every problem and u = 0 its prior
+mean.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ._config import ConfigError, VAEConfig
+
+# Condition channels in the order topovae's datasets make them (`datasets.BASE_CHANNELS`):
+# volume fraction, fx, fy, fixed x, fixed y, passive solid, passive void, then optional
+# physical fields (log1p strain energy and von Mises stress of the full-material design).
+LOAD_CHANNELS = (1, 2)
+FIELD_START = 7
+
+
+class VAEOutput(NamedTuple):
+    logits: torch.Tensor  # (B, Cin, H, W)
+    mu: torch.Tensor  # (B, D) posterior mean
+    logvar: torch.Tensor  # (B, D)
+    prior_mu: torch.Tensor  # (B, D) zeros for the independent prior
+    prior_logvar: torch.Tensor  # (B, D)
+
+
+def normalise_condition(c: torch.Tensor) -> torch.Tensor:
+    """Condition images at comparable scales, (B, Cc, H, W) -> the same shape.
+
+    A load on one node is 1/4 of its magnitude on each of four elements and its magnitude does
+    not change the optimal design (compliance is quadratic in it), so the two load channels are
+    divided by the sample's largest load component; the fields span orders of magnitude from one
+    problem to the next and are divided by their own maximum. Masks and the volume fraction
+    are already in [0, 1]."""
+    if c.shape[1] <= max(LOAD_CHANNELS):
+        return c
+    loads = c[:, LOAD_CHANNELS[0] : LOAD_CHANNELS[-1] + 1]
+    scale = loads.abs().amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
+    parts = [c[:, : LOAD_CHANNELS[0]], loads / scale, c[:, LOAD_CHANNELS[-1] + 1 : FIELD_START]]
+    if c.shape[1] > FIELD_START:
+        fields = c[:, FIELD_START:]
+        parts.append(fields / fields.amax(dim=(2, 3), keepdim=True).clamp_min(1e-12))
+    return torch.cat(parts, dim=1)
 
 
 def _norm(kind: str, channels: int) -> nn.Module:
@@ -41,6 +92,14 @@ def _conv(cin: int, cout: int, cfg: VAEConfig, stride: int = 1) -> nn.Sequential
     )
 
 
+def _zero_linear(cin: int, cout: int) -> nn.Linear:
+    """A linear map that starts at 0: FiLM starts as the identity, the prior as N(0, I)."""
+    layer = nn.Linear(cin, cout)
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
 class DesignVAE(nn.Module):
     """See the module docstring; built entirely from a `VAEConfig`."""
 
@@ -51,8 +110,74 @@ class DesignVAE(nn.Module):
         self.padded = (-(-cfg.height // f) * f, -(-cfg.width // f) * f)
         self.bottleneck = (self.padded[0] // f, self.padded[1] // f)
         widths = [min(cfg.base_width * 2**k, cfg.max_width) for k in range(cfg.depth + 1)]
+        self._widths = widths
+        self._flat = widths[-1] * self.bottleneck[0] * self.bottleneck[1]
+        if cfg.arch == "unet":
+            self._build_unet(cfg, widths)
+        else:
+            self._build_conv(cfg, widths)
+
+    # -- the U-Net backbone ---------------------------------------------------------------------
+    def _build_unet(self, cfg: VAEConfig, widths: list[int]) -> None:
+        cc, d, depth = cfg.cond_channels, cfg.latent_dim, cfg.depth
+        skip = widths if cc else [0] * (depth + 1)  # condition feature channels per scale
+
+        def pyramid(cin: int, extra: list[int]) -> nn.ModuleList:
+            """Stage 0 at full resolution, stage k halves the size k times; stage k sees
+            ``extra[k]`` more channels (condition features) after its first conv."""
+            firsts = [_conv(cin, widths[0], cfg)]
+            firsts += [_conv(widths[k - 1], widths[k], cfg, stride=2) for k in range(1, depth + 1)]
+            return nn.ModuleList(
+                nn.ModuleList([first, _conv(widths[k] + extra[k], widths[k], cfg)])
+                for k, first in enumerate(firsts)
+            )
+
+        if cc:
+            # condition encoder: (B, Cc, Hp, Wp) -> features f_k (B, widths[k], Hp/2^k, Wp/2^k)
+            self.cond_encoder = pyramid(cc, [0] * (depth + 1))
+            if cfg.prior == "dependent":
+                self.prior_net = nn.Sequential(
+                    nn.Flatten(), nn.Linear(self._flat, 4 * d), _act(cfg.activation),
+                    _zero_linear(4 * d, 2 * d),
+                )  # fmt: skip
+        # posterior encoder q(z | x, c): (B, Cin, Hp, Wp) + f_k -> (mu, logvar)
+        self.encoder = pyramid(cfg.in_channels, skip)
+        self.to_latent = nn.Linear(self._flat, 2 * d)
+        # decoder: z -> bottleneck, then up through the scales with skips f_k and FiLM(z)
+        self.from_latent = nn.Linear(d, self._flat)
+        self.dec_bottom = _conv(widths[depth] + skip[depth], widths[depth], cfg)
+        self.film = nn.ModuleList(_zero_linear(d, 2 * widths[k]) for k in range(depth + 1))
+        self.up = nn.ModuleList(
+            nn.Sequential(
+                _conv(widths[k + 1] + skip[k], widths[k], cfg), _conv(widths[k], widths[k], cfg)
+            )
+            for k in reversed(range(depth))
+        )
+        self.head = nn.Conv2d(widths[0], cfg.in_channels, 3, padding=1)
+
+    @staticmethod
+    def _run_pyramid(stages: nn.ModuleList, h: torch.Tensor, feats=None) -> list[torch.Tensor]:
+        out = []
+        for k, (first, second) in enumerate(stages):
+            h = first(h)
+            h = second(h if feats is None else torch.cat([h, feats[k]], dim=1))
+            out.append(h)
+        return out
+
+    def condition_features(self, c: torch.Tensor | None) -> list[torch.Tensor] | None:
+        """Features of the condition at every scale (finest first), or None (unconditional or
+        the "conv" backbone). Compute once and pass to `encode` / `decode` / `prior`."""
+        if c is None or self.config.arch != "unet":
+            return None
+        return self._run_pyramid(self.cond_encoder, self._pad(normalise_condition(c)))
+
+    def _film(self, k: int, h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        gamma, beta = self.film[k](z)[:, :, None, None].chunk(2, dim=1)
+        return h * (1 + gamma) + beta
+
+    # -- the first ("conv") backbone ------------------------------------------------------------
+    def _build_conv(self, cfg: VAEConfig, widths: list[int]) -> None:
         cc = cfg.cond_channels
-        # encoder: (B, Cin + Cc, Hp, Wp) -> (B, widths[-1], Hp / 2^depth, Wp / 2^depth)
         enc = [_conv(cfg.in_channels + cc, widths[0], cfg)]
         for k in range(cfg.depth):
             enc += [
@@ -60,10 +185,8 @@ class DesignVAE(nn.Module):
                 _conv(widths[k + 1], widths[k + 1], cfg),
             ]
         self.encoder = nn.Sequential(*enc)
-        flat = widths[-1] * self.bottleneck[0] * self.bottleneck[1]
-        self.to_latent = nn.Linear(flat, 2 * cfg.latent_dim)
-        # decoder: z -> (B, widths[-1], bottleneck) -> stages up to (B, widths[0], Hp, Wp)
-        self.from_latent = nn.Linear(cfg.latent_dim, flat)
+        self.to_latent = nn.Linear(self._flat, 2 * cfg.latent_dim)
+        self.from_latent = nn.Linear(cfg.latent_dim, self._flat)
         self.up = nn.ModuleList(
             nn.Sequential(
                 _conv(widths[k + 1] + cc, widths[k], cfg), _conv(widths[k], widths[k], cfg)
@@ -71,9 +194,8 @@ class DesignVAE(nn.Module):
             for k in reversed(range(cfg.depth))
         )
         self.head = nn.Conv2d(widths[0] + cc, cfg.in_channels, 3, padding=1)
-        self._widths = widths
 
-    # -- shapes ------------------------------------------------------------------------------
+    # -- shapes ---------------------------------------------------------------------------------
     def _pad(self, t: torch.Tensor) -> torch.Tensor:
         ph, pw = self.padded[0] - t.shape[-2], self.padded[1] - t.shape[-1]
         return F.pad(t, (0, pw, 0, ph)) if ph or pw else t
@@ -99,19 +221,47 @@ class DesignVAE(nn.Module):
             raise ConfigError(f"a {cfg.kind!r} model takes no condition")
         return c
 
-    # -- the VAE -------------------------------------------------------------------------------
-    def encode(self, x: torch.Tensor, c: torch.Tensor | None = None):
-        """(B, Cin, H, W) [, (B, Cc, H, W)] -> (mu, logvar), each (B, latent_dim)."""
+    # -- the VAE --------------------------------------------------------------------------------
+    def prior(self, c: torch.Tensor | None = None, n: int = 1, feats=None):
+        """(mu, logvar) of p(z | c), each (B, latent_dim); zeros for the independent prior
+        (B = c's batch, or ``n`` without a condition)."""
+        d = self.config.latent_dim
+        if self.config.prior == "dependent":
+            c = self._check(None, c, n=n)
+            feats = feats if feats is not None else self.condition_features(c)
+            mu, logvar = self.prior_net(feats[-1]).chunk(2, dim=1)
+            return mu, logvar.clamp(-10.0, 5.0)
+        b = n if c is None else (c.shape[0] if c.dim() == 4 else n)
+        p = next(self.parameters())
+        zero = torch.zeros(b, d, device=p.device, dtype=p.dtype)
+        return zero, zero
+
+    def encode(self, x: torch.Tensor, c: torch.Tensor | None = None, feats=None):
+        """(B, Cin, H, W) [, (B, Cc, H, W)] -> posterior (mu, logvar), each (B, latent_dim)."""
         c = self._check(x, c)
-        h = self._pad(x if c is None else torch.cat([x, c], dim=1))
-        h = self.encoder(h).flatten(1)
-        mu, logvar = self.to_latent(h).chunk(2, dim=1)
+        if self.config.arch == "unet":
+            feats = feats if feats is not None else self.condition_features(c)
+            h = self._run_pyramid(self.encoder, self._pad(x), feats)[-1]
+        else:
+            h = self.encoder(self._pad(x if c is None else torch.cat([x, c], dim=1)))
+        mu, logvar = self.to_latent(h.flatten(1)).chunk(2, dim=1)
         return mu, logvar.clamp(-30.0, 20.0)
 
-    def decode(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, latent_dim) [, (B, Cc, H, W)] -> logits (B, Cin, H, W)."""
+    def decode(self, z: torch.Tensor, c: torch.Tensor | None = None, feats=None) -> torch.Tensor:
+        """(B, latent_dim) [, (B, Cc, H, W)] -> logits (B, Cin, H, W); z in latent coordinates
+        (see `decode_whitened` for prior-relative ones)."""
         c = self._check(None, c, n=z.shape[0])
         h = self.from_latent(z).view(z.shape[0], self._widths[-1], *self.bottleneck)
+        if self.config.arch == "unet":
+            feats = feats if feats is not None else self.condition_features(c)
+            depth = self.config.depth
+            h = self.dec_bottom(h if feats is None else torch.cat([h, feats[depth]], dim=1))
+            h = self._film(depth, h, z)
+            for stage, k in zip(self.up, reversed(range(depth)), strict=True):
+                h = F.interpolate(h, scale_factor=2, mode="nearest")
+                h = stage(h if feats is None else torch.cat([h, feats[k]], dim=1))
+                h = self._film(k, h, z)
+            return self.head(h)[..., : self.config.height, : self.config.width]
         cp = None if c is None else self._pad(c)
         for stage in self.up:
             h = F.interpolate(h, scale_factor=2, mode="nearest")
@@ -122,24 +272,45 @@ class DesignVAE(nn.Module):
             h = torch.cat([h, cp], dim=1)
         return self.head(h)[..., : self.config.height, : self.config.width]
 
+    def to_latent_coordinates(self, u: torch.Tensor, c=None, feats=None) -> torch.Tensor:
+        """Whitened u (B, D) -> z = mu(c) + sigma(c) u."""
+        mu, logvar = self.prior(c, n=u.shape[0], feats=feats)
+        return mu + torch.exp(0.5 * logvar) * u
+
+    def whiten(self, z: torch.Tensor, c=None, feats=None) -> torch.Tensor:
+        """z (B, D) -> whitened u = (z - mu(c)) / sigma(c); inverse of `to_latent_coordinates`."""
+        mu, logvar = self.prior(c, n=z.shape[0], feats=feats)
+        return (z - mu) * torch.exp(-0.5 * logvar)
+
+    def decode_whitened(self, u: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, Cin, H, W) of whitened latent vectors u (B, D): u = 0 is the prior mean."""
+        c = self._check(None, c, n=u.shape[0])
+        feats = self.condition_features(c)
+        return self.decode(self.to_latent_coordinates(u, c, feats), c, feats)
+
     def forward(self, x: torch.Tensor, c: torch.Tensor | None = None, generator=None):
-        """Reparameterised pass: (logits, mu, logvar)."""
-        mu, logvar = self.encode(x, c)
+        """Reparameterised pass: a `VAEOutput`."""
+        c = self._check(x, c)
+        feats = self.condition_features(c)
+        mu, logvar = self.encode(x, c, feats)
+        prior_mu, prior_logvar = self.prior(c, n=x.shape[0], feats=feats)
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         z = mu + eps * torch.exp(0.5 * logvar)
-        return self.decode(z, c), mu, logvar
+        return VAEOutput(self.decode(z, c, feats), mu, logvar, prior_mu, prior_logvar)
 
     @torch.no_grad()
     def sample(
         self, n: int, c: torch.Tensor | None = None, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """n designs from the prior, densities in [0, 1]: (n, Cin, H, W)."""
+        """n designs from the prior (p(z | c) for a dependent prior), in [0, 1]: (n, Cin, H, W)."""
         p = next(self.parameters())
-        z = torch.randn(n, self.config.latent_dim, generator=generator, device=p.device)
-        return torch.sigmoid(self.decode(z.to(p.dtype), c))
+        u = torch.randn(n, self.config.latent_dim, generator=generator, device=p.device)
+        return torch.sigmoid(self.decode_whitened(u.to(p.dtype), c))
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         """Decoded posterior means, densities in [0, 1]."""
-        mu, _ = self.encode(x, c)
-        return torch.sigmoid(self.decode(mu, c))
+        c = self._check(x, c)
+        feats = self.condition_features(c)
+        mu, _ = self.encode(x, c, feats)
+        return torch.sigmoid(self.decode(mu, c, feats))

@@ -1,7 +1,12 @@
 """A trained model bound to a problem: latent vectors in, designs out.
 
     dec = LatentDecoder(model, problem)          # checks sizes and conditioning once
-    rho = dec.designs(z, project=True)           # (B, H, W) torch, differentiable in z
+    rho = dec.designs(u, project=True)           # (B, H, W) torch, differentiable in u
+
+Latent vectors here are *whitened*: z = mu(c) + sigma(c) u with p(z | c) = N(mu(c), sigma(c)^2)
+the model's prior for the problem (the identity for an independent prior N(0, I)). So u ~ N(0, I)
+is a prior sample, u = 0 the prior mean, and a box |u_i| <= 3 holds 99.7 % of the prior per axis,
+for every problem, whatever the model's prior.
 
 ``project`` shifts each design's logits by one scalar so that the design meets the problem's
 volume fraction exactly (the shift is found by bisection; its gradient is the implicit one, so
@@ -86,21 +91,25 @@ class LatentDecoder:
         c = self.condition if c is None else c.to(self.device)
         return c.expand(n, *c.shape[-3:]) if c.dim() == 3 else c
 
-    def logits(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
-        z = torch.as_tensor(z, dtype=torch.float32, device=self.device)
-        return self.model.decode(z, self._c(z.shape[0], c))[:, 0]
+    def logits(self, u: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        """Whitened latent vectors (B, D) -> logits (B, H, W)."""
+        u = torch.as_tensor(u, dtype=torch.float32, device=self.device)
+        return self.model.decode_whitened(u, self._c(u.shape[0], c))[:, 0]
 
     def encode(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
-        """Posterior means of designs (B, H, W) (under ``c`` or this problem's condition)."""
+        """Whitened posterior means of designs (B, H, W) (under ``c`` or this problem's
+        condition)."""
         x = torch.as_tensor(x, dtype=torch.float32, device=self.device)
+        c = self._c(x.shape[0], c)
         with torch.no_grad():
-            mu, _ = self.model.encode(x[:, None], self._c(x.shape[0], c))
-        return mu
+            feats = self.model.condition_features(c)
+            mu, _ = self.model.encode(x[:, None], c, feats)
+            return self.model.whiten(mu, c, feats)
 
     def designs(
         self, z: torch.Tensor, project: bool = False, c: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """(B, latent_dim) -> densities (B, H, W) in [0, 1] (float64 when a problem is set)."""
+        """Whitened (B, latent_dim) -> densities (B, H, W) in [0, 1] (float64 with a problem)."""
         logits = self.logits(z, c)
         if self.problem is None:
             return torch.sigmoid(logits)

@@ -1,0 +1,202 @@
+"""Design quality of conditional models, judged by `evaluate`: the first topovae CVAE, the U-Net
+CVAE with a learned prior, and a plain conditional U-Net regression as the yardstick, trained on
+the same data with the same number of epochs and evaluated on the same held-out split, in one run.
+
+    python benchmarks/bench_quality.py                     # the demo's data (made if missing)
+    python benchmarks/bench_quality.py --data d.h5 --models unet --epochs 60 --limit 80
+    python benchmarks/bench_quality.py --models unet --search 8   # + FE solves to reach 1 %
+
+Prints, per model, training seconds and the table of `evaluate` (first = prior mean, best of k,
+polished with --polish SIMP iterations, SIMP with the same iterations from its uniform start):
+CE median / mean (raw and binarised), CE < 1 % / < 5 %, pass rate, the OAT convention (median
+and mean CE over passing designs only), floating designs, VFE, greyness; and writes everything to
+``--out``/quality.json. ``--search N`` also runs gradient and CMA-ES latent search on N held-out
+problems and reports the FE solves (search evaluations + polish iterations) until CE <= 1 %,
+against SIMP's iterations to convergence.
+
+Models (``--models``, comma-separated):
+  conv        the first topovae CVAE: plain conv encoder/decoder, raw conditions average-pooled
+              into the decoder, prior N(0, I), no augmentation (as the demo trained it)
+  unet        the U-Net CVAE: condition encoder, skips, FiLM(z), dependent prior p(z | c),
+              symmetry augmentation
+  unet-indep  the same with the independent prior N(0, I)
+  unet-noaug  the U-Net CVAE without augmentation
+  regression  condition images -> design, BCE only, no latent (the U-Net's decoder at z = 0)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np
+import torch
+
+from topovae.datasets import TopologyDataset, distribution, generate
+from topovae.models import DesignVAE, TrainConfig, Trainer, VAEConfig, load
+from topovae.workflows import evaluate
+
+
+class ConditionalUNet(DesignVAE):
+    """The yardstick: the U-Net decoder at z = 0, a deterministic map c -> design. The
+    posterior is fixed at N(0, I) (KL 0) and the decoder ignores z, so the loss is BCE alone."""
+
+    def encode(self, x, c=None, feats=None):
+        zero = torch.zeros(x.shape[0], self.config.latent_dim, device=x.device, dtype=x.dtype)
+        return zero, zero
+
+    def decode(self, z, c=None, feats=None):
+        return super().decode(torch.zeros_like(z), c, feats)
+
+
+def model_spec(name: str, size: int, channels: int, latent: int, width: int, depth: int):
+    """(VAEConfig, model class, augment) of a named model."""
+    common = dict(kind="cvae", height=size, width=size, cond_channels=channels,
+                  latent_dim=latent, base_width=width, depth=depth)  # fmt: skip
+    if name == "conv":
+        return VAEConfig(arch="conv", kl_warmup_steps=200, beta=4.0, **common), DesignVAE, False
+    if name in ("unet", "unet-noaug"):
+        cfg = VAEConfig(arch="unet", kl_warmup_steps=200, **common)
+        return cfg, DesignVAE, name == "unet"
+    if name == "unet-indep":
+        cfg = VAEConfig(arch="unet", prior="independent", kl_warmup_steps=200, **common)
+        return cfg, DesignVAE, True
+    if name == "regression":
+        return VAEConfig(arch="unet", prior="independent", **common), ConditionalUNet, True
+    raise SystemExit(f"unknown model {name!r}")
+
+
+ROWS = [
+    ("ce_median", "CE median"), ("ce_mean", "CE mean"),
+    ("ce_binary_median", "CE binarised median"), ("ce_binary_mean", "CE binarised mean"),
+    ("ce_under_1pct", "CE < 1 %"), ("ce_under_5pct", "CE < 5 %"),
+    ("pass_rate", "pass (CE < 100 %)"), ("ce_median_passing", "CE median, passing only"),
+    ("ce_mean_passing", "CE mean, passing only"), ("floating_rate", "designs with floating"),
+    ("vfe_mean", "VFE"), ("greyness_mean", "greyness"),
+]  # fmt: skip
+VARIANTS = ("first", "best", "polished", "simp_k")
+
+
+def table(name: str, seconds: float, metrics: dict) -> str:
+    head = f"\n{name} (trained {seconds:.0f} s)\n"
+    lines = [f"| {'metric':<26} | " + " | ".join(f"{v:>9}" for v in VARIANTS) + " |"]
+    for key, label in ROWS:
+        vals = []
+        for v in VARIANTS:
+            x = metrics[v].get(key)
+            vals.append("      n/a" if x is None else f"{100 * x:8.2f}%")
+        lines.append(f"| {label:<26} | " + " | ".join(vals) + " |")
+    return head + "\n".join(lines)
+
+
+def solves_to_one_percent(model, ds, rows, budget: int, polish: int, threads_note=""):
+    """Per problem and method: FE solves until CE <= 1 % (search evaluations, then polish
+    iterations one by one), and SIMP's iterations to convergence and to CE <= 1 %."""
+    from topovae.solvers import solve
+    from topovae.workflows import score, search
+
+    out = []
+    for row in rows:
+        problem = ds.problem(row)
+        simp_design = ds[row]["density"][0].numpy().astype(np.float64)
+        full = solve(problem)
+        ref = score(simp_design[None], problem)["compliance"][0]
+        hist = np.asarray(full.history["compliance"])
+        simp_1pct = int(np.argmax(hist <= 1.01 * ref)) + 1 if (hist <= 1.01 * ref).any() else None
+        entry = {"index": int(ds[row]["index"]), "simp_iterations": full.iterations,
+                 "simp_to_1pct": simp_1pct}  # fmt: skip
+        for method in ("gradient", "cmaes"):
+            r = search(model, problem, method=method, budget=budget, seed=0, reference=simp_design)
+            best = r.best_so_far / ref - 1
+            hit = np.flatnonzero(best <= 0.01)
+            solves = int(hit[0]) + 1 if hit.size else None
+            if solves is None:  # polish the best design one iteration at a time
+                for it in range(1, polish + 1):
+                    p = solve(problem.with_settings(max_iter=it), x0=r.density)
+                    ce = score(p.density[None], problem, simp_design[None])["ce"][0]
+                    if ce <= 0.01:
+                        solves = budget + it
+                        break
+            entry[method] = solves
+        out.append(entry)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument(
+        "--data",
+        default="out/bench_quality/data.h5",
+        help="dataset (made like the demo's when missing: 800 TopoDiff-like 32x32)",
+    )
+    ap.add_argument("--n", type=int, default=800, help="designs when the data is made")
+    ap.add_argument("--models", default="conv,unet,regression")
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--latent-dim", type=int, default=16)
+    ap.add_argument("--base-width", type=int, default=16)
+    ap.add_argument("--depth", type=int, default=3)
+    ap.add_argument("-k", type=int, default=8)
+    ap.add_argument("--polish", type=int, default=10)
+    ap.add_argument("--limit", type=int, default=None, help="held-out problems (default all)")
+    ap.add_argument("--search", type=int, default=0, help="problems for the FE-solves study")
+    ap.add_argument("--search-budget", type=int, default=60)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default="out/bench_quality")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = Path(a.data)
+    if not data.exists():
+        generate(data, distribution("topodiff-like", 32, 32), a.n, seed=0)
+    train = TopologyDataset(data, "train", in_memory=True, fields=True)
+    val = TopologyDataset(data, "val", in_memory=True, fields=True)
+    size = train.header["distribution"].nely
+    results = {}
+    for name in a.models.split(","):
+        cfg, cls, augment = model_spec(name, size, len(train.condition_channels), a.latent_dim,
+                                       a.base_width, a.depth)  # fmt: skip
+        run = out / name
+        if (run / "last.pt").exists():
+            for f in run.iterdir():
+                if f.is_file():
+                    f.unlink()
+        tcfg = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=0,
+                           device="cpu", augment=augment, plots=False)  # fmt: skip
+        t0 = time.perf_counter()
+        Trainer(cfg, tcfg, train, val, run, model_class=cls).fit(progress=False)
+        seconds = time.perf_counter() - t0
+        model = cls(cfg)
+        model.load_state_dict(load(run / "best.pt").state_dict())
+        model.eval()
+        rep = evaluate(model, data, "test", k=a.k, polish=a.polish, seed=0, limit=a.limit,
+                       device="cpu")  # fmt: skip
+        results[name] = {"train_seconds": seconds, "metrics": rep["metrics"],
+                         "problems": rep["problems"]}  # fmt: skip
+        print(table(f"{name}: {rep['problems']} held-out problems", seconds, rep["metrics"]))
+        sys.stdout.flush()
+        if a.search:
+            test = TopologyDataset(data, "test", in_memory=True, fields=True)
+            s = solves_to_one_percent(model, test, range(min(a.search, len(test))),
+                                      a.search_budget, a.polish)  # fmt: skip
+            results[name]["solves_to_1pct"] = s
+            for key in ("simp_iterations", "simp_to_1pct", "gradient", "cmaes"):
+                vals = [e[key] for e in s]
+                reached = [v for v in vals if v is not None]
+                med = np.median(reached) if reached else float("nan")
+                print(f"  FE solves to CE <= 1 % ({key}): median {med:.0f}, "
+                      f"reached {len(reached)}/{len(vals)}")  # fmt: skip
+    (out / "quality.json").write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
