@@ -55,10 +55,14 @@ class ConditionalUNet(DesignVAE):
         return super().decode(torch.zeros_like(z), c, feats)
 
 
-def model_spec(name: str, size: int, channels: int, latent: int, width: int, depth: int):
-    """(VAEConfig, model class, augment) of a named model."""
+def model_spec(name: str, size: int, channels: int, latent: int, width: int, depth: int,
+               **physics):  # fmt: skip
+    """(VAEConfig, model class, augment) of a named model; ``physics``: compliance_* fields
+    for the U-Net CVAEs."""
     common = dict(kind="cvae", height=size, width=size, cond_channels=channels,
                   latent_dim=latent, base_width=width, depth=depth)  # fmt: skip
+    if name.startswith("unet"):
+        common.update(physics)
     if name == "conv":
         return VAEConfig(arch="conv", kl_warmup_steps=200, beta=4.0, **common), DesignVAE, False
     if name in ("unet", "unet-noaug"):
@@ -149,6 +153,14 @@ def main() -> int:
     ap.add_argument("--search", type=int, default=0, help="problems for the FE-solves study")
     ap.add_argument("--search-budget", type=int, default=60)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--compliance-weight",
+        type=float,
+        default=0.0,
+        help="physics term for the unet models (0: off)",
+    )
+    ap.add_argument("--compliance-start", type=int, default=0, help="step it starts at")
+    ap.add_argument("--compliance-ramp", type=int, default=0, help="steps of its linear ramp")
     ap.add_argument("--out", default="out/bench_quality")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -162,8 +174,11 @@ def main() -> int:
     size = train.header["distribution"].nely
     results = {}
     for name in a.models.split(","):
-        cfg, cls, augment = model_spec(name, size, len(train.condition_channels), a.latent_dim,
-                                       a.base_width, a.depth)  # fmt: skip
+        cfg, cls, augment = model_spec(
+            name, size, len(train.condition_channels), a.latent_dim, a.base_width, a.depth,
+            compliance_weight=a.compliance_weight, compliance_start=a.compliance_start,
+            compliance_ramp=a.compliance_ramp,
+        )  # fmt: skip
         run = out / name
         if (run / "last.pt").exists():
             for f in run.iterdir():

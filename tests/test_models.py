@@ -12,9 +12,12 @@ from topovae.models import (
     DesignVAE,
     VAEConfig,
     active_units,
+    compliance_weight,
     gaussian_kl,
     kl_weight,
     loss_terms,
+    physics_terms,
+    project_volume,
 )
 from topovae.models._vae import normalise_condition
 
@@ -264,3 +267,60 @@ def test_condition_changes_the_decoded_design(arch):
     a = model.decode(z, torch.zeros(1, 2, 16, 16))
     b = model.decode(z, torch.ones(1, 2, 16, 16))
     assert (a - b).abs().max() > 1e-4
+
+
+# -- physics-aware training: the compliance term ---------------------------------------------
+def _mbb_and_design(nelx=12, nely=8):
+    from topovae.solvers import preset, solve
+
+    problem = preset("mbb", nelx, nely, 0.5)
+    result = solve(problem)
+    x = torch.tensor(result.density)[None, None]
+    return problem.with_settings(), x
+
+
+def test_the_compliance_term_is_zero_for_the_simp_design_itself():
+    problem, x = _mbb_and_design()
+    # a problem whose volume fraction is the design's, so the projection leaves it in place
+    from topovae.solvers import Problem
+
+    p = Problem(problem.nelx, problem.nely, float(x.mean()), problem.fixed_x, problem.fixed_y,
+                problem.loads)  # fmt: skip
+    logits = torch.logit(x.double().clamp(1e-6, 1 - 1e-6))
+    t = physics_terms(logits, x, [p])
+    assert abs(float(t[0])) < 1e-6
+    # a design with the same volume but the material moved is less stiff: the term is > 0
+    worse = physics_terms(torch.logit(x.flip(-1).double().clamp(1e-6, 1 - 1e-6)), x, [p])
+    assert float(worse[0]) > 0.01
+
+
+def test_the_compliance_term_gradient_matches_finite_differences():
+    problem, x = _mbb_and_design()
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(1, 1, 8, 12, generator=g, dtype=torch.float64, requires_grad=True)
+    physics_terms(logits, x, [problem]).sum().backward()
+    direction = torch.randn(1, 1, 8, 12, generator=g, dtype=torch.float64)
+    h = 1e-5
+    with torch.no_grad():
+        up = physics_terms(logits + h * direction, x, [problem]).sum()
+        down = physics_terms(logits - h * direction, x, [problem]).sum()
+    fd = float(up - down) / (2 * h)
+    assert float((logits.grad * direction).sum()) == pytest.approx(fd, rel=1e-4, abs=1e-8)
+
+
+def test_project_volume_meets_the_target_on_the_free_elements():
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(3, 6, 7, generator=g, dtype=torch.float64)
+    free = torch.rand(3, 6, 7, generator=g) > 0.3
+    target = torch.tensor([0.2, 0.5, 0.7], dtype=torch.float64)
+    rho = torch.sigmoid(project_volume(logits, free, target))
+    got = (rho * free).sum((1, 2)) / free.sum((1, 2))
+    torch.testing.assert_close(got, target, rtol=0, atol=1e-10)
+
+
+def test_the_compliance_weight_schedule():
+    cfg = VAEConfig(compliance_weight=2.0, compliance_start=10, compliance_ramp=4)
+    assert [compliance_weight(cfg, s) for s in (0, 9, 10, 11, 13, 100)] == [
+        0.0, 0.0, 0.5, 1.0, 2.0, 2.0
+    ]  # fmt: skip
+    assert compliance_weight(VAEConfig(), 100) == 0.0

@@ -402,6 +402,39 @@ def test_read_checkpoint_refuses_a_truncated_checkpoint(one_epoch, tmp_path):
         read_checkpoint(cut)
 
 
+def test_the_compliance_term_trains_and_is_logged(splits, tmp_path):
+    """Physics-aware training: the compliance term of augmented samples, through the batched
+    FE; its column is logged and the first training step already pays it (start 0)."""
+    trainer = make_trainer(splits, tmp_path, "cvae", epochs=1,
+                           model_kw={"compliance_weight": 0.5, "compliance_ramp": 1})  # fmt: skip
+    history = trainer.fit(progress=False)
+    assert math.isfinite(history[0]["train_compliance"])
+    assert history[0]["train_compliance"] != 0.0
+    assert "val_compliance" in history[0]  # 0: validation does not solve FE problems
+    assert len(trainer._problem_cache) > 0
+
+
+def test_a_format_1_checkpoint_loads_as_the_conv_backbone(tmp_path):
+    """Checkpoints written before the U-Net (format 1) have no arch or prior in their config:
+    every model then was the conv backbone with the N(0, I) prior."""
+    cfg = model_config("cvae", arch="conv")
+    torch.manual_seed(3)
+    old = DesignVAE(cfg).eval()
+    config_v1 = {k: v for k, v in cfg.to_dict().items() if k not in ("arch", "prior")}
+    path = tmp_path / "v1.pt"
+    torch.save({"format": "topovae-checkpoint", "version": 1, "model_config": config_v1,
+                "model": old.state_dict()}, path)  # fmt: skip
+    model = load(path)
+    assert (model.config.arch, model.config.prior) == ("conv", "independent")
+    z = torch.randn(2, 4)
+    c = torch.rand(2, CC, H, W)
+    assert torch.equal(model.decode(z, c), old.decode(z, c))
+    for version in (0, "2", None):
+        torch.save({"format": "topovae-checkpoint", "version": version}, path)
+        with pytest.raises(ConfigError, match="no valid checkpoint version"):
+            read_checkpoint(path)
+
+
 def test_read_checkpoint_refuses_a_newer_version_and_a_missing_file(tmp_path):
     path = tmp_path / "new.pt"
     torch.save({"format": "topovae-checkpoint", "version": 99}, path)

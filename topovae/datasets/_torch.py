@@ -1,7 +1,8 @@
 """`TopologyDataset`: a torch Dataset over a dataset file, for DataLoaders with many workers.
 
     ds = TopologyDataset("data.h5", split="train")          # 80 / 10 / 10 by default
-    item = ds[0]        # {"density": (1, H, W), "condition": (C, H, W), "volfrac": (), "index"}
+    item = ds[0]        # {"density": (1, H, W), "condition": (C, H, W), "volfrac": (), "index",
+                        #  "position": k, so that ds.problem(k) is the sample's Problem}
 
 The condition channels, at element resolution (node fields averaged over each element's four
 corners), in the order of `condition_channels`: volume fraction (constant), fx, fy, fixed x,
@@ -144,6 +145,7 @@ class TopologyDataset(torch.utils.data.Dataset):
             "condition": torch.from_numpy(condition),
             "volfrac": torch.tensor(vf),
             "index": torch.tensor(int(r["index"])),
+            "position": torch.tensor(k),  # in this split: `problem(position)` is its Problem
         }
 
     def _fields(self, k: int, r: dict[str, np.ndarray]) -> list[np.ndarray]:

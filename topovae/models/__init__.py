@@ -2,14 +2,23 @@
 
 from topovae.models import VAEConfig, DesignVAE, loss_terms
 model = DesignVAE(VAEConfig(kind="beta-vae", beta=4.0, height=64, width=64))
-logits, mu, logvar = model(x)
-terms = loss_terms(model.config, logits, x, mu, logvar, step)   # terms["total"].backward()
+out = model(x)                  # VAEOutput(logits, mu, logvar, prior_mu, prior_logvar)
+terms = loss_terms(model.config, out.logits, x, out.mu, out.logvar, step)
+terms["total"].backward()
 """
 
 from ._config import ACTIVATIONS, KINDS, LIKELIHOODS, NORMS, ConfigError, VAEConfig
-from ._losses import active_units, gaussian_kl, kl_weight, loss_terms
+from ._losses import (
+    active_units,
+    compliance_weight,
+    gaussian_kl,
+    kl_weight,
+    loss_terms,
+    physics_terms,
+    project_volume,
+)
 from ._train import TrainConfig, Trainer, TrainingError, load, read_checkpoint
-from ._vae import DesignVAE
+from ._vae import DesignVAE, VAEOutput, normalise_condition
 
 __all__ = [
     "ACTIVATIONS",
@@ -22,10 +31,15 @@ __all__ = [
     "Trainer",
     "TrainingError",
     "VAEConfig",
+    "VAEOutput",
     "active_units",
+    "compliance_weight",
     "gaussian_kl",
     "kl_weight",
     "load",
     "loss_terms",
+    "normalise_condition",
+    "physics_terms",
+    "project_volume",
     "read_checkpoint",
 ]

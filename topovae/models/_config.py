@@ -47,6 +47,10 @@ class VAEConfig:
     free_bits: minimum KL per latent dimension (nats) below which it is not penalised.
     kl_warmup_steps: the KL weight ramps linearly from 0 over these steps (0: no warm-up).
     volume_weight: weight of the auxiliary volume term (mean decoded density - target)^2.
+    compliance_weight: weight of the physics term log(C(decoded, volume-projected) / C(SIMP))
+        through the batched differentiable FE (0: off); it starts at step ``compliance_start``
+        and ramps up linearly over ``compliance_ramp`` steps. Needs a training set that gives
+        each sample's `Problem` (as `TopologyDataset` does).
     """
 
     kind: str = "vae"
@@ -70,6 +74,9 @@ class VAEConfig:
     free_bits: float = 0.0
     kl_warmup_steps: int = 0
     volume_weight: float = 0.0
+    compliance_weight: float = 0.0
+    compliance_start: int = 0
+    compliance_ramp: int = 0
 
     def __post_init__(self) -> None:
         def choice(name: str, allowed: tuple[str, ...]) -> None:
@@ -102,7 +109,8 @@ class VAEConfig:
             raise ConfigError("a cvae needs cond_channels >= 1 (the problem's condition images)")
         if self.kind != "cvae" and self.cond_channels != 0:
             raise ConfigError(f"cond_channels is for kind 'cvae', not {self.kind!r}")
-        for name in ("beta", "free_bits", "volume_weight", "capacity_max", "capacity_gamma"):
+        for name in ("beta", "free_bits", "volume_weight", "capacity_max", "capacity_gamma",
+                     "compliance_weight"):  # fmt: skip
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < float("inf"):
                 raise ConfigError(f"{name} must be a finite number >= 0, got {v!r}")
@@ -110,7 +118,7 @@ class VAEConfig:
             raise ConfigError(
                 f"a beta-vae needs beta > 1 or a capacity schedule, got beta={self.beta}"
             )
-        for name in ("capacity_steps", "kl_warmup_steps"):
+        for name in ("capacity_steps", "kl_warmup_steps", "compliance_start", "compliance_ramp"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ConfigError(f"{name} must be an integer >= 0, got {v!r}")

@@ -12,13 +12,19 @@ p(z|c) = N(mu_p, diag(exp(logvar_p))) (mu_p = 0, logvar_p = 0: the independent p
                      or, with a capacity schedule, gamma * |KL - C(t)|   (Burgess et al. 2018)
     volume         = volume_weight * H * W * mean_b (mean(sigmoid(logits_b)) - vf_b)^2
                      (scaled by the pixel count to weigh like the summed reconstruction)
-    total          = reconstruction + weighted_kl + volume
+    compliance     = log(C(P(x_hat)) / C(x)), batch mean: the FE compliance of the decoded design
+                     shifted onto the volume fraction (`project_volume`) relative to the SIMP
+                     design's, through the batched differentiable FE (`physics_terms`; optional)
+    total          = reconstruction + weighted_kl + volume + w_c(t) * compliance
+                     (w_c: compliance_weight, off before compliance_start, then a linear ramp
+                     over compliance_ramp steps)
 
 Free bits act per latent dimension on the batch-mean KL (Kingma et al. 2016).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -94,3 +100,64 @@ def active_units(mu: torch.Tensor, threshold: float = 0.01) -> int:
     """Latent dimensions whose posterior mean varies across the data: Var_x[mu_d] > threshold
     (Burda et al. 2016). ``mu`` is (N, D) over a dataset."""
     return int((mu.float().var(dim=0) > threshold).sum())
+
+
+def compliance_weight(cfg: VAEConfig, step: int) -> float:
+    """The weight of the compliance term at optimisation step ``step`` (see the docstring)."""
+    if cfg.compliance_weight <= 0 or step < cfg.compliance_start:
+        return 0.0
+    ramp = (
+        min(1.0, (step - cfg.compliance_start + 1) / cfg.compliance_ramp)
+        if cfg.compliance_ramp
+        else 1.0
+    )
+    return cfg.compliance_weight * ramp
+
+
+def project_volume(logits: torch.Tensor, free: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Logits shifted per design so that the mean of sigmoid over the ``free`` elements is
+    ``target``: logits (B, H, W), free (B, H, W) or (H, W) bool, target (B,) or a scalar.
+
+    The shift s is found by bisection (the mean is increasing in s) and returned as one Newton
+    step from the root, so its value is the root and its gradient the implicit-function one."""
+    free = free.to(logits.dtype)
+    count = free.sum((-2, -1))
+    target = torch.as_tensor(target, dtype=logits.dtype, device=logits.device)
+
+    def mean_free(s):
+        return (torch.sigmoid(logits + s[:, None, None]) * free).sum((1, 2)) / count
+
+    with torch.no_grad():
+        lo = torch.full(logits.shape[:1], -40.0, dtype=logits.dtype, device=logits.device)
+        hi = -lo
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            below = mean_free(mid) < target
+            lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
+        s0 = 0.5 * (lo + hi)
+    sig = torch.sigmoid(logits + s0[:, None, None])
+    residual = (sig * free).sum((1, 2)) / count - target
+    slope = (sig * (1 - sig) * free).sum((1, 2)) / count
+    return logits + (s0 - residual / slope.detach().clamp_min(1e-12))[:, None, None]
+
+
+def physics_terms(logits: torch.Tensor, x: torch.Tensor, problems) -> torch.Tensor:
+    """log(C(P(x_hat)) / C(x)) per design, (B,): logits (B, 1, H, W) of the decoder, x the SIMP
+    designs (B, 1, H, W), ``problems`` their `Problem` values (as augmented). Both designs are
+    judged as physical densities with the passive regions imposed, by one batched FE call
+    (float64); gradients reach the logits through the adjoint and the volume projection."""
+    from ..solvers.batched import compliance
+
+    dev = logits.device
+    solid = torch.as_tensor(np.stack([p.passive_solid for p in problems]), device=dev)
+    void = torch.as_tensor(np.stack([p.passive_void for p in problems]), device=dev)
+    free = ~(solid | void)
+    n = solid[0].numel()
+    vf = torch.tensor([p.volfrac for p in problems], dtype=torch.float64, device=dev)
+    target = (vf * n - solid.sum((1, 2))) / free.sum((1, 2)).clamp_min(1)
+    rho = torch.sigmoid(project_volume(logits[:, 0].double(), free, target))
+    rho = torch.where(solid, 1.0, torch.where(void, 0.0, rho))
+    ref = torch.where(solid, 1.0, torch.where(void, 0.0, x[:, 0].double()))
+    c = compliance(torch.cat([rho, ref]), list(problems) * 2, physical=False)
+    b = len(problems)
+    return torch.log(c[:b] / c[b:].detach())

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from ._config import ConfigError, VAEConfig
-from ._losses import active_units, loss_terms
+from ._losses import active_units, compliance_weight, loss_terms, physics_terms
 from ._vae import DesignVAE
 
 CHECKPOINT_FORMAT = "topovae-checkpoint"
@@ -202,6 +202,15 @@ class Trainer:
                     "needs a condition_channels attribute (as TopologyDataset has), or train "
                     "with augment=False"
                 )
+        if model_config.compliance_weight > 0 and not hasattr(train_set, "problem"):
+            raise ConfigError(
+                "the compliance term needs each sample's Problem: the training set must have a "
+                "problem(position) method and items with a 'position' (as TopologyDataset has)"
+            )
+        self._problem_cache: dict[tuple[int, int], Any] = {}
+        self._logged = ("reconstruction", "kl", "weighted_kl", "volume", "total")
+        if model_config.compliance_weight > 0:
+            self._logged += ("compliance",)
         self.augmenter = torch.Generator().manual_seed(train_config.seed * 7919 + 17 + self.rank)
         self.step, self.epoch, self.best = 0, 0, math.inf
         self.history: list[dict[str, float]] = []
@@ -281,13 +290,34 @@ class Trainer:
             num_workers=self.tcfg.num_workers, pin_memory=self.device.type == "cuda",
         )  # fmt: skip
 
-    def _terms(self, x, c, vf, model=None):
+    def _terms(self, x, c, vf, model=None, problems=None):
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
             out = (model or self.forward)(x, c, generator=self.noise)
-        return loss_terms(
+        terms = loss_terms(
             self.mcfg, out.logits, x, out.mu, out.logvar, self.step, vf, out.prior_mu,
             out.prior_logvar,
         )  # fmt: skip
+        if self.mcfg.compliance_weight > 0:
+            w = compliance_weight(self.mcfg, self.step) if problems is not None else 0.0
+            physics = torch.zeros((), device=x.device)
+            if w > 0:
+                physics = physics_terms(out.logits.float(), x, problems).mean().float()
+            terms["compliance"] = physics
+            terms["total"] = terms["total"] + w * physics
+        return terms
+
+    def _problems(self, positions: torch.Tensor, codes: torch.Tensor | None) -> list:
+        """The (augmented) `Problem` of each training sample, cached."""
+        from ..datasets import transform_problem
+
+        out = []
+        codes = [0] * len(positions) if codes is None else codes.tolist()
+        for pos, code in zip(positions.tolist(), codes, strict=True):
+            key = (pos, code)
+            if key not in self._problem_cache:
+                self._problem_cache[key] = transform_problem(self.train_set.problem(pos), code)
+            out.append(self._problem_cache[key])
+        return out
 
     def fit(self, resume: bool = False, progress: bool = True) -> list[dict[str, float]]:
         """Train until ``epochs``; returns the per-epoch metrics."""
@@ -353,12 +383,16 @@ class Trainer:
         n = 0
         for item in self._loader(self.train_set, shuffle=True, epoch=self.epoch):
             x, c, vf = _batch(item, self.device, self.mcfg.conditional)
+            codes = None
             if self.tcfg.augment:
                 from ..datasets import augment_batch, random_codes
 
                 codes = random_codes(x.shape[0], x.shape[-2], x.shape[-1], self.augmenter)
                 x, c = augment_batch(x, c, codes.to(x.device), self.channels)
-            terms = self._terms(x, c, vf)
+            problems = None
+            if compliance_weight(self.mcfg, self.step) > 0:
+                problems = self._problems(item["position"], codes)
+            terms = self._terms(x, c, vf, problems=problems)
             loss = terms["total"]
             if not torch.isfinite(loss):
                 self._fail(f"the loss became {float(loss.detach())}")
@@ -373,7 +407,7 @@ class Trainer:
             self.step += 1
             b = x.shape[0]
             n += b
-            for k in ("reconstruction", "kl", "weighted_kl", "volume", "total"):
+            for k in self._logged:
                 sums[k] = sums.get(k, 0.0) + float(terms[k].detach()) * b
             if bar is not None:
                 bar.update()
@@ -393,7 +427,7 @@ class Trainer:
             terms = self._terms(x, c, vf, model=self.model)  # unwrapped: no DDP collectives
             b = x.shape[0]
             n += b
-            for k in ("reconstruction", "kl", "weighted_kl", "volume", "total"):
+            for k in self._logged:
                 sums[k] = sums.get(k, 0.0) + float(terms[k]) * b
             kl_dim = terms["kl_per_dim"] * b if kl_dim is None else kl_dim + terms["kl_per_dim"] * b
             mu, _ = self.model.encode(x, c)

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..datasets._torch import BASE_CHANNELS, problem_condition
+from ..models._losses import project_volume
 from ..solvers import Problem
 
 
@@ -115,31 +116,10 @@ class LatentDecoder:
             return torch.sigmoid(logits)
         logits = logits.double()
         if project:
-            logits = logits + self._volume_shift(logits)[:, None, None]
+            logits = project_volume(logits, self._free, self._target)
         rho = torch.sigmoid(logits)
         rho = torch.where(self._solid, torch.ones_like(rho), rho)
         return torch.where(self._void, torch.zeros_like(rho), rho)
-
-    def _volume_shift(self, logits: torch.Tensor) -> torch.Tensor:
-        """Per design the shift s with mean_free(sigmoid(l + s)) = target; exact gradient."""
-        free = self._free
-
-        def mean_free(s):
-            return (torch.sigmoid(logits + s[:, None, None]) * free).sum((1, 2)) / free.sum()
-
-        with torch.no_grad():
-            lo = torch.full(logits.shape[:1], -40.0, dtype=logits.dtype, device=logits.device)
-            hi = -lo
-            for _ in range(60):  # the mean is increasing in s
-                mid = 0.5 * (lo + hi)
-                below = mean_free(mid) < self._target
-                lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
-            s0 = 0.5 * (lo + hi)
-        # one Newton step from the root: value s0 (the residual is ~0), gradient ds/dl exact
-        sig = torch.sigmoid(logits + s0[:, None, None])
-        residual = (sig * free).sum((1, 2)) / free.sum() - self._target
-        slope = (sig * (1 - sig) * free).sum((1, 2)) / free.sum()
-        return s0 - residual / slope.detach().clamp_min(1e-12)
 
     def numpy(self, z, project: bool = False, c=None) -> np.ndarray:
         with torch.no_grad():
