@@ -56,13 +56,14 @@ class ConditionalUNet(DesignVAE):
 
 
 def model_spec(name: str, size: int, channels: int, latent: int, width: int, depth: int,
-               **physics):  # fmt: skip
+               beta: float = 1.0, **physics):  # fmt: skip
     """(VAEConfig, model class, augment) of a named model; ``physics``: compliance_* fields
     for the U-Net CVAEs."""
     common = dict(kind="cvae", height=size, width=size, cond_channels=channels,
                   latent_dim=latent, base_width=width, depth=depth)  # fmt: skip
     if name.startswith("unet"):
         common.update(physics)
+        common["beta"] = beta
     if name == "conv":
         return VAEConfig(arch="conv", kl_warmup_steps=200, beta=4.0, **common), DesignVAE, False
     if name in ("unet", "unet-noaug"):
@@ -99,11 +100,20 @@ def table(name: str, seconds: float, metrics: dict) -> str:
     return head + "\n".join(lines)
 
 
-def solves_to_one_percent(model, ds, rows, budget: int, polish: int, threads_note=""):
-    """Per problem and method: FE solves until CE <= 1 % (search evaluations, then polish
-    iterations one by one), and SIMP's iterations to convergence and to CE <= 1 %."""
+def solves_to_one_percent(model, ds, rows, budgets, polish: int):
+    """Per problem: SIMP's iterations to convergence and to within 1 % of its final compliance,
+    and for the model the FE solves (search evaluations, then polish iterations one at a time)
+    until CE <= 1 %: "first" = the prior-mean design (1 solve) + polish; "gradient" / "cmaes" =
+    a search of each budget + polish. None where it is not reached."""
     from topovae.solvers import solve
-    from topovae.workflows import score, search
+    from topovae.workflows import LatentDecoder, score, search
+
+    def polish_to(density, problem, simp_design, spent):
+        for it in range(1, polish + 1):
+            p = solve(problem.with_settings(max_iter=it), x0=density)
+            if score(p.density[None], problem, simp_design[None])["ce"][0] <= 0.01:
+                return spent + it
+        return None
 
     out = []
     for row in rows:
@@ -112,22 +122,21 @@ def solves_to_one_percent(model, ds, rows, budget: int, polish: int, threads_not
         full = solve(problem)
         ref = score(simp_design[None], problem)["compliance"][0]
         hist = np.asarray(full.history["compliance"])
-        simp_1pct = int(np.argmax(hist <= 1.01 * ref)) + 1 if (hist <= 1.01 * ref).any() else None
+        near = np.flatnonzero(hist <= 1.01 * ref)
         entry = {"index": int(ds[row]["index"]), "simp_iterations": full.iterations,
-                 "simp_to_1pct": simp_1pct}  # fmt: skip
+                 "simp_to_1pct": int(near[0]) + 1 if near.size else None}  # fmt: skip
+        dec = LatentDecoder(model, problem, "cpu")
+        rho0 = dec.numpy(torch.zeros(1, model.config.latent_dim), project=True)[0]
+        ce0 = score(rho0[None], problem, simp_design[None])["ce"][0]
+        entry["first"] = 1 if ce0 <= 0.01 else polish_to(rho0, problem, simp_design, 1)
         for method in ("gradient", "cmaes"):
-            r = search(model, problem, method=method, budget=budget, seed=0, reference=simp_design)
-            best = r.best_so_far / ref - 1
-            hit = np.flatnonzero(best <= 0.01)
-            solves = int(hit[0]) + 1 if hit.size else None
-            if solves is None:  # polish the best design one iteration at a time
-                for it in range(1, polish + 1):
-                    p = solve(problem.with_settings(max_iter=it), x0=r.density)
-                    ce = score(p.density[None], problem, simp_design[None])["ce"][0]
-                    if ce <= 0.01:
-                        solves = budget + it
-                        break
-            entry[method] = solves
+            for budget in budgets:
+                r = search(model, problem, method=method, budget=budget, seed=0)
+                hit = np.flatnonzero(r.best_so_far / ref - 1 <= 0.01)
+                solves = int(hit[0]) + 1 if hit.size else None
+                if solves is None:
+                    solves = polish_to(r.density, problem, simp_design, budget)
+                entry[f"{method}@{budget}"] = solves
         out.append(entry)
     return out
 
@@ -151,8 +160,22 @@ def main() -> int:
     ap.add_argument("--polish", type=int, default=10)
     ap.add_argument("--limit", type=int, default=None, help="held-out problems (default all)")
     ap.add_argument("--search", type=int, default=0, help="problems for the FE-solves study")
-    ap.add_argument("--search-budget", type=int, default=60)
+    ap.add_argument(
+        "--search-budgets",
+        default="8,24,60",
+        help="search budgets (FE evaluations) before the polish",
+    )
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--reuse",
+        action="store_true",
+        help="evaluate the model already in OUT/NAME/best.pt instead of training",
+    )
+    ap.add_argument(
+        "--no-fields",
+        action="store_true",
+        help="condition on the problem images only (no full-material fields)",
+    )
     ap.add_argument(
         "--compliance-weight",
         type=float,
@@ -169,26 +192,29 @@ def main() -> int:
     data = Path(a.data)
     if not data.exists():
         generate(data, distribution("topodiff-like", 32, 32), a.n, seed=0)
-    train = TopologyDataset(data, "train", in_memory=True, fields=True)
-    val = TopologyDataset(data, "val", in_memory=True, fields=True)
+    fields = not a.no_fields
+    train = TopologyDataset(data, "train", in_memory=True, fields=fields)
+    val = TopologyDataset(data, "val", in_memory=True, fields=fields)
     size = train.header["distribution"].nely
     results = {}
     for name in a.models.split(","):
         cfg, cls, augment = model_spec(
             name, size, len(train.condition_channels), a.latent_dim, a.base_width, a.depth,
-            compliance_weight=a.compliance_weight, compliance_start=a.compliance_start,
+            beta=a.beta, compliance_weight=a.compliance_weight, compliance_start=a.compliance_start,
             compliance_ramp=a.compliance_ramp,
         )  # fmt: skip
         run = out / name
-        if (run / "last.pt").exists():
-            for f in run.iterdir():
-                if f.is_file():
-                    f.unlink()
-        tcfg = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=0,
-                           device="cpu", augment=augment, plots=False)  # fmt: skip
-        t0 = time.perf_counter()
-        Trainer(cfg, tcfg, train, val, run, model_class=cls).fit(progress=False)
-        seconds = time.perf_counter() - t0
+        seconds = float("nan")
+        if not (a.reuse and (run / "best.pt").exists()):
+            if (run / "last.pt").exists():
+                for f in run.iterdir():
+                    if f.is_file():
+                        f.unlink()
+            tcfg = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=0,
+                               device="cpu", augment=augment, plots=False)  # fmt: skip
+            t0 = time.perf_counter()
+            Trainer(cfg, tcfg, train, val, run, model_class=cls).fit(progress=False)
+            seconds = time.perf_counter() - t0
         model = cls(cfg)
         model.load_state_dict(load(run / "best.pt").state_dict())
         model.eval()
@@ -199,11 +225,14 @@ def main() -> int:
         print(table(f"{name}: {rep['problems']} held-out problems", seconds, rep["metrics"]))
         sys.stdout.flush()
         if a.search:
-            test = TopologyDataset(data, "test", in_memory=True, fields=True)
-            s = solves_to_one_percent(model, test, range(min(a.search, len(test))),
-                                      a.search_budget, a.polish)  # fmt: skip
+            test = TopologyDataset(data, "test", in_memory=True, fields=fields)
+            budgets = [int(b) for b in a.search_budgets.split(",")]
+            s = solves_to_one_percent(model, test, range(min(a.search, len(test))), budgets,
+                                      a.polish)  # fmt: skip
             results[name]["solves_to_1pct"] = s
-            for key in ("simp_iterations", "simp_to_1pct", "gradient", "cmaes"):
+            for key in s[0]:
+                if key == "index":
+                    continue
                 vals = [e[key] for e in s]
                 reached = [v for v in vals if v is not None]
                 med = np.median(reached) if reached else float("nan")

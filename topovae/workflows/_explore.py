@@ -7,7 +7,8 @@
 
 With a problem the designs are the model's (conditioned on it when the model is a CVAE), with
 the passive regions imposed, and are scored by the judge; without one (unconditional models)
-the figure shows each design's volume fraction and greyness.
+the figure shows each design's volume fraction and greyness. Latent vectors are whitened (see
+`LatentDecoder`): u ~ N(0, I) samples the model's prior for the problem, u = 0 is its mean.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def traverse(
     device=None,
 ) -> np.ndarray:
     """Designs with latent dimension ``dim`` set to each of ``values``, the others those of
-    ``base`` (a latent vector; default the prior mean, 0)."""
+    ``base`` (a whitened latent vector; default the prior mean, u = 0)."""
     d = model.config.latent_dim
     if not 0 <= dim < d:
         raise WorkflowError(

@@ -6,11 +6,13 @@
 
 The objective of a latent vector z is the FE compliance of its decoded design, projected onto
 the problem's volume fraction (see `LatentDecoder`), so every candidate meets the constraint.
-The search space is the box |z_i| <= ``bound`` (``bound`` = 3: 99.7 % of the prior per axis).
+The search space is the box |u_i| <= ``bound`` in the whitened coordinates u of `LatentDecoder`
+(z = mu(c) + sigma(c) u; ``bound`` = 3: 99.7 % of the problem's prior per axis, whichever prior
+the model has).
 Methods, each spending at most ``budget`` FE solves:
 
 - ``random``: prior samples (the baseline);
-- ``cmaes``: CMA-ES (the `cma` package) from the prior mean with step size 1;
+- ``cmaes``: CMA-ES (the `cma` package) from the prior mean (u = 0) with step size 1;
 - ``gradient``: Adam on ``starts`` prior samples at once, through the decoder and the adjoint
   compliance gradient; one step costs ``starts`` solves.
 
