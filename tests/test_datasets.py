@@ -472,7 +472,8 @@ def test_items_shapes_dtypes_and_condition_channels(reference):
     counts = _node_counts(12, 12)
     for k in range(N):
         item = ds[k]
-        assert set(item) == {"density", "condition", "volfrac", "index"}
+        assert set(item) == {"density", "condition", "volfrac", "index", "position"}
+        assert int(item["position"]) == k and ds.problem(k).name.endswith(f"#{item['index']}")
         i = int(item["index"])
         assert item["density"].shape == (1, 12, 12) and item["density"].dtype == torch.float32
         assert item["condition"].shape == (7, 12, 12) and item["condition"].dtype == torch.float32
