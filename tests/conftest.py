@@ -44,8 +44,8 @@ def data8(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_checkpoints(data, tmp_path_factory):
     """kind -> best.pt of a tiny model (latent 4, base width 4, depth 2) trained 2 epochs on
-    ``data``. A high learning rate (3e-2: the U-Net starts with z barely felt, FiLM at the identity) and a KL weight kept near 0 make its encodings and decodings
-    differ already."""
+    ``data``. A high learning rate (3e-2: the U-Net starts with z barely felt, FiLM at the
+    identity) and a KL weight kept near 0 make its encodings and decodings differ already."""
     train = TopologyDataset(data, "train", in_memory=True)
     val = TopologyDataset(data, "val", in_memory=True)
     paths = {}
