@@ -176,6 +176,7 @@ def main() -> int:
         action="store_true",
         help="condition on the problem images only (no full-material fields)",
     )
+    ap.add_argument("--beta", type=float, default=1.0, help="KL weight of the unet models")
     ap.add_argument(
         "--compliance-weight",
         type=float,

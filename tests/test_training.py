@@ -33,7 +33,7 @@ H, W, CC = 12, 12, 7  # grid and condition channels of the generated dataset
 PNG = b"\x89PNG\r\n\x1a\n"
 CHECKPOINT_KEYS = {
     "format", "version", "model_config", "train_config", "model", "optimizer", "scheduler",
-    "step", "epoch", "best", "rng", "data", "metrics",
+    "step", "epoch", "best", "rng", "data", "metrics", "digest",
 }  # fmt: skip
 COLUMNS = [
     "epoch", "step", "lr", "seconds",
@@ -433,6 +433,22 @@ def test_a_format_1_checkpoint_loads_as_the_conv_backbone(tmp_path):
         torch.save({"format": "topovae-checkpoint", "version": version}, path)
         with pytest.raises(ConfigError, match="no valid checkpoint version"):
             read_checkpoint(path)
+
+
+def test_a_checkpoint_with_flipped_bytes_in_its_weights_is_refused(one_epoch, tmp_path):
+    ckpt = read_checkpoint(one_epoch / "last.pt")
+    raw = bytearray((one_epoch / "last.pt").read_bytes())
+    weight = ckpt["model"]["to_latent.weight"].numpy().tobytes()
+    at = raw.find(weight)  # the tensor's bytes lie uncompressed in the zip archive
+    assert at > 0
+    n = min(4096, len(weight))
+    raw[at : at + n] = bytes(b ^ 0xFF for b in raw[at : at + n])
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(bytes(raw))
+    with pytest.raises(ConfigError, match="is corrupted: digest mismatch"):
+        read_checkpoint(bad)
+    with pytest.raises(ConfigError, match="digest mismatch"):
+        load(bad)
 
 
 def test_read_checkpoint_refuses_a_newer_version_and_a_missing_file(tmp_path):

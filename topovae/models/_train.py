@@ -7,7 +7,8 @@
 Checkpoints (``last.pt`` every epoch, ``best.pt`` at the best validation loss) are plain dicts
 written to a temporary file and renamed: format, version, model and train configs, weights,
 optimizer and scheduler states, step, epoch, RNG states (torch, data order, reparameterisation
-noise), the data fingerprint and the metrics so far. They load with
+noise), the data fingerprint, the metrics so far and a SHA-256 digest of the weights, checked by
+`read_checkpoint` (a corrupted file is refused, not sampled from). They load with
 ``torch.load(weights_only=True)``.
 
 Multi-GPU: launched by ``torchrun --nproc_per_node K``, each process trains on its share of the
@@ -97,6 +98,18 @@ def _atomic_save(obj: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def weights_digest(state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of a state dict: every tensor's name, dtype, shape and bytes, in key order."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Load and check a checkpoint dict (weights only: no code is unpickled)."""
     path = Path(path)
@@ -116,6 +129,10 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             f"{str(path)!r} has checkpoint version {version}, newer than this topovae "
             f"reads ({CHECKPOINT_VERSION}); upgrade topovae"
         )
+    if "digest" in ckpt and (
+        not isinstance(ckpt.get("model"), dict) or weights_digest(ckpt["model"]) != ckpt["digest"]
+    ):
+        raise ConfigError(f"checkpoint {str(path)!r} is corrupted: digest mismatch")
     if version == 1:  # before the U-Net: every model was the conv backbone, prior N(0, I)
         ckpt["model_config"] = {"arch": "conv", "prior": "independent", **ckpt["model_config"]}
     return ckpt
@@ -218,12 +235,14 @@ class Trainer:
 
     # -- checkpoints ---------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
+        weights = self.model.state_dict()
         return {
             "format": CHECKPOINT_FORMAT,
             "version": CHECKPOINT_VERSION,
             "model_config": self.mcfg.to_dict(),
             "train_config": self.tcfg.to_dict(),
-            "model": self.model.state_dict(),
+            "model": weights,
+            "digest": weights_digest(weights),
             "optimizer": self.opt.state_dict(),
             "scheduler": self.sched.state_dict(),
             "step": self.step,
