@@ -211,6 +211,15 @@ def test_active_units():
     assert active_units(mu) == 2
 
 
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("kind", ["vae", "cvae"])
+def test_the_parameter_estimate_bounds_the_real_count(arch, kind):
+    cfg = VAEConfig(kind=kind, arch=arch, height=40, width=24, cond_channels=9 if kind == "cvae" else 0,
+                    latent_dim=16, base_width=8, depth=3)  # fmt: skip
+    real = sum(p.numel() for p in DesignVAE(cfg).parameters())
+    assert real <= cfg.parameter_estimate() <= 10 * real
+
+
 def test_config_round_trips_through_json():
     cfg = VAEConfig(kind="cvae", height=20, width=60, cond_channels=7, latent_dim=16, beta=1.5,
                     free_bits=0.1, norm="group", activation="gelu")  # fmt: skip
@@ -238,6 +247,8 @@ def test_config_round_trips_through_json():
         ),
         ({"free_bits": float("nan")}, "free_bits must be a finite number >= 0, got nan"),
         ({"beta": float("inf")}, "beta must be a finite number"),
+        ({"depth": 10, "height": 32, "width": 32}, r"2\^10 = 1024\), more than the 32x32 grid"),
+        ({"latent_dim": 100_000_000}, "over the limit of"),
     ],
 )
 def test_bad_configs(kw, fragment):

@@ -22,6 +22,9 @@ ACTIVATIONS = ("silu", "relu", "gelu", "leaky_relu")
 LIKELIHOODS = ("bernoulli", "gaussian")
 
 
+MAX_PARAMETERS = 2**30  # ~16 GiB of weights, gradients and AdamW moments in float32
+
+
 class ConfigError(ValueError):
     """An invalid model configuration; the message names the bad value and what is allowed."""
 
@@ -103,6 +106,20 @@ class VAEConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+        if 2**self.depth > max(self.height, self.width):
+            allowed = max(self.height, self.width).bit_length() - 1
+            raise ConfigError(
+                f"depth {self.depth} halves the grid {self.depth} times (2^{self.depth} = "
+                f"{2**self.depth}), more than the {self.width}x{self.height} grid allows; use "
+                f"depth <= {allowed}"
+            )
+        params = self.parameter_estimate()
+        if params > MAX_PARAMETERS:
+            raise ConfigError(
+                f"this configuration makes a model of ~{params:.3g} parameters "
+                f"(~{16 * params / 2**30:.3g} GiB to train with AdamW), over the limit of "
+                f"{MAX_PARAMETERS:.3g}; use a smaller latent_dim, base_width or max_width"
+            )
         if self.max_width < self.base_width:
             raise ConfigError(f"max_width must be >= base_width, got {self.max_width}")
         if self.kind == "cvae" and self.cond_channels < 1:
@@ -122,6 +139,17 @@ class VAEConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ConfigError(f"{name} must be an integer >= 0, got {v!r}")
+
+    def parameter_estimate(self) -> int:
+        """An upper estimate of the parameter count, from the sizes alone (checked before any
+        tensor is allocated): the latent maps and three conv pyramids."""
+        f = 2**self.depth
+        cells = -(-self.height // f) * -(-self.width // f)
+        widths = [min(self.base_width * 2**k, self.max_width) for k in range(self.depth + 1)]
+        flat = widths[-1] * cells
+        d = self.latent_dim
+        convs = sum(9 * 3 * (2 * w) * w for w in widths) * 3  # conv layers of 3 pyramids
+        return 3 * d * flat + 4 * d * (flat + 2 * d) + 2 * d * sum(widths) + convs
 
     @property
     def conditional(self) -> bool:
