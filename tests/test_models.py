@@ -214,8 +214,9 @@ def test_active_units():
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("kind", ["vae", "cvae"])
 def test_the_parameter_estimate_bounds_the_real_count(arch, kind):
-    cfg = VAEConfig(kind=kind, arch=arch, height=40, width=24, cond_channels=9 if kind == "cvae" else 0,
-                    latent_dim=16, base_width=8, depth=3)  # fmt: skip
+    cc = 9 if kind == "cvae" else 0
+    cfg = VAEConfig(kind=kind, arch=arch, height=40, width=24, cond_channels=cc, latent_dim=16,
+                    base_width=8, depth=3)  # fmt: skip
     real = sum(p.numel() for p in DesignVAE(cfg).parameters())
     assert real <= cfg.parameter_estimate() <= 10 * real
 
