@@ -486,7 +486,10 @@ def test_cli_train(cli_runs, kind):
     ckpt = read_checkpoint(out / "last.pt")
     cfg = ckpt["model_config"]
     assert (cfg["kind"], cfg["latent_dim"], cfg["height"], cfg["width"]) == (kind, 4, H, W)
-    assert cfg["cond_channels"] == (CC if kind == "cvae" else 0)
+    # a cvae conditions on the full-material fields by default (two more channels)
+    assert cfg["cond_channels"] == (CC + 2 if kind == "cvae" else 0)
+    assert (cfg["arch"], cfg["prior"]) == ("unet", "dependent" if kind == "cvae" else "independent")
+    assert ckpt["train_config"]["augment"] is True
     assert ckpt["epoch"] == 2 and ckpt["data"]["n"] == 40
     assert [r["epoch"] for r in jsonl(out / "metrics.jsonl")] == [1, 2]
     for name in FIGURES:

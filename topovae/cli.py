@@ -419,10 +419,12 @@ def show(path: str, n: int, out: str) -> None:
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the model.")
 @click.option(
-    "--fields",
-    is_flag=True,
-    help="Condition on the full-material strain energy and stress too (cvae; computed when the "
-    "file does not store them).",
+    "--fields/--no-fields",
+    default=True,
+    show_default=True,
+    help="A cvae also conditions on the full-material strain energy and stress (computed when "
+    "the file does not store them); without them the demo's first designs are 4x further "
+    "from SIMP (benchmarks/bench_quality.py --no-fields).",
 )
 @click.option("--in-memory/--from-disk", default=True, show_default=True)
 @click.option("--quiet", "-q", is_flag=True)
@@ -445,6 +447,7 @@ def train(
     if kind == "cvae" and not has_conditions:
         raise InputError(f"{data} holds no problem conditions; a cvae needs them")
     d = header["distribution"]
+    fields = fields and kind == "cvae"  # the fields are condition channels
     try:
         train_set = TopologyDataset(data, "train", in_memory=in_memory, fields=fields)
         val_set = TopologyDataset(data, "val", in_memory=in_memory, fields=fields)

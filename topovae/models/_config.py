@@ -106,8 +106,9 @@ class VAEConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {v!r}")
-        if 2**self.depth > max(self.height, self.width):
-            allowed = max(self.height, self.width).bit_length() - 1
+        # the input is padded to a multiple of 2^depth: allow at most doubling the larger side
+        if 2**self.depth > 2 * max(self.height, self.width):
+            allowed = (2 * max(self.height, self.width)).bit_length() - 1
             raise ConfigError(
                 f"depth {self.depth} halves the grid {self.depth} times (2^{self.depth} = "
                 f"{2**self.depth}), more than the {self.width}x{self.height} grid allows; use "
