@@ -570,3 +570,26 @@ def test_cli_sample_bad_input(cli_runs, data, run, tmp_path):
     # an unconditional model takes a problem too: its designs are then scored on it
     result = run("sample", vae, "--problem", "cantilever", "--out", "s.png")
     assert result.exit_code == 0 and (tmp_path / "s.png").exists(), result.output
+
+
+def test_torchrun_with_two_processes_exits_cleanly(data, tmp_path):
+    """`torchrun --nproc_per_node 2 -m topovae train ...` (gloo on the CPU): every rank exits 0,
+    rank 0 alone reports and writes one set of files."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    torchrun = Path(sys.executable).with_name("torchrun")
+    if not torchrun.exists():
+        pytest.skip("torchrun is not installed beside this Python")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [str(torchrun), "--nproc_per_node", "2", "-m", "topovae", "train", str(data),
+           "--model", "cvae", "--latent-dim", "4", "--base-width", "4", "--depth", "2",
+           "--epochs", "2", "--batch-size", "16", "--device", "cpu", "--out",
+           str(tmp_path / "run"), "-q"]  # fmt: skip
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout.count("epoch 2, val loss") == 1, p.stdout
+    assert read_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 2
+    assert len(jsonl(tmp_path / "run" / "metrics.jsonl")) == 2

@@ -472,6 +472,8 @@ def train(
     except KeyboardInterrupt:
         click.echo(f"interrupted: {out}/last.pt holds the last finished epoch; --resume", err=True)
         sys.exit(130)
+    if not history:  # a torchrun rank other than 0: rank 0 evaluates, writes and reports
+        return
     last = history[-1]
     click.echo(
         f"{out}: epoch {last['epoch']}, val loss {last['val_total']:.4g}, "
