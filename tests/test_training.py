@@ -535,6 +535,15 @@ def test_cli_train_bad_input(data, run, tmp_path):
     assert_one_line_error(run("train", data, "--latent-dim", 0, "--out", "r", "-q"), "latent_dim")
     assert_one_line_error(train(data, "--model", "gan"), "gan", "vae, beta-vae, cvae")
     assert_one_line_error(train(data, "--epochs", 0), "epochs")
+    # numbers are checked finite and in range, the bad value named (NaN passed "< 0" checks)
+    assert_one_line_error(train(data, "--free-bits", "nan"), "free_bits", "got nan")
+    assert_one_line_error(train(data, "--beta", "nan"), "beta", "got nan")
+    assert_one_line_error(train(data, "--volume-weight", "inf"), "volume_weight", "got inf")
+    assert_one_line_error(train(data, "--lr", "inf"), "lr", "got inf")
+    assert_one_line_error(train(data, "--seed", -1), "seed", "got -1")
+    assert_one_line_error(train(data, "--depth", 10), "depth 10", "use depth <= 4")
+    assert_one_line_error(train(data, "--latent-dim", 100_000_000), "parameters", "limit")
+    assert_one_line_error(train(data, "--arch", "mlp"), "arch 'mlp'", "unet, conv")
     assert not (tmp_path / "r" / "last.pt").exists()
 
 
