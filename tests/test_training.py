@@ -402,6 +402,18 @@ def test_read_checkpoint_refuses_a_truncated_checkpoint(one_epoch, tmp_path):
         read_checkpoint(cut)
 
 
+def test_augmentation_is_on_by_default_and_seeded(splits, tmp_path):
+    runs = {}
+    for name, kw in (("a", {}), ("b", {}), ("off", {"augment": False}), ("seed", {"seed": 1})):
+        t = make_trainer(splits, tmp_path / name, "cvae", epochs=1, **kw)
+        t.fit(progress=False)
+        runs[name] = t.model.state_dict()
+    assert TrainConfig().augment is True
+    assert_same_weights(runs["a"], runs["b"])  # same seed, same flips and turns
+    for other in ("off", "seed"):
+        assert not torch.equal(runs["a"]["head.weight"], runs[other]["head.weight"]), other
+
+
 def test_the_compliance_term_trains_and_is_logged(splits, tmp_path):
     """Physics-aware training: the compliance term of augmented samples, through the batched
     FE; its column is logged and the first training step already pays it (start 0)."""
