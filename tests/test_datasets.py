@@ -314,6 +314,7 @@ def test_shards_are_merged_in_index_order_and_duplicates_dropped(tmp_path, dist,
     w.parts.mkdir()
     for s in saved.iterdir():
         shutil.copy(s, w.parts / s.name)
+    w.close()  # the first writer's process ends (a kill releases its lock the same way)
     w2 = DatasetWriter(path, dist, SEED, 6, mode="resume")
     assert w2.pending() == [3]
     w2.add(_records(dist, [3])[0])
@@ -596,3 +597,32 @@ def test_dataset_refuses_foreign_newer_and_missing_files(tmp_path, reference):
         assert "\n" not in msg and fragment in msg and str(path) in msg
         with pytest.raises(DatasetError):
             read_header(path)
+
+
+def test_a_second_generate_on_a_file_being_written_is_refused(tmp_path):
+    """Two `generate --resume` on one file: the second is refused before touching anything,
+    naming the holder; a killed holder's lock is released by the kernel and taken over."""
+    import subprocess
+    import sys
+
+    from topovae.datasets import DatasetError, DatasetWriter, distribution
+
+    path = tmp_path / "d.h5"
+    dist = distribution("mixed", 12, 12)
+    first = DatasetWriter(path, dist, 0, 4)
+    try:
+        with pytest.raises(DatasetError, match=r"is being written by process \d+ on"):
+            DatasetWriter(path, dist, 0, 4, mode="resume")
+    finally:
+        first.close()
+    # a process that takes the lock and is killed: the next writer takes over
+    code = (
+        "import os, signal, sys\n"
+        "from topovae.datasets import DatasetWriter, distribution\n"
+        f"w = DatasetWriter({str(path)!r}, distribution('mixed', 12, 12), 0, 4, mode='resume')\n"
+        "print('locked', flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "locked" in p.stdout and p.returncode == -9, p.stderr
+    DatasetWriter(path, dist, 0, 4, mode="resume").close()

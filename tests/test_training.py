@@ -614,3 +614,26 @@ def test_torchrun_with_two_processes_exits_cleanly(data, tmp_path):
     assert p.stdout.count("epoch 2, val loss") == 1, p.stdout
     assert read_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 2
     assert len(jsonl(tmp_path / "run" / "metrics.jsonl")) == 2
+
+
+def test_a_second_trainer_in_a_run_folder_being_trained_is_refused(splits, tmp_path):
+    from topovae._lock import WriterLock
+
+    held = WriterLock(tmp_path / "run" / ".lock", "x", ConfigError)
+    (tmp_path / "run").mkdir()
+    held.acquire()  # another process training there (the lock file is the OS lock)
+    held.owner.write_text("process 4711 on somehost\n")
+    try:
+        with pytest.raises(ConfigError, match="is being written by process 4711 on somehost"):
+            make_trainer(splits, tmp_path / "run").fit(progress=False)
+        assert not (tmp_path / "run" / "last.pt").exists()
+    finally:
+        held.release()
+    make_trainer(splits, tmp_path / "run", epochs=1).fit(progress=False)  # released: trains
+    assert (tmp_path / "run" / "last.pt").exists()
+
+
+def test_resume_into_a_missing_folder_leaves_nothing_behind(splits, tmp_path):
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        make_trainer(splits, tmp_path / "new").fit(resume=True, progress=False)
+    assert not (tmp_path / "new").exists()

@@ -179,7 +179,11 @@ def generate(
         if executor is not None:
             executor[2]()
         raise
-    todo = writer.pending()
+    try:
+        todo = writer.pending()
+    except BaseException:
+        writer.close()
+        raise
     t0 = time.perf_counter()
     if device is not None:
         stream = _run_batched(todo, dist, seed, writer.fields, device, batch)
@@ -200,5 +204,8 @@ def generate(
     finally:
         if bar is not None:
             bar.close()
-        total = writer.consolidate()  # also on Ctrl-C: finished work is kept
+        try:
+            total = writer.consolidate()  # also on Ctrl-C: finished work is kept
+        finally:
+            writer.close()
     return {"samples": total, "solved": solved, "seconds": time.perf_counter() - t0}

@@ -40,6 +40,7 @@ import h5py
 import numpy as np
 
 from .. import __version__
+from .._lock import WriterLock
 from ..solvers import ProblemError
 from ._sampling import ProblemDistribution
 
@@ -158,23 +159,40 @@ class DatasetWriter:
             if f not in FIELDS:
                 raise DatasetError(f"unknown field {f!r}; choose from: {', '.join(FIELDS)}")
         self.parts = shards_dir(self.path)
-        self._remove_stale_temporaries()
-        exists = self.path.exists()
-        if mode == "new" and exists:
-            raise DatasetError(
-                f"{str(self.path)!r} exists; pass --resume to continue it or --overwrite to "
-                "replace it"
-            )
-        if mode == "resume" and exists:
-            self._check_matches(read_header(self.path))
-        elif mode not in ("new", "resume", "overwrite"):
-            raise ValueError(f"unknown mode {mode!r}")
-        if mode == "overwrite" or not exists:
-            for p in self.parts.glob("part-*.npz"):
-                p.unlink()
-            self._write_main(blocks=[], total=0)
+        # one writer at a time, before anything is touched (a second `generate --resume` used to
+        # delete the first one's temporaries and crash on the shards it had consolidated)
+        self._lock = WriterLock(
+            self.path.with_name(self.path.name + ".lock"), str(self.path), DatasetError
+        ).acquire()
+        try:
+            self._remove_stale_temporaries()
+            exists = self.path.exists()
+            if mode == "new" and exists:
+                raise DatasetError(
+                    f"{str(self.path)!r} exists; pass --resume to continue it or --overwrite to "
+                    "replace it"
+                )
+            if mode == "resume" and exists:
+                self._check_matches(read_header(self.path))
+            elif mode not in ("new", "resume", "overwrite"):
+                raise ValueError(f"unknown mode {mode!r}")
+            if mode == "overwrite" or not exists:
+                for p in self.parts.glob("part-*.npz"):
+                    p.unlink()
+                self._write_main(blocks=[], total=0)
+        except BaseException:
+            self.close()
+            raise
         self._buffer: list[dict[str, np.ndarray]] = []
         self._last_flush = time.monotonic()
+
+    def close(self) -> None:
+        """Release the writer's lock (`generate` does after consolidating; also on collection)."""
+        if getattr(self, "_lock", None) is not None:
+            self._lock.release()
+
+    def __del__(self) -> None:
+        self.close()
 
     def _remove_stale_temporaries(self) -> None:
         """Temporary files of a writer killed mid-write (never renamed, so never valid)."""

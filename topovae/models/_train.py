@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 
+from .._lock import WriterLock
 from ._config import ConfigError, VAEConfig
 from ._losses import active_units, compliance_weight, loss_terms, physics_terms
 from ._vae import DesignVAE
@@ -347,16 +348,31 @@ class Trainer:
         return out
 
     def fit(self, resume: bool = False, progress: bool = True) -> list[dict[str, float]]:
-        """Train until ``epochs``; returns the per-epoch metrics."""
+        """Train until ``epochs``; returns the per-epoch metrics. One process at a time trains
+        in a run folder (rank 0 holds its lock; a second `train` there is refused)."""
+        last = self.out / "last.pt"
+        if resume and not last.exists():  # checked before the folder is made
+            raise ConfigError(f"nothing to resume: {str(last)!r} does not exist")
+        if self.out.exists() and not self.out.is_dir():
+            raise ConfigError(f"--out {str(self.out)!r} is a file, not a run folder")
         self.out.mkdir(parents=True, exist_ok=True)
-        if not resume and (self.out / "last.pt").exists():
+        lock = None
+        if self.rank == 0:
+            lock = WriterLock(self.out / ".lock", f"run folder {str(self.out)!r}", ConfigError)
+            lock.acquire()
+        try:
+            return self._fit(resume, progress)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _fit(self, resume: bool, progress: bool) -> list[dict[str, float]]:
+        last = self.out / "last.pt"
+        if not resume and last.exists():
             raise ConfigError(
                 f"{str(self.out)!r} already holds a run; resume it or train into another folder"
             )
         if resume:
-            last = self.out / "last.pt"
-            if not last.exists():
-                raise ConfigError(f"nothing to resume: {str(last)!r} does not exist")
             self._restore(last)
         bar = None
         if progress:

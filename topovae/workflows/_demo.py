@@ -42,7 +42,7 @@ class DemoPlan:
 PLANS = {
     "quick": DemoPlan(size=24, n=40, epochs=2, base_width=8, latent_dim=8, k=2, eval_limit=4,
                       budget=16, polish=3),
-    "full": DemoPlan(size=32, n=800, epochs=100, base_width=16, latent_dim=16, k=8,
+    "full": DemoPlan(size=32, n=800, epochs=150, base_width=16, latent_dim=16, k=8,
                      eval_limit=80, budget=120, polish=10),
 }  # fmt: skip
 
@@ -100,7 +100,7 @@ def run_demo(
     mcfg = VAEConfig(
         kind="cvae", height=plan.size, width=plan.size, latent_dim=plan.latent_dim,
         cond_channels=len(train_set.condition_channels), base_width=plan.base_width,
-        depth=3, kl_warmup_steps=200,
+        depth=3, kl_warmup_steps=200, beta=0.5,
     )  # fmt: skip
     batch = 32 if quick else 64
     tcfg = TrainConfig(epochs=plan.epochs, batch_size=batch, seed=0, device=device, lr=2e-3)
