@@ -150,7 +150,7 @@ def main() -> int:
     )
     ap.add_argument("--n", type=int, default=800, help="designs when the data is made")
     ap.add_argument("--models", default="conv,unet,regression")
-    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--epochs", type=int, default=150, help="the demo's")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--latent-dim", type=int, default=16)
@@ -176,7 +176,9 @@ def main() -> int:
         action="store_true",
         help="condition on the problem images only (no full-material fields)",
     )
-    ap.add_argument("--beta", type=float, default=1.0, help="KL weight of the unet models")
+    ap.add_argument(
+        "--beta", type=float, default=0.5, help="KL weight of the unet models (the demo's)"
+    )
     ap.add_argument(
         "--compliance-weight",
         type=float,
