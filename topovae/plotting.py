@@ -178,9 +178,9 @@ def save_results_grid(results: list[SolveResult], path: str | Path, ncols: int =
 
 
 def save_training_figures(trainer: Any, kl_per_dim: list[float], n: int = 8) -> None:
-    """Per-epoch PNGs of a `Trainer` in its output folder: loss curves (loss.png), held-out
-    reconstructions (reconstructions.png), prior samples (samples.png; a conditional model uses
-    held-out conditions) and the KL of each latent dimension (kl.png)."""
+    """PNGs of a `Trainer` in its output folder (redrawn about ten times a run): loss curves
+    (loss.png), held-out reconstructions (reconstructions.png), prior samples (samples.png; a
+    conditional model uses held-out conditions) and the KL of each latent dimension (kl.png)."""
     import torch
 
     plt = _pyplot()

@@ -402,7 +402,10 @@ class Trainer:
                     self.best = row["val_total"]
                     _atomic_save(self.state(), self.out / "best.pt")
                 _atomic_save(self.state(), self.out / "last.pt")
-                if self.tcfg.plots:
+                # the PNGs show the latest state and are overwritten: draw them about ten times
+                # a run and at its end, not every epoch (150 redraws cost the demo ~1 minute)
+                every = max(1, self.tcfg.epochs // 10)
+                if self.tcfg.plots and (self.epoch % every == 0 or self.epoch == self.tcfg.epochs):
                     from ..plotting import save_training_figures
 
                     save_training_figures(self, val["kl_per_dim"])
