@@ -101,8 +101,8 @@ def step_throughput(cfg, batch, device, warmup, steps, bf16=False, compile_=Fals
 
     def step(k):
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-            logits, mu, logvar = forward(x, c, generator=noise)
-        terms = loss_terms(cfg, logits, x, mu.float(), logvar.float(), k, vf)
+            o = forward(x, c, generator=noise)
+        terms = loss_terms(cfg, o.logits, x, o.mu, o.logvar, k, vf, o.prior_mu, o.prior_logvar)
         opt.zero_grad(set_to_none=True)
         terms["total"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
