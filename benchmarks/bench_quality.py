@@ -100,6 +100,20 @@ def table(name: str, seconds: float, metrics: dict) -> str:
     return head + "\n".join(lines)
 
 
+def unseen_metrics(model, path: str, n_seen: int, a) -> dict:
+    """`evaluate`'s summary over the test problems of ``path`` whose index is >= ``n_seen`` (a file
+    of the same distribution and seed is the same stream, so those were in no split of --data)."""
+    from topovae.workflows._evaluate import _summary
+    from topovae.workflows._judge import SCORE_KEYS
+
+    rep = evaluate(model, path, "test", k=a.k, polish=a.polish, seed=0, device="cpu")
+    rows = [r for r in rep["per_problem"] if r["index"] >= n_seen]
+    return {
+        v: _summary({key: np.array([r[f"{v}_{key}"] for r in rows]) for key in SCORE_KEYS})
+        for v in VARIANTS
+    }
+
+
 def solves_to_one_percent(model, ds, rows, budgets, polish: int):
     """Per problem: SIMP's iterations to convergence and to within 1 % of its final compliance,
     and for the model the FE solves (search evaluations, then polish iterations one at a time)
@@ -167,6 +181,12 @@ def main() -> int:
     )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument(
+        "--unseen",
+        default=None,
+        help="a larger file of the same distribution and seed: its test problems with an index "
+        "beyond --data's samples are judged too (more held-out problems)",
+    )
+    ap.add_argument(
         "--reuse",
         action="store_true",
         help="evaluate the model already in OUT/NAME/best.pt instead of training",
@@ -227,6 +247,11 @@ def main() -> int:
                          "problems": rep["problems"]}  # fmt: skip
         print(table(f"{name}: {rep['problems']} held-out problems", seconds, rep["metrics"]))
         sys.stdout.flush()
+        if a.unseen:
+            results[name]["unseen"] = unseen_metrics(model, a.unseen, train.header["n"], a)
+            n = results[name]["unseen"]["first"]["n"]
+            print(table(f"{name}: {n} problems of {a.unseen} beyond the training file", seconds,
+                        results[name]["unseen"]))  # fmt: skip
         if a.search:
             test = TopologyDataset(data, "test", in_memory=True, fields=fields)
             budgets = [int(b) for b in a.search_budgets.split(",")]
