@@ -590,6 +590,16 @@ def test_dataset_refuses_foreign_newer_and_missing_files(tmp_path, reference):
         f.attrs["version"] = 99
     cases["version 99, newer"] = newer
     cases["does not exist"] = tmp_path / "missing.h5"
+    damaged = tmp_path / "damaged.h5"  # the format attribute, but no settings (was a KeyError)
+    shutil.copy(reference, damaged)
+    with h5py.File(damaged, "r+") as f:
+        del f.attrs["distribution"]
+    cases["damaged topovae dataset: its settings lack distribution"] = damaged
+    garbled = tmp_path / "garbled.h5"
+    shutil.copy(reference, garbled)
+    with h5py.File(garbled, "r+") as f:
+        f.attrs["fields"] = "not json"
+    cases["damaged topovae dataset: unreadable settings"] = garbled
     for fragment, path in cases.items():
         with pytest.raises(DatasetError) as e:
             TopologyDataset(path)

@@ -323,6 +323,11 @@ def test_an_index_not_in_the_dataset_is_refused(run, cvae, data, indices, comman
     (("evaluate", "{ckpt}", "{data}", "--split", "nope", "--out", "rep"), ["'nope'"]),
     (("evaluate", "{ckpt}", "missing.h5", "--out", "rep"), ["missing.h5", "does not exist"]),
     (("evaluate", "{ckpt}", "{data}", "--out", "no/such/rep"), ["--out", "no/such"]),
+    (("search", "{ckpt}", "--problem", "mbb", "--budget", 3, "--seed", -1, "--no-simp",
+      "--out", "s"), ["--seed", "got -1"]),
+    (("evaluate", "{ckpt}", "{data}", "--seed", -1, "--out", "rep"), ["--seed", "got -1"]),
+    (("explore", "sample", "{ckpt}", "--problem", "mbb", "--seed", -1, "--out", "x.png"),
+     ["--seed", "got -1"]),
 ])  # fmt: skip
 def test_other_bad_input_is_refused_in_one_line(run, cvae, data, indices, args, fragments):
     r = run(*fill(args, ckpt=cvae, data=data, i=indices[0]), "--device", "cpu")

@@ -106,15 +106,25 @@ def read_header(path: str | os.PathLike) -> dict[str, Any]:
         )
     if version < 1:
         raise DatasetError(f"{str(path)!r} has an invalid format version {version}")
-    return {
-        "version": version,
-        "distribution": ProblemDistribution.from_dict(json.loads(attrs["distribution"])),
-        "seed": int(attrs["seed"]),
-        "n_requested": int(attrs["n_requested"]),
-        "fields": tuple(json.loads(attrs["fields"])),
-        "n": n,
-        "pending_shards": len(list(shards_dir(path).glob("part-*.npz"))),
-    }
+    missing = [k for k in ("distribution", "seed", "n_requested", "fields") if k not in attrs]
+    if missing:
+        raise DatasetError(
+            f"{str(path)!r} is a damaged topovae dataset: its settings lack {', '.join(missing)}"
+        )
+    try:
+        return {
+            "version": version,
+            "distribution": ProblemDistribution.from_dict(json.loads(attrs["distribution"])),
+            "seed": int(attrs["seed"]),
+            "n_requested": int(attrs["n_requested"]),
+            "fields": tuple(json.loads(attrs["fields"])),
+            "n": n,
+            "pending_shards": len(list(shards_dir(path).glob("part-*.npz"))),
+        }
+    except (TypeError, ValueError, KeyError) as e:  # JSON or numbers that do not parse
+        raise DatasetError(
+            f"{str(path)!r} is a damaged topovae dataset: unreadable settings ({e})"
+        ) from None
 
 
 def _fsync_replace(tmp: Path, path: Path) -> None:

@@ -29,7 +29,7 @@ import torch
 
 from ..solvers import ProblemError, solve
 from ._judge import SCORE_KEYS, ComplianceOracle, ce_text, score
-from ._latent import LatentDecoder, WorkflowError
+from ._latent import LatentDecoder, WorkflowError, check_seed
 
 VARIANTS = ("first", "best", "polished", "simp_k")
 
@@ -121,6 +121,7 @@ def evaluate(
         raise WorkflowError(f"-k must be a positive number of samples, got {k}")
     if isinstance(polish, bool) or not isinstance(polish, int) or polish < 0:
         raise WorkflowError(f"--polish must be an integer >= 0, got {polish}")
+    seed = check_seed(seed)
     if limit is not None and limit < 1:
         raise WorkflowError(f"--limit must be >= 1, got {limit}")
     t0 = time.perf_counter()

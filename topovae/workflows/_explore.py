@@ -20,7 +20,7 @@ import torch
 
 from ..solvers import Problem
 from ._judge import caption, score
-from ._latent import LatentDecoder, WorkflowError
+from ._latent import LatentDecoder, WorkflowError, check_seed
 
 INTERPOLATIONS = ("linear", "slerp")
 
@@ -40,6 +40,7 @@ def prior_samples(model, n: int, problem: Problem | None = None, seed: int = 0, 
     """``n`` designs decoded from prior samples, (n, H, W)."""
     if n <= 0:
         raise WorkflowError(f"-n must be a positive integer, got {n}")
+    seed = check_seed(seed)
     dec = LatentDecoder(model, problem, device)
     g = torch.Generator().manual_seed(seed)
     return dec.numpy(torch.randn(n, dec.latent_dim, generator=g))

@@ -27,6 +27,13 @@ class WorkflowError(ValueError):
     """Input a workflow cannot use: its message names the bad value and what is allowed."""
 
 
+def check_seed(seed) -> int:
+    """Seeds are integers >= 0 everywhere in topovae (numpy refuses negative ones)."""
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise WorkflowError(f"--seed must be an integer >= 0, got {seed!r}")
+    return int(seed)
+
+
 def _device(device: str | torch.device | None) -> torch.device:
     from ..solvers.batched import resolve_device
 

@@ -31,7 +31,7 @@ import torch
 
 from ..solvers import Problem, SolveResult, solve
 from ._judge import ComplianceOracle, score
-from ._latent import LatentDecoder, WorkflowError
+from ._latent import LatentDecoder, WorkflowError, check_seed
 
 METHODS = ("random", "cmaes", "gradient")
 
@@ -103,6 +103,7 @@ def search(
             f"unknown search method {method!r}; choose one of: {', '.join(METHODS)}"
         )
     budget = _check_budget(budget)
+    seed = check_seed(seed)
     if isinstance(polish, bool) or not isinstance(polish, int) or polish < 0:
         raise WorkflowError(f"--polish must be an integer >= 0, got {polish}")
     if starts < 1:
