@@ -357,6 +357,7 @@ def test_foreign_newer_and_missing_files_give_one_line(run, tmp_path, reference)
         (["-n", 0], ["-n", "0"]),
         (["-n", -5], ["-n", "-5"]),
         (["--seed", -1], ["--seed", "-1"]),
+        (["--seed", 99999999999999999999999], ["--seed", "2^63", "99999999999999999999999"]),
         (["--workers", 0], ["--workers", "0"]),
         (["--device", "tpu"], ["tpu", "cpu"]),
         (["--out", "nowhere/d.h5"], ["nowhere"]),
@@ -368,6 +369,7 @@ def test_bad_generate_options_give_one_line_and_exit_2(run, tmp_path, args, frag
     base = ["-d", "mixed", "--size", "12x12", "-n", 2, "-q", "--out", "d.h5"]
     assert_one_line_error(run("generate", *base, *args), *fragments)
     assert not (tmp_path / "d.h5").exists()
+    assert not list(tmp_path.glob("d.h5*"))  # no stray temporary, lock or shard folder
 
 
 def test_unreachable_dask_scheduler(run, tmp_path):

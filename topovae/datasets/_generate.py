@@ -167,6 +167,9 @@ def generate(
     """
     if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
         raise DatasetError(f"-n must be a positive integer, got {n!r}")
+    # the file stores the seed as a 64-bit integer (h5py raised a TypeError past it)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise DatasetError(f"--seed must be an integer in [0, 2^63), got {seed!r}")
     if workers is not None and workers < 1:
         raise DatasetError(f"--workers must be >= 1, got {workers}")
     if batch < 1:

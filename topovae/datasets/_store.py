@@ -171,9 +171,10 @@ class DatasetWriter:
         self.parts = shards_dir(self.path)
         # one writer at a time, before anything is touched (a second `generate --resume` used to
         # delete the first one's temporaries and crash on the shards it had consolidated)
-        self._lock = WriterLock(
-            self.path.with_name(self.path.name + ".lock"), str(self.path), DatasetError
-        ).acquire()
+        # (a hidden, empty file stays beside the dataset: deleting a lock file on release races
+        # with a process that has just opened it)
+        lock = self.path.with_name(f".{self.path.name}.lock")
+        self._lock = WriterLock(lock, str(self.path), DatasetError).acquire()
         try:
             self._remove_stale_temporaries()
             exists = self.path.exists()
