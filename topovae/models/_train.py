@@ -398,10 +398,13 @@ class Trainer:
                     self._fail(f"the validation loss became {row['val_total']}")
                 self.history.append(row)
                 self._log(row)
-                if row["val_total"] < self.best:
+                improved = row["val_total"] < self.best
+                if improved:
                     self.best = row["val_total"]
-                    _atomic_save(self.state(), self.out / "best.pt")
-                _atomic_save(self.state(), self.out / "last.pt")
+                state = self.state()  # one copy and one digest of the weights for both files
+                if improved:
+                    _atomic_save(state, self.out / "best.pt")
+                _atomic_save(state, self.out / "last.pt")
                 # the PNGs show the latest state and are overwritten: draw them about ten times
                 # a run and at its end, not every epoch (150 redraws cost the demo ~1 minute)
                 every = max(1, self.tcfg.epochs // 10)
