@@ -1,14 +1,16 @@
 """One writer at a time: an exclusive lock on a dataset file being written or a run folder being
 trained, with the holder named when a second writer is refused.
 
-    lock = WriterLock("data.h5.lock", "data.h5", DatasetError)
+    lock = WriterLock(".data.h5.lock", "data.h5", DatasetError)
     lock.acquire()        # or: DatasetError "data.h5 is being written by process 4711 on host"
     ...
     lock.release()
 
 The lock is the operating system's (`filelock`: flock on POSIX), so the kernel releases it when
 its holder dies, however it dies: a lock left by a killed process is simply taken over. The
-holder writes its PID and host into a sidecar file, read only to name it in the refusal.
+holder writes its PID and host into a sidecar file, read only to name it in the refusal. The
+(empty) lock file itself stays: unlinking it on release races with a process that has just
+opened it.
 """
 
 from __future__ import annotations
@@ -45,13 +47,3 @@ class WriterLock:
         if self._lock.is_locked:
             self.owner.unlink(missing_ok=True)
             self._lock.release(force=True)
-
-    @property
-    def held(self) -> bool:
-        return self._lock.is_locked
-
-    def __enter__(self) -> WriterLock:
-        return self.acquire()
-
-    def __exit__(self, *exc) -> None:
-        self.release()

@@ -171,8 +171,6 @@ class DatasetWriter:
         self.parts = shards_dir(self.path)
         # one writer at a time, before anything is touched (a second `generate --resume` used to
         # delete the first one's temporaries and crash on the shards it had consolidated)
-        # (a hidden, empty file stays beside the dataset: deleting a lock file on release races
-        # with a process that has just opened it)
         lock = self.path.with_name(f".{self.path.name}.lock")
         self._lock = WriterLock(lock, str(self.path), DatasetError).acquire()
         try:
