@@ -636,3 +636,21 @@ def test_a_second_generate_on_a_file_being_written_is_refused(tmp_path):
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "locked" in p.stdout and p.returncode == -9, p.stderr
     DatasetWriter(path, dist, 0, 4, mode="resume").close()
+
+
+def test_pending_indices_are_lazy_and_skip_the_done_ones():
+    import itertools
+
+    from topovae.datasets._store import Pending
+
+    p = Pending(10**12, {0, 2, 5, 10**13})  # an index beyond n is not pending and not counted
+    assert len(p) == 10**12 - 3
+    assert list(itertools.islice(p, 4)) == [1, 3, 4, 6]
+    assert list(Pending(4, {1})) == [0, 2, 3]
+
+
+def test_a_dataset_larger_than_the_free_disk_is_refused_before_the_file_exists(tmp_path):
+    out = tmp_path / "huge.h5"
+    with pytest.raises(DatasetError, match=r"-n 10000000000 samples of 32x32 need up to .* GiB"):
+        generate(out, distribution("mixed", 32, 32), n=10**10, seed=0, workers=1, progress=False)
+    assert list(tmp_path.iterdir()) == []

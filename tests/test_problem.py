@@ -539,3 +539,11 @@ def test_supports_cut_off_by_the_void_do_not_count() -> None:
     void[:, 3] = True
     with raises("the passive void cuts 1 loaded node(s) off"):
         Problem(**mbb_args(passive_void=void, volfrac=0.3))
+
+
+@pytest.mark.parametrize("name", ["mbb", "cantilever"])
+def test_a_grid_beyond_the_machines_memory_is_refused_before_its_arrays_exist(name):
+    from topovae.solvers import preset
+
+    with pytest.raises(ProblemError, match=r"a 100000x100000 grid .* GiB to solve; this machine"):
+        preset(name, 100_000, 100_000)  # its boolean support masks alone would take 20 GB

@@ -21,6 +21,9 @@ from . import __version__
 from .solvers import SIMPSettings
 
 _D = SIMPSettings()  # the CLI's defaults are the library's
+# designs one command draws or scores (-n, --steps, -k): each is scored by a FE solve, and a
+# picture of more is unreadable
+MAX_DESIGNS = 4096
 
 
 class InputError(click.ClickException):
@@ -29,7 +32,29 @@ class InputError(click.ClickException):
     exit_code = 2
 
 
-def _output_path(path: str | None, what: str) -> Path | None:
+def _writable(folder: Path, what: str, path: str) -> None:
+    """Refuse an output in a folder this process cannot create files in (tried, not guessed:
+    permission bits say nothing for root or for /proc)."""
+    import tempfile
+
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise InputError(
+            f"{what} {path!r}: cannot write in folder {str(folder)!r} ({e.strerror or e})"
+        ) from None
+
+
+def _image_suffixes() -> tuple[str, ...]:
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    return tuple(f".{k}" for k in sorted(FigureCanvasBase.get_supported_filetypes()))
+
+
+def _output_path(path: str | None, what: str, image: bool = False) -> Path | None:
+    """A file to write, checked before any work: its folder exists and takes files, it is not a
+    folder, and an image has a suffix matplotlib writes."""
     if path is None:
         return None
     p = Path(path)
@@ -37,7 +62,42 @@ def _output_path(path: str | None, what: str) -> Path | None:
         raise InputError(f"{what} {path!r}: folder {str(p.parent)!r} does not exist")
     if p.is_dir():
         raise InputError(f"{what} {path!r} is a folder; give a file name")
+    if image and p.suffix.lower() not in (allowed := _image_suffixes()):
+        raise InputError(
+            f"{what} {path!r}: unknown image type {p.suffix or '(none)'!r}; use one of "
+            + ", ".join(allowed)
+        )
+    _writable(p.parent, what, path)
     return p
+
+
+def _output_folder(path: str, what: str = "--out", parents: bool = False) -> Path:
+    """A folder to write into, checked before any work: not a file, and its nearest existing
+    folder (its parent unless ``parents``) takes files."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise InputError(f"{what} {path!r} is a file; give a folder")
+    base = p if p.exists() else p.parent
+    if parents:
+        while not base.exists():
+            base = base.parent
+    elif not base.exists():
+        raise InputError(f"{what} {path!r}: folder {str(base)!r} does not exist")
+    _writable(base, what, path)
+    return p
+
+
+def _check_device(device: str | None) -> None:
+    """--device resolved before any work ("auto", "cpu", "cuda" with a GPU, "cuda:N")."""
+    if device is None:
+        return
+    from .solvers import ProblemError
+    from .solvers.batched import resolve_device
+
+    try:
+        resolve_device(device)
+    except ProblemError as e:
+        raise InputError(f"--device: {e}") from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -142,7 +202,9 @@ def solve(
         for name, p in PRESETS.items():
             click.echo(f"{name:<{width}}  {p.description}")
         return
-    png, js = _output_path(out_png, "--out"), _output_path(out_json, "--json")
+    png, js = _output_path(out_png, "--out", image=True), _output_path(out_json, "--json")
+    if backend == "torch":
+        _check_device(device)
     if threads < 0:
         raise InputError(f"--threads must be >= 0, got {threads}")
     settings = dict(
@@ -248,13 +310,10 @@ def generate(
         raise InputError(f"--seed must be >= 0, got {seed}")
     nelx, nely = _parse_size(size)
     _output_path(out, "--out")
+    _check_device(device)
     mode = "resume" if resume else "overwrite" if overwrite else "new"
     try:
         dist = make_distribution(distribution, nelx, nely)
-        if device is not None:
-            from .solvers.batched import resolve_device
-
-            resolve_device(device)
         summary = run_generate(
             out, dist, n, seed, workers=workers, scheduler=scheduler, device=device, batch=batch,
             fields=FIELDS if fields else (), mode=mode, progress=not quiet,
@@ -333,7 +392,7 @@ def show(path: str, n: int, out: str) -> None:
     from .solvers import Problem, ProblemError
 
     h = _dataset_header(path)
-    png = _output_path(out, "--out")
+    png = _output_path(out, "--out", image=True)
     if n <= 0:
         raise InputError(f"-n must be a positive integer, got {n}")
     n = min(n, h["n"])
@@ -441,6 +500,8 @@ def train(
     from .datasets import TopologyDataset
     from .models import ConfigError, TrainConfig, Trainer, TrainingError, VAEConfig
 
+    _output_folder(out, parents=True)
+    _check_device(device)
     header = _dataset_header(data)
     with h5py.File(data, "r") as f:
         has_conditions = "problem/loads" in f
@@ -570,9 +631,10 @@ def explore_sample(checkpoint, n, problem, volfrac, problem_file, data, index, s
     `topovae sample`."""
     from .workflows import prior_samples, save_scored_grid
 
-    png = _output_path(out, "--out")
-    if n <= 0:
-        raise InputError(f"-n must be a positive integer, got {n}")
+    png = _output_path(out, "--out", image=True)
+    _check_device(device)
+    if not 0 < n <= MAX_DESIGNS:
+        raise InputError(f"-n must be an integer in 1..{MAX_DESIGNS}, got {n}")
     model = _load_model(checkpoint)
     prob, reference = _model_problem(model, problem, volfrac, problem_file, data, index)
     try:
@@ -601,7 +663,10 @@ def explore_interpolate(checkpoint, data, start, end, steps, method, device, out
     conditions too)."""
     from .workflows import interpolate, save_scored_grid
 
-    png = _output_path(out, "--out")
+    png = _output_path(out, "--out", image=True)
+    _check_device(device)
+    if not 2 <= steps <= MAX_DESIGNS:
+        raise InputError(f"--steps must be an integer in 2..{MAX_DESIGNS}, got {steps}")
     model = _load_model(checkpoint)
     ends = []
     for i in (start, end):
@@ -636,9 +701,10 @@ def explore_traverse(checkpoint, dim, span, steps, problem, volfrac, problem_fil
     """Designs with one latent dimension swept over a range, the others at the prior mean."""
     from .workflows import save_scored_grid, traverse
 
-    png = _output_path(out, "--out")
-    if steps < 2:
-        raise InputError(f"--steps must be >= 2, got {steps}")
+    png = _output_path(out, "--out", image=True)
+    _check_device(device)
+    if not 2 <= steps <= MAX_DESIGNS:
+        raise InputError(f"--steps must be an integer in 2..{MAX_DESIGNS}, got {steps}")
     model = _load_model(checkpoint)
     prob, reference = _model_problem(model, problem, volfrac, problem_file, data, index)
     values = np.linspace(span[0], span[1], steps)
@@ -672,6 +738,7 @@ def search(checkpoint, problem, volfrac, problem_file, data, index, methods, bud
     from .solvers import solve as simp_solve
     from .workflows import METHODS
     from .workflows import search as latent_search
+    from .workflows._latent import check_seed
 
     methods = METHODS if "all" in methods else tuple(dict.fromkeys(methods))
     for m in methods:
@@ -679,9 +746,16 @@ def search(checkpoint, problem, volfrac, problem_file, data, index, methods, bud
             raise InputError(f"unknown --method {m!r}; choose from: {', '.join(METHODS)}, all")
     if budget <= 0:
         raise InputError(f"--budget must be a positive number of FE evaluations, got {budget}")
-    folder = Path(out)
-    if not folder.parent.exists():
-        raise InputError(f"--out {out!r}: folder {str(folder.parent)!r} does not exist")
+    if polish < 0:
+        raise InputError(f"--polish must be an integer >= 0, got {polish}")
+    if starts < 1:
+        raise InputError(f"--starts must be a positive integer, got {starts}")
+    try:
+        check_seed(seed)
+    except _workflow_errors() as e:
+        raise InputError(str(e)) from None
+    folder = _output_folder(out)
+    _check_device(device)
     model = _load_model(checkpoint)
     prob, reference = _model_problem(model, problem, volfrac, problem_file, data, index)
     if prob is None:
@@ -754,9 +828,10 @@ def evaluate(checkpoint, data, split, k, polish, limit, seed, project, mean_firs
     from .workflows import evaluate as run_evaluation
     from .workflows import write_report
 
-    folder = Path(out)
-    if not folder.parent.exists():
-        raise InputError(f"--out {out!r}: folder {str(folder.parent)!r} does not exist")
+    folder = _output_folder(out)
+    _check_device(device)
+    if not 0 < k <= MAX_DESIGNS:
+        raise InputError(f"-k must be an integer in 1..{MAX_DESIGNS}, got {k}")
     _dataset_header(data)
     model = _load_model(checkpoint)
     try:
@@ -785,9 +860,8 @@ def demo(out: str, quick: bool, device: str, quiet: bool) -> None:
     """The main job end to end: data, a CVAE, its evaluation, a latent search, a report."""
     from .workflows import run_demo
 
-    folder = Path(out)  # the demo's own folder: made with its parents (the default is runs/demo)
-    if folder.exists() and not folder.is_dir():
-        raise InputError(f"--out {out!r} is a file; give a folder")
+    folder = _output_folder(out, parents=True)  # made with its parents (default runs/demo)
+    _check_device(device)
     run_demo(folder, quick=quick, device=device, progress=not quiet, log=click.echo)
 
 

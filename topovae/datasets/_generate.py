@@ -14,11 +14,12 @@ index, so the file is the same whatever the order, the worker count or the inter
 from __future__ import annotations
 
 import concurrent.futures as cf
+import itertools
 import json
 import multiprocessing
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +105,7 @@ def _executor(workers: int | None, scheduler: str | None):
 
 
 def _run_executor(
-    todo: list[int], dist: ProblemDistribution, seed: int, fields, executor
+    todo: Iterable[int], dist: ProblemDistribution, seed: int, fields, executor
 ) -> Iterator[dict]:
     executor, in_flight, close = executor
     dist_json = dist.to_json()
@@ -128,12 +129,12 @@ def _run_executor(
 
 
 def _run_batched(
-    todo: list[int], dist: ProblemDistribution, seed: int, fields, device, batch: int
+    todo: Iterable[int], dist: ProblemDistribution, seed: int, fields, device, batch: int
 ) -> Iterator[dict]:
     from ..solvers.batched import solve_batch
 
-    for start in range(0, len(todo), batch):
-        chunk = todo[start : start + batch]
+    it = iter(todo)
+    while chunk := list(itertools.islice(it, batch)):
         problems = [sample_problem(dist, seed, i) for i in chunk]
         results = solve_batch(problems, device=device)
         for i, p, r in zip(chunk, problems, results, strict=True):

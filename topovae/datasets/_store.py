@@ -29,10 +29,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,11 @@ FIELDS = ("strain_energy", "von_mises")
 
 class DatasetError(ProblemError):
     """A dataset file is missing, foreign, newer than this version, or does not match."""
+
+
+def sample_bytes(layout: dict[str, tuple[tuple[int, ...], str]]) -> int:
+    """Uncompressed bytes of one sample of a file with this layout."""
+    return sum(int(np.prod(shape)) * np.dtype(dt).itemsize for shape, dt in layout.values())
 
 
 def _layout(h: int, w: int, fields: Iterable[str]) -> dict[str, tuple[tuple[int, ...], str]]:
@@ -141,6 +147,23 @@ def _fsync_replace(tmp: Path, path: Path) -> None:
         pass
 
 
+class Pending:
+    """The sample indices 0..n-1 not yet done, in order, without a list of them all: a file
+    of 10^10 samples costs nothing until it is solved."""
+
+    def __init__(self, n: int, done: set[int]) -> None:
+        self.n, self.done = n, {i for i in done if 0 <= i < n}
+
+    def __len__(self) -> int:
+        return self.n - len(self.done)
+
+    def __iter__(self) -> Iterator[int]:
+        return (i for i in range(self.n) if i not in self.done)
+
+    def __eq__(self, other) -> bool:
+        return list(self) == list(other)
+
+
 class DatasetWriter:
     """Appends finished samples to a dataset file safely; see the module docstring.
 
@@ -165,6 +188,15 @@ class DatasetWriter:
         self.layout = _layout(dist.nely, dist.nelx, self.fields)
         if not self.path.parent.is_dir():
             raise DatasetError(f"output folder {str(self.path.parent)!r} does not exist")
+        if mode != "resume":  # the shards hold raw samples until they are consolidated
+            need = self.n * sample_bytes(self.layout)
+            free = shutil.disk_usage(self.path.parent).free
+            if need > free:
+                raise DatasetError(
+                    f"-n {self.n} samples of {dist.nelx}x{dist.nely} need up to "
+                    f"{need / 2**30:,.1f} GiB while they are written; "
+                    f"{str(self.path.parent)!r} has {free / 2**30:,.1f} GiB free"
+                )
         for f in self.fields:
             if f not in FIELDS:
                 raise DatasetError(f"unknown field {f!r}; choose from: {', '.join(FIELDS)}")
@@ -247,9 +279,8 @@ class DatasetWriter:
                 done.update(z["index"].tolist())
         return done
 
-    def pending(self) -> list[int]:
-        done = self.done_indices()
-        return [i for i in range(self.n) if i not in done]
+    def pending(self) -> Pending:
+        return Pending(self.n, self.done_indices())
 
     # -- writing -------------------------------------------------------------------------------
     def add(self, record: dict[str, np.ndarray]) -> None:

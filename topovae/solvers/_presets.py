@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ._problem import Problem, ProblemError, SIMPSettings
+from ._problem import Problem, ProblemError, SIMPSettings, check_grid
 
 
 def _empty(nelx: int, nely: int, ncases: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -24,6 +24,7 @@ def _check_grid(nelx: Any, nely: Any, minimum: int = 1) -> None:
     for name, v in (("nelx", nelx), ("nely", nely)):
         if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < minimum:
             raise ProblemError(f"{name} must be an integer >= {minimum}, got {v!r}")
+    check_grid(int(nelx), int(nely))  # before the arrays of that size are made
 
 
 def mbb(nelx: int = 60, nely: int = 20, volfrac: float = 0.5, **settings: Any) -> Problem:

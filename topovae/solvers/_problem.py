@@ -41,6 +41,32 @@ class ProblemError(ValueError):
     """Invalid problem or settings; the message names the bad value and what is allowed."""
 
 
+# Peak memory of a SIMP solve grows by about 4.4 KiB per element (measured: MBB 300x100 and
+# 600x200 with CHOLMOD, 197 MB and 590 MB resident); 5 KiB leaves room for the factor's fill.
+BYTES_PER_ELEMENT = 5 * 1024
+
+
+def physical_memory() -> int | None:
+    """Bytes of RAM of this machine (None where the OS does not say)."""
+    import os
+
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_grid(nelx: int, nely: int) -> None:
+    """Refuse a grid whose solve would need more memory than the machine has, before anything
+    of that size is allocated."""
+    need, have = nelx * nely * BYTES_PER_ELEMENT, physical_memory()
+    if have is not None and need > have:
+        raise ProblemError(
+            f"a {nelx}x{nely} grid ({nelx * nely:,} elements) needs about {need / 2**30:,.0f} GiB "
+            f"to solve; this machine has {have / 2**30:.0f} GiB"
+        )
+
+
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
         raise ProblemError(f"unknown {name} {value!r}; choose one of: {', '.join(allowed)}")
@@ -178,6 +204,7 @@ class Problem:
             if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
                 raise ProblemError(f"{n} must be a positive integer, got {v!r}")
             set_(self, n, int(v))
+        check_grid(self.nelx, self.nely)
         volfrac = _finite_number("volfrac", self.volfrac)
         if not 0 < volfrac < 1:
             raise ProblemError(f"volfrac must be in (0, 1), got {self.volfrac}")

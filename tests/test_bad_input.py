@@ -1,0 +1,112 @@
+"""Bad command lines, one table: every one ends in one line ``Error: ...`` naming the bad value,
+exit code 2, before any work starts (nothing is written, no solve or training runs).
+
+``{data}``, ``{cvae}`` and ``{vae}`` stand for the session's tiny dataset and models; ``{file}``
+for an existing plain file. /proc takes no new files, even for root.
+"""
+
+import pytest
+import torch
+from conftest import assert_one_line_error
+
+MODEL = "{cvae}"
+PROBLEM = ("--data", "{data}", "--index", "0")
+NO_GPU = not torch.cuda.is_available()
+
+CASES = [
+    # unwritable or wrong outputs, checked before the work
+    (("solve", "--out", "/proc/x.png"), "cannot write in folder '/proc'"),
+    (("solve", "--json", "/proc/x.json"), "cannot write in folder '/proc'"),
+    (("solve", "--out", "design.txt"), "unknown image type '.txt'"),
+    (("solve", "--out", "design"), "unknown image type '(none)'"),
+    (("solve", "--out", "nofolder/x.png"), "folder 'nofolder' does not exist"),
+    (("generate", "-n", "2", "--size", "8x8", "--out", "/proc/x.h5"), "cannot write in folder"),
+    (("show", "{data}", "--out", "grid.bmp"), "unknown image type '.bmp'"),
+    (("train", "{data}", "--out", "/proc/run"), "cannot write in folder '/proc'"),
+    (("train", "{data}", "--out", "{file}"), "is a file; give a folder"),
+    (("sample", MODEL, *PROBLEM, "--out", "/proc/s.png"), "cannot write in folder"),
+    (("sample", MODEL, *PROBLEM, "--out", "s.txt"), "unknown image type '.txt'"),
+    (("explore", "traverse", MODEL, *PROBLEM, "--out", "t.csv"), "unknown image type '.csv'"),
+    (("search", MODEL, *PROBLEM, "--out", "/proc/s"), "cannot write in folder '/proc'"),
+    (("search", MODEL, *PROBLEM, "--out", "{file}"), "is a file; give a folder"),
+    (("evaluate", MODEL, "{data}", "--out", "/proc/e"), "cannot write in folder '/proc'"),
+    (("evaluate", MODEL, "{data}", "--out", "{file}"), "is a file; give a folder"),
+    (("demo", "--out", "/proc/a/b"), "cannot write in folder '/proc'"),
+    (("demo", "--out", "{file}"), "is a file; give a folder"),
+    # devices, resolved before the work
+    (("sample", MODEL, *PROBLEM, "--device", "foo", "--out", "s.png"), "unknown device 'foo'"),
+    (("explore", "traverse", MODEL, *PROBLEM, "--device", "tpu", "--out", "t.png"), "'tpu'"),
+    (("search", MODEL, *PROBLEM, "--device", "foo", "--out", "s"), "unknown device 'foo'"),
+    (("evaluate", MODEL, "{data}", "--device", "foo", "--out", "e"), "unknown device 'foo'"),
+    (("demo", "--device", "foo"), "unknown device 'foo'"),
+    (("solve", "--backend", "torch", "--device", "foo"), "unknown device 'foo'"),
+    (("generate", "-n", "2", "--size", "8x8", "--device", "foo", "--out", "g.h5"), "'foo'"),
+    (("train", "{data}", "--device", "foo", "--out", "r"), "unknown device 'foo'"),
+    # sizes that would exhaust memory or disk
+    (("solve", "--nelx", "100000", "--nely", "100000"), "100000x100000 grid"),
+    (("generate", "-n", "10000000000", "--size", "32x32", "--out", "g.h5"), "GiB free"),
+    (("generate", "-n", "2", "--size", "100000x100000", "--out", "g.h5"), "too large"),
+    (("sample", MODEL, *PROBLEM, "-n", "100000000", "--out", "s.png"), "got 100000000"),
+    (
+        ("explore", "traverse", MODEL, *PROBLEM, "--steps", "100000000", "--out", "t.png"),
+        "--steps must be an integer in 2..4096, got 100000000",
+    ),
+    (
+        (
+            "explore",
+            "interpolate",
+            MODEL,
+            "--data",
+            "{data}",
+            "--from",
+            "0",
+            "--to",
+            "1",
+            "--steps",
+            "1",
+            "--out",
+            "i.png",
+        ),
+        "--steps must be an integer in 2..4096, got 1",
+    ),
+    (("evaluate", MODEL, "{data}", "-k", "100000000", "--out", "e"), "-k must be an integer"),
+    (("train", "{data}", "--latent-dim", "100000000", "--out", "r"), "parameters"),
+    (("train", "{data}", "--depth", "10", "--out", "r"), "depth 10"),
+    # NaN and out-of-range numbers
+    (("train", "{data}", "--free-bits", "nan", "--out", "r"), "free_bits"),
+    (("train", "{data}", "--beta", "nan", "--out", "r"), "beta"),
+    (("train", "{data}", "--volume-weight", "inf", "--out", "r"), "volume_weight"),
+    (("train", "{data}", "--lr", "inf", "--out", "r"), "lr"),
+    (("generate", "-n", "2", "--size", "8x8", "--seed", "-1", "--out", "g.h5"), "--seed"),
+    (("search", MODEL, *PROBLEM, "--seed", "-1", "--out", "s"), "seed"),
+]
+
+
+@pytest.fixture
+def fill(data, tiny_checkpoints, tmp_path):
+    plain = tmp_path / "plain.txt"
+    plain.write_text("not a folder")
+    names = {"data": data, "cvae": tiny_checkpoints["cvae"], "vae": tiny_checkpoints["vae"],
+             "file": plain}  # fmt: skip
+    return lambda args: [a.format(**names) for a in args]
+
+
+@pytest.mark.parametrize("args,fragment", CASES, ids=[" ".join(a) for a, _ in CASES])
+def test_a_bad_command_line_gets_one_line_and_exit_code_2_before_any_work(
+    run, fill, tmp_path, args, fragment
+):
+    before = set(tmp_path.iterdir())
+    result = run(*fill(args))
+    assert_one_line_error(result, fragment)
+    assert set(tmp_path.iterdir()) == before, "a refused command wrote something"
+
+
+@pytest.mark.skipif(not NO_GPU, reason="needs a machine without a CUDA GPU")
+@pytest.mark.parametrize("command", ["sample", "evaluate", "demo"])
+def test_cuda_without_a_gpu_is_refused_up_front(run, fill, command):
+    args = {
+        "sample": ("sample", MODEL, *PROBLEM, "--out", "s.png"),
+        "evaluate": ("evaluate", MODEL, "{data}", "--out", "e"),
+        "demo": ("demo",),
+    }[command]
+    assert_one_line_error(run(*fill(args), "--device", "cuda"), "no CUDA GPU")
