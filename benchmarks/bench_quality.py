@@ -205,6 +205,7 @@ def main() -> int:
         default=0.0,
         help="physics term for the unet models (0: off)",
     )
+    ap.add_argument("--ema", type=float, default=0.0, help="weight-average decay (0: off)")
     ap.add_argument("--compliance-start", type=int, default=0, help="step it starts at")
     ap.add_argument("--compliance-ramp", type=int, default=0, help="steps of its linear ramp")
     ap.add_argument("--out", default="out/bench_quality")
@@ -234,7 +235,7 @@ def main() -> int:
                     if f.is_file():
                         f.unlink()
             tcfg = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=0,
-                               device="cpu", augment=augment, plots=False)  # fmt: skip
+                               device="cpu", augment=augment, plots=False, ema=a.ema)  # fmt: skip
             t0 = time.perf_counter()
             Trainer(cfg, tcfg, train, val, run, model_class=cls).fit(progress=False)
             seconds = time.perf_counter() - t0

@@ -131,11 +131,11 @@ def test_checkpoints_are_plain_dicts_and_load_rebuilds_the_trained_model(splits,
 
 
 # -- 2. exact resume ---------------------------------------------------------------------------
-@pytest.mark.parametrize("kind", ["vae", "cvae"])
+@pytest.mark.parametrize("kind,ema", [("vae", 0.0), ("cvae", 0.0), ("cvae", 0.8)])
 def test_an_interrupted_and_resumed_run_equals_an_uninterrupted_one(
-    splits, tmp_path, monkeypatch, kind
+    splits, tmp_path, monkeypatch, kind, ema
 ):
-    full = make_trainer(splits, tmp_path / "full", kind)
+    full = make_trainer(splits, tmp_path / "full", kind, ema=ema)
     expected = full.fit(progress=False)
     assert len(expected) == 3
 
@@ -151,15 +151,16 @@ def test_an_interrupted_and_resumed_run_equals_an_uninterrupted_one(
     cut = tmp_path / "cut"
     monkeypatch.setattr(Trainer, "_train_epoch", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        make_trainer(splits, cut, kind).fit(progress=False)
+        make_trainer(splits, cut, kind, ema=ema).fit(progress=False)
     monkeypatch.setattr(Trainer, "_train_epoch", real)
     after_one = read_checkpoint(cut / "last.pt")
     assert after_one["epoch"] == 1 and len(jsonl(cut / "metrics.jsonl")) == 1
 
-    resumed = make_trainer(splits, cut, kind)  # a new process: a new Trainer, same configs
+    resumed = make_trainer(splits, cut, kind, ema=ema)  # a new process: same configs
     got = resumed.fit(resume=True, progress=False)
 
     assert_same_weights(resumed.model.state_dict(), full.model.state_dict())
+    assert_same_weights(resumed.eval_model.state_dict(), full.eval_model.state_dict())
     assert not torch.equal(  # the resumed run did train on from epoch 1
         after_one["model"]["to_latent.weight"], resumed.model.state_dict()["to_latent.weight"]
     )
@@ -177,6 +178,48 @@ def test_an_interrupted_and_resumed_run_equals_an_uninterrupted_one(
     for k, state in b["optimizer"]["state"].items():
         for name, value in state.items():
             assert torch.equal(a["optimizer"]["state"][k][name], value), (k, name)
+
+
+def test_ema_checkpoints_hold_the_running_average_of_the_weights(splits, tmp_path):
+    """e_1 = w_1, e_k = d e_(k-1) + (1 - d) w_k over the weights after each step, computed here
+    from the raw weights; the average (buffers too) is what `load` rebuilds, the raw weights
+    travel beside it for resume."""
+    d = 0.6
+    t = make_trainer(splits, tmp_path, "cvae", ema=d, epochs=2)
+    seen = []
+    t.opt.register_step_post_hook(
+        lambda *_: seen.append({k: v.detach().double() for k, v in t.model.state_dict().items()})
+    )
+    t.fit(progress=False)
+    assert len(seen) == 4
+    expected = dict(seen[0])
+    for w in seen[1:]:
+        expected = {k: d * expected[k] + (1 - d) * w[k] for k in w}
+    ckpt = read_checkpoint(tmp_path / "last.pt")
+    floats = [k for k, v in ckpt["model"].items() if v.is_floating_point()]
+    assert "to_latent.weight" in floats and any("running_var" in k for k in floats)
+    for k in floats:
+        torch.testing.assert_close(ckpt["model"][k].double(), expected[k], rtol=1e-5, atol=1e-6)
+    assert_same_weights(ckpt["train_model"], t.model.state_dict())
+    assert ckpt["ema_averaged"] == 4
+    name = "to_latent.weight"
+    assert not torch.equal(ckpt["model"][name], ckpt["train_model"][name])
+    assert_same_weights(load(tmp_path / "last.pt").state_dict(), ckpt["model"])
+
+
+@pytest.mark.parametrize("bad", [1.0, -0.1, float("nan"), True, "0.9"])
+def test_ema_outside_zero_one_is_refused(bad):
+    with pytest.raises(ConfigError, match=r"ema must be a decay in \[0, 1\), got"):
+        TrainConfig(ema=bad)
+
+
+def test_resume_refuses_ema_weights_that_do_not_match_their_digest(splits, tmp_path):
+    make_trainer(splits, tmp_path, "vae", ema=0.5, epochs=1).fit(progress=False)
+    ckpt = torch.load(tmp_path / "last.pt", weights_only=True)
+    ckpt["train_model"]["to_latent.weight"] += 1.0
+    torch.save(ckpt, tmp_path / "last.pt")
+    with pytest.raises(ConfigError, match="no intact training weights"):
+        make_trainer(splits, tmp_path, "vae", ema=0.5, epochs=2).fit(resume=True, progress=False)
 
 
 def test_an_epoch_logged_but_not_checkpointed_is_not_logged_twice(splits, tmp_path, monkeypatch):

@@ -197,7 +197,7 @@ def save_training_figures(trainer: Any, kl_per_dim: list[float], n: int = 8) -> 
     fig.savefig(out / "loss.png", dpi=100)
     plt.close(fig)
 
-    model, cfg = trainer.model, trainer.mcfg
+    model, cfg = trainer.eval_model, trainer.mcfg
     items = [trainer.val_set[k] for k in range(min(n, len(trainer.val_set)))]
     x = torch.stack([it["density"] for it in items]).to(trainer.device)
     c = (

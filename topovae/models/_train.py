@@ -53,7 +53,12 @@ class TrainConfig:
     augment: each training sample goes through a random symmetry of the grid (flips; on square
     grids also the quarter turns), design and condition together, drawn from a generator seeded
     by ``seed`` (`topovae.datasets.augment_batch`): the optimal design of the transformed problem
-    is the transformed design, so this multiplies the data by up to 8 for free."""
+    is the transformed design, so this multiplies the data by up to 8 for free.
+
+    ema: the decay of an exponential moving average of the weights
+    (`torch.optim.swa_utils.AveragedModel`, buffers included), updated after every step; the
+    averaged model is the one validated, drawn and saved as the checkpoint's "model" (the raw
+    weights are kept beside it for resume). 0 turns it off."""
 
     epochs: int = 50
     batch_size: int = 256
@@ -67,6 +72,7 @@ class TrainConfig:
     num_workers: int = 0
     plots: bool = True
     augment: bool = True
+    ema: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
@@ -79,6 +85,9 @@ class TrainConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < math.inf:
                 raise ConfigError(f"{name} must be a finite number >= 0, got {v!r}")
+        ema = self.ema
+        if isinstance(ema, bool) or not isinstance(ema, int | float) or not 0 <= ema < 1:
+            raise ConfigError(f"ema must be a decay in [0, 1), got {self.ema!r}")
         for name in ("warmup_steps", "num_workers", "seed"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
@@ -202,6 +211,13 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             wrapped = DistributedDataParallel(self.model, device_ids=ids)
         self.forward = torch.compile(wrapped) if train_config.compile else wrapped
+        self.ema = None
+        if train_config.ema > 0:
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+            self.ema = AveragedModel(
+                self.model, multi_avg_fn=get_ema_multi_avg_fn(train_config.ema), use_buffers=True
+            )
         self.opt = torch.optim.AdamW(
             self.model.parameters(), lr=train_config.lr, weight_decay=train_config.weight_decay
         )
@@ -242,9 +258,19 @@ class Trainer:
         self.history: list[dict[str, float]] = []
         self.amp = self.device.type == "cuda"
 
+    @property
+    def eval_model(self) -> DesignVAE:
+        """The model that is validated, drawn and saved: the weight average when ``ema`` > 0."""
+        return self.model if self.ema is None else self.ema.module
+
     # -- checkpoints ---------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
-        weights = self.model.state_dict()
+        weights = self.eval_model.state_dict()
+        extra = {}
+        if self.ema is not None:  # the raw weights and the average's count, for resume
+            raw = self.model.state_dict()
+            extra = {"train_model": raw, "train_digest": weights_digest(raw),
+                     "ema_averaged": int(self.ema.n_averaged)}  # fmt: skip
         return {
             "format": CHECKPOINT_FORMAT,
             "version": CHECKPOINT_VERSION,
@@ -264,6 +290,7 @@ class Trainer:
             },
             "data": self.fingerprint,
             "metrics": self.history,
+            **extra,
         }
 
     def _restore(self, path: Path) -> None:
@@ -275,7 +302,10 @@ class Trainer:
         # the restored optimizer, schedule and sampling state carry these; a change would be
         # silently ignored (epochs, device, workers, plots and compile may change)
         mine, theirs = self.tcfg.to_dict(), ckpt["train_config"]
-        kept = ("lr", "weight_decay", "warmup_steps", "grad_clip", "seed", "batch_size", "augment")
+        kept = (
+            "lr", "weight_decay", "warmup_steps", "grad_clip", "seed", "batch_size", "augment",
+            "ema",
+        )  # fmt: skip
         changed = [
             f"{k} {mine[k]} (the run has {theirs[k]})"
             for k in kept
@@ -286,7 +316,15 @@ class Trainer:
                 f"resuming {str(path)!r} keeps its optimisation settings; asked for "
                 + ", ".join(changed)
             )
-        self.model.load_state_dict(ckpt["model"])
+        if self.ema is None:
+            self.model.load_state_dict(ckpt["model"])
+        else:
+            raw = ckpt.get("train_model")
+            if not isinstance(raw, dict) or weights_digest(raw) != ckpt.get("train_digest"):
+                raise ConfigError(f"{str(path)!r} has no intact training weights to resume from")
+            self.model.load_state_dict(raw)
+            self.ema.module.load_state_dict(ckpt["model"])
+            self.ema.n_averaged.fill_(int(ckpt["ema_averaged"]))
         self.opt.load_state_dict(ckpt["optimizer"])
         self.sched.load_state_dict(ckpt["scheduler"])
         self.step, self.epoch, self.best = ckpt["step"], ckpt["epoch"], ckpt["best"]
@@ -452,6 +490,8 @@ class Trainer:
             if not torch.isfinite(norm):  # never step on NaN gradients
                 self._fail(f"the gradient norm became {float(norm)}")
             self.opt.step()
+            if self.ema is not None:
+                self.ema.update_parameters(self.model)
             self.sched.step()
             self.step += 1
             b = x.shape[0]
@@ -466,22 +506,22 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self, dataset=None) -> dict[str, Any]:
         """Held-out loss terms, active units, binarised reconstruction IoU, ELBO per sample."""
-        self.model.eval()
+        model = self.eval_model.eval()
         dataset = dataset or self.val_set
         sums: dict[str, float] = {}
         mus, inter, union, n = [], 0.0, 0.0, 0
         kl_dim = None
         for item in self._loader(dataset, shuffle=False):
             x, c, vf = _batch(item, self.device, self.mcfg.conditional)
-            terms = self._terms(x, c, vf, model=self.model)  # unwrapped: no DDP collectives
+            terms = self._terms(x, c, vf, model=model)  # unwrapped: no DDP collectives
             b = x.shape[0]
             n += b
             for k in self._logged:
                 sums[k] = sums.get(k, 0.0) + float(terms[k]) * b
             kl_dim = terms["kl_per_dim"] * b if kl_dim is None else kl_dim + terms["kl_per_dim"] * b
-            mu, _ = self.model.encode(x, c)
+            mu, _ = model.encode(x, c)
             mus.append(mu.float().cpu())
-            rec = self.model.decode(mu, c) > 0  # sigmoid > 0.5
+            rec = model.decode(mu, c) > 0  # sigmoid > 0.5
             solid = x > 0.5
             inter += float((rec & solid).sum())
             union += float((rec | solid).sum())
