@@ -1,0 +1,179 @@
+"""What every command shares: the `main` group, `InputError`, and the checks that run before
+any work (outputs, devices, dataset files, models and problems)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from .. import __version__
+from ..solvers import SIMPSettings
+
+_D = SIMPSettings()  # the CLI's defaults are the library's
+# designs one command draws or scores (-n, --steps, -k): each is scored by a FE solve, and a
+# picture of more is unreadable
+MAX_DESIGNS = 4096
+
+
+class InputError(click.ClickException):
+    """Bad user input: one line on stderr, exit code 2."""
+
+    exit_code = 2
+
+
+def writable(folder: Path, what: str, path: str) -> None:
+    """Refuse an output in a folder this process cannot create files in (tried, not guessed:
+    permission bits say nothing for root or for /proc)."""
+    import tempfile
+
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise InputError(
+            f"{what} {path!r}: cannot write in folder {str(folder)!r} ({e.strerror or e})"
+        ) from None
+
+
+def image_suffixes() -> tuple[str, ...]:
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    return tuple(f".{k}" for k in sorted(FigureCanvasBase.get_supported_filetypes()))
+
+
+def output_path(path: str | None, what: str, image: bool = False) -> Path | None:
+    """A file to write, checked before any work: its folder exists and takes files, it is not a
+    folder, and an image has a suffix matplotlib writes."""
+    if path is None:
+        return None
+    p = Path(path)
+    if not p.parent.exists():
+        raise InputError(f"{what} {path!r}: folder {str(p.parent)!r} does not exist")
+    if p.is_dir():
+        raise InputError(f"{what} {path!r} is a folder; give a file name")
+    if image and p.suffix.lower() not in (allowed := image_suffixes()):
+        raise InputError(
+            f"{what} {path!r}: unknown image type {p.suffix or '(none)'!r}; use one of "
+            + ", ".join(allowed)
+        )
+    writable(p.parent, what, path)
+    return p
+
+
+def output_folder(path: str, what: str = "--out", parents: bool = False) -> Path:
+    """A folder to write into, checked before any work: not a file, and its nearest existing
+    folder (its parent unless ``parents``) takes files."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise InputError(f"{what} {path!r} is a file; give a folder")
+    base = p if p.exists() else p.parent
+    if parents:
+        while not base.exists():
+            base = base.parent
+    elif not base.exists():
+        raise InputError(f"{what} {path!r}: folder {str(base)!r} does not exist")
+    writable(base, what, path)
+    return p
+
+
+def check_device(device: str | None) -> None:
+    """--device resolved before any work ("auto", "cpu", "cuda" with a GPU, "cuda:N")."""
+    if device is None:
+        return
+    from ..solvers import ProblemError
+    from ..solvers.batched import resolve_device
+
+    try:
+        resolve_device(device)
+    except ProblemError as e:
+        raise InputError(f"--device: {e}") from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="topovae")
+def main() -> None:
+    """topovae: design-space generative topology optimization."""
+
+
+def dataset_header(path: str) -> dict[str, Any]:
+    from ..datasets import read_header
+    from ..solvers import ProblemError
+
+    try:
+        return read_header(path)
+    except ProblemError as e:
+        raise InputError(str(e)) from None
+
+
+def load_model(checkpoint: str):
+    from ..models import ConfigError, load
+
+    try:
+        return load(checkpoint)
+    except ConfigError as e:
+        raise InputError(str(e)) from None
+
+
+def problem_options(f):
+    """--problem/--volfrac/--problem-file/--data/--index: the problem a model works on."""
+    f = click.option("--index", type=int, help="With --data: the sample's index in the file.")(f)
+    f = click.option(
+        "--data", help="A dataset file: use the problem (and SIMP design) of --index."
+    )(f)
+    f = click.option("--problem-file", type=click.Path(dir_okay=False),
+                     help="A problem saved with Problem.save (.npz).")(f)  # fmt: skip
+    f = click.option("--volfrac", type=float, help="Volume fraction of the --problem preset.")(f)
+    f = click.option(
+        "--problem", "-p", help="A preset problem on the model's grid (see solve --list)."
+    )(f)
+    return f
+
+
+def model_problem(model, problem, volfrac, problem_file, data, index):
+    """(Problem or None, SIMP reference design or None) from the problem options."""
+    from ..solvers import Problem, ProblemError, preset
+    from ..workflows import WorkflowError, condition_of
+
+    given = [x is not None for x in (problem, problem_file, data)]
+    if sum(given) > 1:
+        raise InputError("give one of --problem, --problem-file and --data")
+    cfg = model.config
+    prob, reference = None, None
+    try:
+        if problem is not None:
+            prob = preset(problem, nelx=cfg.width, nely=cfg.height, volfrac=volfrac)
+        elif problem_file is not None:
+            prob = Problem.load(problem_file)
+        elif data is not None:
+            from ..datasets import TopologyDataset
+
+            if index is None:
+                raise InputError("--data needs --index (a sample of the file)")
+            dataset_header(data)
+            ds = TopologyDataset(data, split="all")
+            k = ds.position(index)
+            if k is None:
+                raise InputError(f"--index {index} is not in {data} (it holds {len(ds)} samples)")
+            prob, reference = ds.problem(k), ds[k]["density"][0].numpy().astype(np.float64)
+    except (ProblemError, ValueError) as e:
+        raise InputError(str(e)) from None
+    if prob is not None:
+        try:
+            condition_of(model, prob)
+        except WorkflowError as e:
+            raise InputError(str(e)) from None
+    elif cfg.conditional:
+        raise InputError(
+            "this model is a cvae: give the problem to condition it on with --problem, "
+            "--problem-file or --data and --index"
+        )
+    return prob, reference
+
+
+def workflow_errors():
+    from ..workflows import JudgeError, WorkflowError
+
+    return (WorkflowError, JudgeError)

@@ -1,0 +1,121 @@
+"""`topovae explore sample | interpolate | traverse` (and `topovae sample`)."""
+
+from __future__ import annotations
+
+import click
+import numpy as np
+
+from ._common import (
+    MAX_DESIGNS,
+    InputError,
+    check_device,
+    load_model,
+    main,
+    model_problem,
+    output_path,
+    problem_options,
+    workflow_errors,
+)
+
+
+@main.group()
+def explore() -> None:
+    """Look at a trained model's design manifold; every picture is scored by the judge."""
+
+
+@explore.command("sample")
+@click.argument("checkpoint")
+@click.option("-n", "n", type=int, default=16, show_default=True)
+@problem_options
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda.")
+@click.option("--out", required=True, help="PNG file to write.")
+def explore_sample(checkpoint, n, problem, volfrac, problem_file, data, index, seed, device, out):
+    """Prior samples (conditioned on the problem for a cvae), each titled with its score; also
+    `topovae sample`."""
+    from ..workflows import prior_samples, save_scored_grid
+
+    png = output_path(out, "--out", image=True)
+    check_device(device)
+    if not 0 < n <= MAX_DESIGNS:
+        raise InputError(f"-n must be an integer in 1..{MAX_DESIGNS}, got {n}")
+    model = load_model(checkpoint)
+    prob, reference = model_problem(model, problem, volfrac, problem_file, data, index)
+    try:
+        designs = prior_samples(model, n, prob, seed=seed, device=device)
+        save_scored_grid(designs, prob, png, [f"sample {k}" for k in range(n)],
+                         reference=reference)  # fmt: skip
+    except workflow_errors() as e:
+        raise InputError(str(e)) from None
+    click.echo(f"wrote {png}")
+
+
+main.add_command(explore_sample, name="sample")  # the same command at the top level
+
+
+@explore.command("interpolate")
+@click.argument("checkpoint")
+@click.option("--data", required=True, help="The dataset file the two designs come from.")
+@click.option("--from", "start", type=int, required=True, help="Index of the first design.")
+@click.option("--to", "end", type=int, required=True, help="Index of the second design.")
+@click.option("--steps", type=int, default=8, show_default=True)
+@click.option("--method", default="slerp", show_default=True, help="linear | slerp.")
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda.")
+@click.option("--out", required=True, help="PNG file to write.")
+def explore_interpolate(checkpoint, data, start, end, steps, method, device, out) -> None:
+    """Designs along the latent path between two dataset designs (a cvae interpolates their
+    conditions too)."""
+    from ..workflows import interpolate, save_scored_grid
+
+    png = output_path(out, "--out", image=True)
+    check_device(device)
+    if not 2 <= steps <= MAX_DESIGNS:
+        raise InputError(f"--steps must be an integer in 2..{MAX_DESIGNS}, got {steps}")
+    model = load_model(checkpoint)
+    ends = []
+    for i in (start, end):
+        prob, design = model_problem(model, None, None, None, data, i)
+        ends.append((prob, design))
+    (pa, da), (pb, db) = ends
+    from ..datasets._torch import problem_condition
+
+    fields = model.config.cond_channels > 7
+    conds = (problem_condition(pa, fields), problem_condition(pb, fields))
+    try:
+        path = interpolate(model, da, db, steps=steps, method=method, device=device,
+                           conditions=conds if model.config.conditional else None)  # fmt: skip
+    except workflow_errors() as e:
+        raise InputError(str(e)) from None
+    t = np.linspace(0, 1, steps)
+    labels = [f"#{start}" if x == 0 else f"#{end}" if x == 1 else f"t={x:.2f}" for x in t]
+    save_scored_grid(path, None, png, labels, ncols=steps)
+    click.echo(f"wrote {png}")
+
+
+@explore.command("traverse")
+@click.argument("checkpoint")
+@click.option("--dim", type=int, default=0, show_default=True, help="Latent dimension to move.")
+@click.option("--range", "span", type=(float, float), default=(-3.0, 3.0), show_default=True)
+@click.option("--steps", type=int, default=9, show_default=True)
+@problem_options
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda.")
+@click.option("--out", required=True, help="PNG file to write.")
+def explore_traverse(checkpoint, dim, span, steps, problem, volfrac, problem_file, data, index,
+                     device, out) -> None:  # fmt: skip
+    """Designs with one latent dimension swept over a range, the others at the prior mean."""
+    from ..workflows import save_scored_grid, traverse
+
+    png = output_path(out, "--out", image=True)
+    check_device(device)
+    if not 2 <= steps <= MAX_DESIGNS:
+        raise InputError(f"--steps must be an integer in 2..{MAX_DESIGNS}, got {steps}")
+    model = load_model(checkpoint)
+    prob, reference = model_problem(model, problem, volfrac, problem_file, data, index)
+    values = np.linspace(span[0], span[1], steps)
+    try:
+        designs = traverse(model, dim, values, prob, device=device)
+        save_scored_grid(designs, prob, png, [f"z{dim}={v:+.2f}" for v in values],
+                         reference=reference, ncols=steps)  # fmt: skip
+    except workflow_errors() as e:
+        raise InputError(str(e)) from None
+    click.echo(f"wrote {png}")

@@ -1,0 +1,141 @@
+"""`topovae train`: a design VAE on a dataset file."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ._common import (
+    InputError,
+    check_device,
+    dataset_header,
+    main,
+    output_folder,
+)
+
+
+@main.command()
+@click.argument("data")
+@click.option("--model", "kind", default="vae", show_default=True, help="vae | beta-vae | cvae.")
+@click.option("--latent-dim", type=int, default=32, show_default=True)
+@click.option(
+    "--base-width",
+    type=int,
+    default=32,
+    show_default=True,
+    help="Channels of the first conv stage (doubled per stage).",
+)
+@click.option("--depth", type=int, default=4, show_default=True, help="Down-sampling stages.")
+@click.option(
+    "--arch",
+    default="unet",
+    show_default=True,
+    help="unet (condition encoder, U-Net skips, FiLM(z)) | conv (the first backbone).",
+)
+@click.option(
+    "--prior",
+    default="auto",
+    show_default=True,
+    help="dependent: p(z|c) from a prior network (a unet cvae's default) | independent: N(0, I).",
+)
+@click.option(
+    "--augment/--no-augment",
+    default=True,
+    show_default=True,
+    help="Random flips and quarter turns of each design with its problem.",
+)
+@click.option("--beta", type=float, help="KL weight (default 1; 4 for beta-vae).")
+@click.option(
+    "--free-bits",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Minimum KL per latent dimension (nats).",
+)
+@click.option(
+    "--kl-warmup",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Steps over which the KL weight ramps up from 0.",
+)
+@click.option(
+    "--volume-weight",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Weight of the decoded-volume vs volume-fraction term.",
+)
+@click.option("--epochs", type=int, default=50, show_default=True)
+@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", required=True, help="Run folder (checkpoints, logs, plots).")
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda.")
+@click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile the model.")
+@click.option(
+    "--fields/--no-fields",
+    default=True,
+    show_default=True,
+    help="A cvae also conditions on the full-material strain energy and stress (computed when "
+    "the file does not store them); without them the demo's first designs are 4x further "
+    "from SIMP (benchmarks/bench_quality.py --no-fields).",
+)
+@click.option("--in-memory/--from-disk", default=True, show_default=True)
+@click.option("--quiet", "-q", is_flag=True)
+def train(
+    data: str, kind: str, latent_dim: int, base_width: int, depth: int, arch: str, prior: str,
+    augment: bool, beta: float | None,
+    free_bits: float, kl_warmup: int, volume_weight: float, epochs: int, batch_size: int,
+    lr: float, seed: int, out: str, device: str, resume: bool, compile_: bool, fields: bool,
+    in_memory: bool, quiet: bool,
+) -> None:  # fmt: skip
+    """Train a design VAE on a dataset file."""
+    import h5py
+
+    from ..datasets import TopologyDataset
+    from ..models import ConfigError, TrainConfig, Trainer, TrainingError, VAEConfig
+
+    output_folder(out, parents=True)
+    check_device(device)
+    header = dataset_header(data)
+    with h5py.File(data, "r") as f:
+        has_conditions = "problem/loads" in f
+    if kind == "cvae" and not has_conditions:
+        raise InputError(f"{data} holds no problem conditions; a cvae needs them")
+    d = header["distribution"]
+    fields = fields and kind == "cvae"  # the fields are condition channels
+    try:
+        train_set = TopologyDataset(data, "train", in_memory=in_memory, fields=fields)
+        val_set = TopologyDataset(data, "val", in_memory=in_memory, fields=fields)
+        cc = len(train_set.condition_channels) if kind == "cvae" else 0
+        beta = beta if beta is not None else (4.0 if kind == "beta-vae" else 1.0)
+        mcfg = VAEConfig(
+            kind=kind, height=d.nely, width=d.nelx, cond_channels=cc, latent_dim=latent_dim,
+            base_width=base_width, depth=depth, arch=arch, prior=prior, beta=beta,
+            free_bits=free_bits, kl_warmup_steps=kl_warmup, volume_weight=volume_weight,
+        )  # fmt: skip
+        tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
+                           compile=compile_, augment=augment)  # fmt: skip
+        fingerprint = {"file": Path(data).name, "distribution": d.to_json(),
+                       "seed": header["seed"], "n": header["n"], "fields": fields}  # fmt: skip
+        trainer = Trainer(mcfg, tcfg, train_set, val_set, out, data_fingerprint=fingerprint)
+        history = trainer.fit(resume=resume, progress=not quiet)
+    except (ConfigError, ValueError) as e:
+        raise InputError(str(e)) from None
+    except TrainingError as e:
+        click.echo(f"Error: {e}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo(f"interrupted: {out}/last.pt holds the last finished epoch; --resume", err=True)
+        sys.exit(130)
+    if not history:  # a torchrun rank other than 0: rank 0 evaluates, writes and reports
+        return
+    last = history[-1]
+    click.echo(
+        f"{out}: epoch {last['epoch']}, val loss {last['val_total']:.4g}, "
+        f"IoU {last['val_iou']:.3f}, active units {last['val_active_units']}"
+    )

@@ -1,0 +1,168 @@
+"""`topovae search`, `evaluate`, `demo`: the judged workflows."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ._common import (
+    MAX_DESIGNS,
+    InputError,
+    check_device,
+    dataset_header,
+    load_model,
+    main,
+    model_problem,
+    output_folder,
+    problem_options,
+    workflow_errors,
+)
+
+
+@main.command()
+@click.argument("checkpoint")
+@problem_options
+@click.option("--method", "methods", multiple=True, default=("cmaes",), show_default=True,
+              help="random | cmaes | gradient | all; repeat to compare.")  # fmt: skip
+@click.option("--budget", type=int, default=200, show_default=True, help="FE evaluations.")
+@click.option("--polish", type=int, default=10, show_default=True, help="SIMP iterations after.")
+@click.option("--starts", type=int, default=8, show_default=True, help="Gradient: parallel starts.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--simp/--no-simp", default=True, show_default=True,
+              help="Solve the problem with SIMP too, for the compliance error CE.")  # fmt: skip
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda.")
+@click.option("--out", required=True, help="Folder for search.json and the figures.")
+@click.option("--quiet", "-q", is_flag=True)
+def search(checkpoint, problem, volfrac, problem_file, data, index, methods, budget, polish,
+           starts, seed, simp, device, out, quiet) -> None:  # fmt: skip
+    """Search the latent space for the stiffest design of one problem."""
+    from ..plotting import save_design_grid, save_search_curves
+    from ..solvers import solve as simp_solve
+    from ..workflows import METHODS
+    from ..workflows import search as latent_search
+    from ..workflows._latent import check_seed
+
+    methods = METHODS if "all" in methods else tuple(dict.fromkeys(methods))
+    for m in methods:
+        if m not in METHODS:
+            raise InputError(f"unknown --method {m!r}; choose from: {', '.join(METHODS)}, all")
+    if budget <= 0:
+        raise InputError(f"--budget must be a positive number of FE evaluations, got {budget}")
+    if polish < 0:
+        raise InputError(f"--polish must be an integer >= 0, got {polish}")
+    if starts < 1:
+        raise InputError(f"--starts must be a positive integer, got {starts}")
+    try:
+        check_seed(seed)
+    except workflow_errors() as e:
+        raise InputError(str(e)) from None
+    folder = output_folder(out)
+    check_device(device)
+    model = load_model(checkpoint)
+    prob, reference = model_problem(model, problem, volfrac, problem_file, data, index)
+    if prob is None:
+        raise InputError("give the problem to search for: --problem, --problem-file or --data")
+    folder.mkdir(exist_ok=True)
+    ref_c = None
+    if reference is None and simp:
+        r = simp_solve(prob)
+        reference = r.density
+    results = {}
+    try:
+        for m in methods:
+            results[m] = latent_search(
+                model, prob, method=m, budget=budget, seed=seed, polish=polish,
+                reference=reference, starts=starts, device=device, progress=not quiet,
+            )  # fmt: skip
+    except workflow_errors() as e:
+        raise InputError(str(e)) from None
+    if reference is not None:
+        from ..workflows import score
+
+        ref_c = float(score(reference[None], prob)["compliance"][0])
+    summary = {"problem": prob.name, "reference_compliance": ref_c,
+               "methods": {m: r.summary() for m, r in results.items()}}  # fmt: skip
+    (folder / "search.json").write_text(json.dumps(summary, indent=2))
+    save_search_curves({m: r.best_so_far for m, r in results.items()}, folder / "curves.png",
+                       reference=ref_c)  # fmt: skip
+    items = [] if reference is None else [(reference, prob, f"SIMP C={ref_c:.4g}")]
+    for m, r in results.items():
+        items.append((r.density, prob, f"{m}: C={r.compliance:.4g}"))
+        if r.polished is not None:
+            items.append((r.polished.density, prob, f"{m} + {polish} SIMP it"))
+    save_design_grid(items, folder / "designs.png", ncols=len(items))
+    for m, r in results.items():
+        line = f"{m}: best C = {r.compliance:.5g} after {r.evaluations} FE evaluations"
+        if ref_c:
+            line += f", CE = {100 * r.score['ce'][0]:+.2f} %"
+            if r.polished_score is not None:
+                line += f", polished CE = {100 * r.polished_score['ce'][0]:+.2f} %"
+        click.echo(line)
+    click.echo(f"wrote {folder}/search.json, curves.png, designs.png")
+
+
+@main.command()
+@click.argument("checkpoint")
+@click.argument("data")
+@click.option("--split", default="test", show_default=True, help="train | val | test | all.")
+@click.option("-k", "k", type=int, default=8, show_default=True, help="Samples per problem.")
+@click.option("--polish", type=int, default=10, show_default=True, help="SIMP iterations.")
+@click.option("--limit", type=int, help="Evaluate only the first N problems of the split.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--project/--no-project",
+    default=True,
+    show_default=True,
+    help="Shift each decoded design onto the volume fraction before judging it.",
+)
+@click.option(
+    "--mean-first/--random-first",
+    default=True,
+    show_default=True,
+    help="Whether the first of the k latent vectors is the prior mean.",
+)
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda.")
+@click.option("--out", required=True, help="Report folder.")
+@click.option("--quiet", "-q", is_flag=True)
+def evaluate(checkpoint, data, split, k, polish, limit, seed, project, mean_first, device, out,
+             quiet) -> None:  # fmt: skip
+    """Judge a model's designs against the SIMP designs of a dataset split."""
+    from ..workflows import evaluate as run_evaluation
+    from ..workflows import write_report
+
+    folder = output_folder(out)
+    check_device(device)
+    if not 0 < k <= MAX_DESIGNS:
+        raise InputError(f"-k must be an integer in 1..{MAX_DESIGNS}, got {k}")
+    dataset_header(data)
+    model = load_model(checkpoint)
+    try:
+        report = run_evaluation(model, data, split, k=k, polish=polish, seed=seed, limit=limit,
+                                device=device, progress=not quiet, project=project,
+                                mean_first=mean_first)  # fmt: skip
+    except workflow_errors() as e:
+        raise InputError(str(e)) from None
+    paths = write_report(report, folder)
+    m = report["metrics"]
+    for v in m:
+        click.echo(
+            f"{v:>9}: CE mean {100 * m[v]['ce_mean']:.2f} %, "
+            f"median {100 * m[v]['ce_median']:.2f} %, "
+            f"floating {100 * m[v]['floating_rate']:.1f} %, VFE {100 * m[v]['vfe_mean']:.2f} %"
+        )
+    click.echo(f"wrote {paths['json']}, {paths['md'].name}, {paths['html'].name}")
+
+
+@main.command()
+@click.option("--out", default="runs/demo", show_default=True, help="Output folder.")
+@click.option("--quick", is_flag=True, help="A tiny run of every step (about a minute).")
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda.")
+@click.option("--quiet", "-q", is_flag=True)
+def demo(out: str, quick: bool, device: str, quiet: bool) -> None:
+    """The main job end to end: data, a CVAE, its evaluation, a latent search, a report."""
+    from ..workflows import run_demo
+
+    folder = output_folder(out, parents=True)  # made with its parents (default runs/demo)
+    check_device(device)
+    run_demo(folder, quick=quick, device=device, progress=not quiet, log=click.echo)
