@@ -8,6 +8,7 @@ problems and two tiny models (a CVAE and an unconditional VAE, latent 4, trained
 once per session; everything runs on the CPU.
 """
 
+import html
 import json
 
 import numpy as np
@@ -642,3 +643,24 @@ def test_write_report_writes_json_markdown_html_and_figures(report, tmp_path):
         "cases.png",
         "ce.png",
     }
+
+
+def test_a_user_given_file_name_shows_as_typed_in_the_html_report(report, tmp_path):
+    """A data path with Markdown and HTML in it: no tag, link or emphasis gets made of it."""
+    nasty = "runs/<script>alert(1)</script>_*x*_[a](javascript:alert(1))|.h5"
+    write_report({**report, "data": nasty}, tmp_path / "rep")
+    page = (tmp_path / "rep" / "report.html").read_text()
+    assert "<script>" not in page and "<em>" not in page and "<a " not in page
+    heading = page.split("<h1>")[1].split("</h1>")[0]
+    assert html.unescape(heading).startswith(f"Evaluation of a cvae on {nasty} (")
+    assert "<table>" in page and page.count("<tr>") >= 15 and '<img src="cases.png"' in page
+
+
+def test_md_escape_round_trips_every_ascii_punctuation_character():
+    from markdown_it import MarkdownIt
+
+    from topovae.workflows._report import md_escape
+
+    text = "".join(chr(c) for c in range(33, 127) if not chr(c).isalnum()) + " a_b *c* `d`"
+    rendered = MarkdownIt("commonmark", {"html": False}).render(md_escape(text))
+    assert html.unescape(rendered) == f"<p>{text}</p>\n"

@@ -195,7 +195,7 @@ def run_demo(
 
 
 def _page(summary: dict[str, Any], out: Path, evaluation_md: str) -> None:
-    from ._evaluate import _html
+    from ._report import html_page, md_escape
 
     s = summary["search"]
     lines = [
@@ -212,7 +212,7 @@ def _page(summary: dict[str, Any], out: Path, evaluation_md: str) -> None:
         evaluation_md.replace("# Evaluation", "## Evaluation"),
         "![cases](evaluation/cases.png)",
         "",
-        f"## Latent search on an unseen problem ({s['problem']}, SIMP C = "
+        f"## Latent search on an unseen problem ({md_escape(s['problem'])}, SIMP C = "
         f"{s['simp_compliance']:.5g})",
         "",
         "| method | FE evaluations | best CE | CE after polish |",
@@ -238,4 +238,4 @@ def _page(summary: dict[str, Any], out: Path, evaluation_md: str) -> None:
     ]
     md = "\n".join(lines) + "\n"
     (out / "report.md").write_text(md)
-    (out / "report.html").write_text(_html(md))
+    (out / "report.html").write_text(html_page(md, "topovae demo"))

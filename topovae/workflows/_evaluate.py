@@ -30,6 +30,7 @@ import torch
 from ..solvers import ProblemError, solve
 from ._judge import SCORE_KEYS, ComplianceOracle, ce_text, score
 from ._latent import LatentDecoder, WorkflowError, check_seed
+from ._report import html_page, md_escape
 
 VARIANTS = ("first", "best", "polished", "simp_k")
 
@@ -255,7 +256,7 @@ def write_report(report: dict[str, Any], out: str | Path) -> dict[str, Path]:
     )
     md = markdown_report(public, figures=["cases.png", "ce.png"])
     paths["md"].write_text(md)
-    paths["html"].write_text(_html(md))
+    paths["html"].write_text(html_page(md, "topovae evaluation"))
     return paths
 
 
@@ -266,7 +267,8 @@ def _pct(x) -> str:
 def markdown_report(report: dict[str, Any], figures: list[str] = ()) -> str:
     m = report["metrics"]
     lines = [
-        f"# Evaluation of a {report['model']['kind']} on {report['data']} ({report['split']})",
+        f"# Evaluation of a {report['model']['kind']} on {md_escape(report['data'])} "
+        f"({md_escape(report['split'])})",
         "",
         f"{report['problems']} problems, best of k = {report['k']} samples, "
         f"{report['polish_iterations']} polish iterations, seed {report['seed']}; designs "
@@ -299,40 +301,3 @@ def markdown_report(report: dict[str, Any], figures: list[str] = ()) -> str:
     ]
     lines += [f"![{f}]({f})" for f in figures]
     return "\n".join(lines) + "\n"
-
-
-def _html(md: str) -> str:
-    """A self-contained HTML page of the Markdown report (tables, headings, images)."""
-    import html
-
-    body, table = [], False
-    for line in md.splitlines():
-        if line.startswith("|"):
-            cells = [c.strip() for c in line.strip("|").split("|")]
-            if set("".join(cells)) <= {"-"}:
-                continue
-            tag = "th" if not table else "td"
-            if not table:
-                body.append("<table>")
-                table = True
-            cells_html = "".join(f"<{tag}>{html.escape(c)}</{tag}>" for c in cells)
-            body.append(f"<tr>{cells_html}</tr>")
-            continue
-        if table:
-            body.append("</table>")
-            table = False
-        if line.startswith("#"):
-            level = len(line) - len(line.lstrip("#"))
-            body.append(f"<h{level}>{html.escape(line[level:].strip())}</h{level}>")
-        elif line.startswith("!["):
-            src = line[line.index("(") + 1 : -1]
-            body.append(f'<p><img src="{html.escape(src)}" style="max-width:100%"></p>')
-        elif line:
-            body.append(f"<p>{html.escape(line)}</p>")
-    if table:
-        body.append("</table>")
-    style = "body{font-family:sans-serif;max-width:60em;margin:auto}td,th{padding:2px 8px}"
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><style>{style}</style></head>"
-        f"<body>{''.join(body)}</body></html>\n"
-    )
