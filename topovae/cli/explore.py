@@ -9,6 +9,7 @@ from ._common import (
     MAX_DESIGNS,
     InputError,
     check_device,
+    dataset_header,
     load_model,
     main,
     model_problem,
@@ -117,5 +118,84 @@ def explore_traverse(checkpoint, dim, span, steps, problem, volfrac, problem_fil
         save_scored_grid(designs, prob, png, [f"z{dim}={v:+.2f}" for v in values],
                          reference=reference, ncols=steps)  # fmt: skip
     except workflow_errors() as e:
+        raise InputError(str(e)) from None
+    click.echo(f"wrote {png}")
+
+
+@explore.command("map")
+@click.argument("checkpoint")
+@click.option("--data", required=True, help="The dataset file whose designs are encoded.")
+@click.option("--split", default="test", show_default=True, help="train | val | test | all.")
+@click.option("--projection", default="kl", show_default=True,
+              help="kl: the two latent dimensions with the most KL | pca: the encodings' "
+              "two principal directions.")  # fmt: skip
+@click.option("--colour", "--color", "colour", default="volfrac", show_default=True,
+              help="volfrac | compliance | iterations | kl.")  # fmt: skip
+@click.option("--grid", type=int, default=7, show_default=True, help="Tiles per side.")
+@click.option("--span", type=float, default=3.0, show_default=True, help="Half-width of the grid.")
+@click.option("--index", type=int, default=0, show_default=True,
+              help="The split's sample whose problem the grid is decoded under.")  # fmt: skip
+@click.option("--outliers", type=int, default=8, show_default=True,
+              help="Designs farthest from the prior, drawn to OUT_outliers.")  # fmt: skip
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda.")
+@click.option("--out", required=True, help="PNG file to write.")
+def explore_map(checkpoint, data, split, projection, colour, grid, span, index, outliers, device,
+                out) -> None:  # fmt: skip
+    """A dataset split in a 2-D latent plane, coloured by a quantity, beside the decoded
+    manifold grid over that plane (each tile judged), and the outliers."""
+    from ..workflows import latent_map, save_latent_map
+
+    png = output_path(out, "--out", image=True)
+    check_device(device)
+    if not 0 <= outliers <= MAX_DESIGNS:
+        raise InputError(f"--outliers must be an integer in 0..{MAX_DESIGNS}, got {outliers}")
+    dataset_header(data)
+    model = load_model(checkpoint)
+    try:
+        m = latent_map(model, data, split, projection=projection, colour=colour, grid=grid,
+                       span=span, outliers=outliers, index=index, device=device)  # fmt: skip
+        paths = save_latent_map(m, png)
+    except (*workflow_errors(), ValueError) as e:
+        raise InputError(str(e)) from None
+    click.echo("wrote " + ", ".join(str(p) for p in paths if p is not None))
+
+
+@explore.command("sweep")
+@click.argument("checkpoint")
+@click.option("--problem", "-p", help="A preset problem on the model's grid (see solve --list).")
+@click.option("--problem-file", type=click.Path(dir_okay=False),
+              help="A problem saved with Problem.save (.npz).")  # fmt: skip
+@click.option("--data", help="A dataset file: use the problem of --index.")
+@click.option("--index", type=int, help="With --data: the sample's index in the file.")
+@click.option("--volfrac", default="0.3:0.6:7", show_default=True,
+              help="Volume fractions START:STOP:N (or one value).")  # fmt: skip
+@click.option("--angle", help="Load directions in degrees START:STOP:N (0 = +x, -90 = down).")
+@click.option("--simp/--no-simp", default=True, show_default=True,
+              help="Solve each condition with SIMP too, for each tile's CE.")  # fmt: skip
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda.")
+@click.option("--out", required=True, help="PNG file to write.")
+def explore_sweep(checkpoint, problem, problem_file, data, index, volfrac, angle, simp, device,
+                  out) -> None:  # fmt: skip
+    """The prior-mean design of a cvae under a range of conditions (volume fractions as rows,
+    load directions as columns), each tile judged."""
+    from ..solvers import solve
+    from ..workflows import condition_sweep, save_scored_grid
+    from ..workflows._explore import parse_range
+
+    png = output_path(out, "--out", image=True)
+    check_device(device)
+    try:
+        vfs = parse_range(volfrac, "--volfrac")
+        angles = None if angle is None else parse_range(angle, "--angle")
+    except workflow_errors() as e:
+        raise InputError(str(e)) from None
+    model = load_model(checkpoint)
+    prob, _ = model_problem(model, problem, None, problem_file, data, index)
+    try:
+        designs, problems, labels = condition_sweep(model, prob, vfs, angles, device=device)
+        reference = np.stack([solve(p).density for p in problems]) if simp else None
+        save_scored_grid(designs, problems, png, labels, reference=reference,
+                         ncols=1 if angles is None else len(angles))  # fmt: skip
+    except (*workflow_errors(), ValueError) as e:
         raise InputError(str(e)) from None
     click.echo(f"wrote {png}")

@@ -12,7 +12,18 @@ against a SIMP reference.
 
 from ._demo import run_demo
 from ._evaluate import VARIANTS, evaluate, markdown_report, write_report
-from ._explore import INTERPOLATIONS, interpolate, prior_samples, save_scored_grid, slerp, traverse
+from ._explore import (
+    INTERPOLATIONS,
+    condition_sweep,
+    interpolate,
+    latent_map,
+    prior_samples,
+    save_latent_map,
+    save_scored_grid,
+    slerp,
+    traverse,
+    with_load_angle,
+)
 from ._judge import SCORE_KEYS, ComplianceOracle, JudgeError, binarize, greyness, score
 from ._latent import LatentDecoder, WorkflowError, condition_of
 from ._search import METHODS, SearchResult, search
@@ -29,16 +40,20 @@ __all__ = [
     "WorkflowError",
     "binarize",
     "condition_of",
+    "condition_sweep",
     "evaluate",
     "greyness",
     "interpolate",
+    "latent_map",
     "markdown_report",
     "prior_samples",
     "run_demo",
+    "save_latent_map",
     "save_scored_grid",
     "score",
     "search",
     "slerp",
     "traverse",
+    "with_load_angle",
     "write_report",
 ]
