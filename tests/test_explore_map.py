@@ -204,3 +204,45 @@ def test_cli_map_and_sweep_bad_input(run, tiny_checkpoints, data, tmp_path, args
     r = run("explore", *[a.format(**names) for a in args])
     assert_one_line_error(r, fragment)
     assert not list(tmp_path.glob("*.png"))
+
+
+# -- the explorer page command -------------------------------------------------------------------
+def test_responsive_dims_are_the_ones_the_design_changes_most_along(cvae):
+    from topovae.workflows._explore import responsive_dims
+
+    p = preset("mbb", TINY, TINY, 0.4)
+    dec = LatentDecoder(cvae, p)  # the page's designs are projected onto the volume fraction
+    e = np.eye(4, dtype=np.float32)
+    change = [np.abs(np.subtract(*dec.numpy(torch.from_numpy(np.stack([e[d], -e[d]])), True)))
+              .mean() for d in range(4)]  # fmt: skip
+    dims = responsive_dims(cvae, p, 2)
+    assert sorted(change, reverse=True)[:2] == [change[d] for d in dims]
+
+
+def test_cli_page_writes_one_self_contained_html_file(run, tiny_checkpoints, tmp_path):
+    r = run("explore", "page", tiny_checkpoints["cvae"], "--problem", "mbb", "--grid", "3",
+            "--dims", "1,2", "--sweep", "0.3:0.5:3", "--out", "explorer.html")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "plane u1 x u2, 3x3 designs" in r.output
+    page = (tmp_path / "explorer.html").read_text()
+    assert 'id="pad"' in page and page.count("data:image/png;base64,") >= 3 + 9
+    assert "http://" not in page and "https://" not in page and "<script src" not in page
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (("--dims", "0,0"), "two different dimensions"), (("--dims", "0,9"), "in 0..3"),
+    (("--dims", "x"), "--dims 'x'"), (("--sweep", "0.3"), None), (("--grid", "1"), "grid"),
+])  # fmt: skip
+def test_cli_page_bad_input(run, tiny_checkpoints, tmp_path, args, fragment):
+    r = run("explore", "page", tiny_checkpoints["cvae"], "--problem", "mbb", *args,
+            "--out", "explorer.html")  # fmt: skip
+    if fragment is None:  # one volume fraction is a valid (one-step) sweep
+        assert r.exit_code == 0, r.output
+        return
+    assert_one_line_error(r, fragment)
+    assert not (tmp_path / "explorer.html").exists()
+
+
+def test_cli_page_refuses_a_non_html_name(run, tiny_checkpoints, tmp_path):
+    r = run("explore", "page", tiny_checkpoints["cvae"], "--problem", "mbb", "--out", "e.png")
+    assert_one_line_error(r, "ending in .html")

@@ -199,3 +199,54 @@ def explore_sweep(checkpoint, problem, problem_file, data, index, volfrac, angle
     except (*workflow_errors(), ValueError) as e:
         raise InputError(str(e)) from None
     click.echo(f"wrote {png}")
+
+
+@explore.command("page")
+@click.argument("checkpoint")
+@problem_options
+@click.option("--dims", default="auto", show_default=True,
+              help="The plane's two latent dimensions, A,B; auto: the two the design responds "
+              "to most.")  # fmt: skip
+@click.option("--grid", type=int, default=9, show_default=True, help="Designs per side.")
+@click.option("--span", type=float, default=3.0, show_default=True, help="Half-width of the plane.")
+@click.option("--sweep", "sweep", default="0.3:0.6:7", show_default=True,
+              help="Volume fractions of the sweep (cvae), START:STOP:N.")  # fmt: skip
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda.")
+@click.option("--out", required=True, help="The HTML file to write.")
+def explore_page(checkpoint, problem, volfrac, problem_file, data, index, dims, grid, span, sweep,
+                 device, out) -> None:  # fmt: skip
+    """One self-contained HTML page to explore the latent plane by dragging (designs and scores
+    precomputed on a grid), with the volume-fraction sweep."""
+    from ..workflows._explore import parse_range, responsive_dims
+    from ..workflows._page import explorer_data, write_explorer_page
+
+    path = output_path(out, "--out")
+    if path.suffix.lower() not in (".html", ".htm"):
+        raise InputError(f"--out {out!r}: the page is HTML; give a name ending in .html")
+    check_device(device)
+    try:
+        vfs = parse_range(sweep, "--sweep")
+    except workflow_errors() as e:
+        raise InputError(str(e)) from None
+    model = load_model(checkpoint)
+    d = model.config.latent_dim
+    if dims == "auto":
+        plane = None
+    else:
+        try:
+            plane = tuple(int(v) for v in dims.split(","))
+        except ValueError:
+            plane = ()
+        if len(plane) != 2 or plane[0] == plane[1] or not all(0 <= v < d for v in plane):
+            raise InputError(f"--dims {dims!r}: give two different dimensions in 0..{d - 1}, "
+                             "as A,B, or auto")  # fmt: skip
+    prob, reference = model_problem(model, problem, volfrac, problem_file, data, index)
+    try:
+        plane = plane or responsive_dims(model, prob, 2, device=device)
+        page = explorer_data(model, prob, dims=plane, grid=grid, span=span, volfracs=vfs,
+                             device=device, reference=reference)  # fmt: skip
+        title = f"{model.config.kind} on {prob.name if prob is not None else 'no problem'}"
+        write_explorer_page(page, path, title=title)
+    except workflow_errors() as e:
+        raise InputError(str(e)) from None
+    click.echo(f"wrote {path} (plane u{plane[0]} x u{plane[1]}, {grid}x{grid} designs)")

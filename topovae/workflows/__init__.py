@@ -26,6 +26,7 @@ from ._explore import (
 )
 from ._judge import SCORE_KEYS, ComplianceOracle, JudgeError, binarize, greyness, score
 from ._latent import LatentDecoder, WorkflowError, condition_of
+from ._page import explorer_data, write_explorer_page
 from ._search import METHODS, SearchResult, search
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "condition_of",
     "condition_sweep",
     "evaluate",
+    "explorer_data",
     "greyness",
     "interpolate",
     "latent_map",
@@ -55,5 +57,6 @@ __all__ = [
     "slerp",
     "traverse",
     "with_load_angle",
+    "write_explorer_page",
     "write_report",
 ]

@@ -298,6 +298,17 @@ def save_latent_map(m: dict, path: str | Path) -> tuple[Path, Path | None]:
     return path, out
 
 
+def responsive_dims(model, problem: Problem | None, n: int = 2, device=None) -> tuple[int, ...]:
+    """The ``n`` latent dimensions along which the prior-mean design changes most (mean
+    |design(u = +e_d) - design(u = -e_d)|), most responsive first."""
+    dec = LatentDecoder(model, problem, device)
+    d = model.config.latent_dim
+    u = torch.cat([torch.eye(d), -torch.eye(d)])
+    x = dec.numpy(u, project=problem is not None)
+    change = np.abs(x[:d] - x[d:]).mean(axis=(1, 2))
+    return tuple(int(k) for k in np.argsort(-change, kind="stable")[:n])
+
+
 # -- condition sweeps: one latent vector under a range of conditions --------------------------
 def with_load_angle(problem: Problem, degrees: float) -> Problem:
     """The problem with every load turned to the direction ``degrees`` (0 = +x, -90 = down, as
