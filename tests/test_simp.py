@@ -17,6 +17,8 @@ import pytest
 from topovae.solvers import (
     PRESETS,
     IterationInfo,
+    ProblemError,
+    SIMPSettings,
     SolveResult,
     cholmod_available,
     compliance,
@@ -268,3 +270,34 @@ def test_warm_start_far_below_the_volume_fraction() -> None:
     assert volumes[0] == pytest.approx(0.05)
     assert volumes[1] == pytest.approx(0.05 + problem.settings.move, abs=1e-9)
     assert np.isfinite(r.compliance)
+
+
+# -- the compliance stopping rule (ctol) ----------------------------------------------------------
+def _first_settled(c: np.ndarray, ctol: float, window: int = 5) -> int:
+    """Index of the first iteration k >= window with |c_k - c_(k-window)| <= ctol c_k."""
+    k = np.arange(window, len(c))
+    return int(k[np.abs(c[k] - c[k - window]) <= ctol * c[k]][0])
+
+
+@pytest.mark.parametrize("ctol", [1e-3, 1e-4])
+def test_ctol_stops_where_the_full_runs_compliance_first_settles(ctol):
+    p = preset("mbb", 60, 20, rmin=2.4)
+    full = solve(p)  # top88's 144 iterations
+    early = solve(p.with_settings(ctol=ctol))
+    k = _first_settled(full.history["compliance"], ctol)
+    assert early.iterations == k + 1 < full.iterations and early.converged
+    np.testing.assert_array_equal(early.history["compliance"], full.history["compliance"][: k + 1])
+    from topovae.solvers.batched import solve_batch
+
+    # the batched path follows the same rule; its CG stops at a 1e-5 residual, so its compliance
+    # history differs in the 5th digit and a tight ctol can trigger a few iterations apart
+    (batched,) = solve_batch([p.with_settings(ctol=ctol)], device="cpu")
+    assert abs(batched.iterations - early.iterations) <= 5 and batched.converged
+    assert batched.compliance == pytest.approx(early.compliance, rel=1e-3)
+
+
+def test_ctol_zero_is_the_default_and_bad_values_are_refused():
+    assert SIMPSettings().ctol == 0.0
+    for bad in (-1e-3, 1.0, float("nan")):
+        with pytest.raises(ProblemError, match="ctol"):
+            SIMPSettings(ctol=bad)

@@ -12,7 +12,9 @@ elements held at 0 / 1). Each iteration, numbered as in the code below:
    dc/dx^_e = -p x^_e^(p-1) (E0 - Emin) u_e^T k0 u_e (top88 eq. (3)-(4));
 4. chain rule through the filter and projection (`DesignMap.chain`);
 5. design update: OC with bisection on the Lagrange multiplier (top88 eq. (7)-(8)) or one MMA step;
-6. convergence: stop when max |x_new - x| <= tol (and, with projection, beta has reached beta_max);
+6. convergence: stop when max |x_new - x| <= tol, or, with ``ctol`` > 0, when the compliance moved
+   by at most a relative ctol over the last `CTOL_WINDOW` iterations (`compliance_settled`); with
+   projection only once beta has reached beta_max;
    with projection, beta doubles every `beta_every` iterations or on convergence (continuation).
 
 The reported design is the physical density analysed in the last iteration, so `density` and
@@ -43,6 +45,17 @@ class IterationInfo:
     volume: float
     change: float
     beta: float | None
+
+
+CTOL_WINDOW = 5  # iterations over which ``ctol`` measures the compliance change
+
+
+def compliance_settled(compliances: list[float], ctol: float) -> bool:
+    """|C_k - C_(k-5)| <= ctol C_k for the latest compliance C_k (False with ctol = 0)."""
+    if ctol <= 0 or len(compliances) <= CTOL_WINDOW:
+        return False
+    c = compliances[-1]
+    return abs(c - compliances[-1 - CTOL_WINDOW]) <= ctol * abs(c)
 
 
 @dataclass
@@ -300,7 +313,7 @@ def _solve(
                     design.beta = min(2.0 * design.beta, s.beta_max)
                     beta_age = 0
                 continue
-            if change <= s.tol:
+            if change <= s.tol or compliance_settled(hist["compliance"], s.ctol):
                 converged = True
                 break
     finally:

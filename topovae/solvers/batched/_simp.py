@@ -28,7 +28,7 @@ import torch
 from .._fe import E0, EMIN
 from .._filters import cone_kernel
 from .._problem import Problem, ProblemError
-from .._simp import SolveResult
+from .._simp import SolveResult, compliance_settled
 from ._multigrid import GridHierarchy, MultigridPCG, element_energy, element_ke
 
 
@@ -357,14 +357,18 @@ def _solve_batch(problems, dev, dtype, cg_tol, progress) -> list[SolveResult]:
                 done.tolist(),
                 strict=True,
             )
+            settled = []
             for k, (b, cb, vb, chb, cgb, db) in enumerate(rows):
                 h = hist[b]
                 h["compliance"].append(cb)
                 h["volume"].append(vb)
                 h["change"].append(chb)
                 h["cg_iterations"].append(cgb)
+                db = db or compliance_settled(h["compliance"], s.ctol)
+                settled.append(db)
                 if db or it == s.max_iter:
                     final[b] = {"density": xphys[k], "iterations": it, "converged": db}
+            done = torch.tensor(settled, dtype=torch.bool, device=dev)
             if bar is not None:
                 bar.update()
                 bar.set_postfix(done=f"{nb - todo.numel() + int(done.sum())}/{nb}", refresh=False)
