@@ -1,4 +1,4 @@
-"""`topovae generate`, `info`, `show`: dataset files."""
+"""`topovae generate`, `info`, `show`, `import images|arrays`, `clean`: dataset files."""
 
 from __future__ import annotations
 
@@ -88,23 +88,66 @@ def generate(
     )
 
 
+def _describe_import(imported: dict) -> str:
+    """One line of an imported file's origin."""
+    kind, source = imported.get("kind", "?"), imported.get("source", "?")
+    line = f"imported {imported.get('count', '?')} designs from {kind} {source!r}"
+    if imported.get("date"):
+        line += f" on {imported['date']}"
+    how = imported.get("volfrac", "?")
+    if imported.get("pattern"):
+        how = f"from the file names by pattern {imported['pattern']!r}"
+    details = [f"volume fractions: {how}"]
+    if imported.get("invert"):
+        details.append("inverted")
+    if imported.get("skipped_ill_posed"):
+        details.append(f"{imported['skipped_ill_posed']} ill-posed left out")
+    return f"{line} ({', '.join(details)})"
+
+
 @main.command()
 @click.argument("path")
 def info(path: str) -> None:
-    """Counts, settings, statistics and convergence rate of a dataset file."""
+    """Counts, settings, statistics, convergence rate and ill-posed samples of a dataset file."""
     import h5py
+
+    from ..datasets import clean_info, has_problems, ill_posed_samples, import_info
+    from ..solvers import ProblemError
 
     h = dataset_header(path)
     d = h["distribution"]
+    try:
+        imported, cleaned = import_info(path), clean_info(path)
+    except ProblemError as e:
+        raise InputError(str(e)) from None
+    problems = has_problems(path)
     lines = [
         f"{path}: topovae dataset v{h['version']}, {h['n']} of {h['n_requested']} samples "
         f"({d.nelx}x{d.nely}), seed {h['seed']}",
-        f"distribution {d.name}: volfrac {d.volfrac}, supports {', '.join(d.supports)}, "
-        f"loads {d.loads} {'/'.join(d.load_kinds)} ({d.load_place}), holes {d.holes}",
-        f"SIMP: {d.settings.filter} filter r={d.settings.rmin:g}, p={d.settings.penal:g}, "
-        f"{d.settings.update_rule.upper()}, tol {d.settings.tol:g}, max {d.settings.max_iter} it",
-        f"fields: {', '.join(h['fields']) or 'none'}",
     ]
+    if imported is not None:
+        lines.append(_describe_import(imported))
+    else:
+        lines.append(
+            f"distribution {d.name}: volfrac {d.volfrac}, supports {', '.join(d.supports)}, "
+            f"loads {d.loads} {'/'.join(d.load_kinds)} ({d.load_place}), holes {d.holes}"
+        )
+    if problems:
+        lines.append(
+            f"SIMP: {d.settings.filter} filter r={d.settings.rmin:g}, p={d.settings.penal:g}, "
+            f"{d.settings.update_rule.upper()}, tol {d.settings.tol:g}, "
+            f"max {d.settings.max_iter} it"
+        )
+    lines.append(f"fields: {', '.join(h['fields']) or 'none'}")
+    if cleaned is not None:
+        lines.append(
+            f"cleaned from {cleaned.get('source', '?')!r} on {cleaned.get('date', '?')}: "
+            f"{cleaned.get('dropped', '?')} ill-posed samples dropped"
+        )
+    if not problems:
+        lines.append(
+            "problems: none (designs only): a vae or beta-vae can train on it, a cvae cannot"
+        )
     if h["pending_shards"]:
         lines.append(
             f"{h['pending_shards']} shard file(s) of finished samples await merging: "
@@ -112,19 +155,40 @@ def info(path: str) -> None:
         )
     if h["n"]:
         with h5py.File(path, "r") as f:
-            c = f["result/compliance"][:]
-            its = f["result/iterations"][:]
-            conv = f["result/converged"][:]
-            sec = f["result/seconds"][:]
             vf = f["problem/volfrac"][:]
+            solved = "result/compliance" in f
+            if solved:
+                c = f["result/compliance"][:]
+                its = f["result/iterations"][:]
+                conv = f["result/converged"][:]
+                sec = f["result/seconds"][:]
         size = Path(path).stat().st_size
-        lines += [
-            f"compliance: mean {c.mean():.4g}, median {np.median(c):.4g}, "
-            f"min {c.min():.4g}, max {c.max():.4g}",
-            f"volume fraction: mean {vf.mean():.3f}, min {vf.min():.3f}, max {vf.max():.3f}",
-            f"iterations: mean {its.mean():.1f}, max {its.max()}; converged {conv.mean():.1%}",
-            f"solve time: {sec.mean():.3f} s per design; {size / h['n'] / 1024:.1f} KiB per design",
-        ]
+        if solved:
+            lines.append(
+                f"compliance: mean {c.mean():.4g}, median {np.median(c):.4g}, "
+                f"min {c.min():.4g}, max {c.max():.4g}"
+            )
+        lines.append(
+            f"volume fraction: mean {vf.mean():.3f}, min {vf.min():.3f}, max {vf.max():.3f}"
+        )
+        if solved:
+            lines += [
+                f"iterations: mean {its.mean():.1f}, max {its.max()}; converged {conv.mean():.1%}",
+                f"solve time: {sec.mean():.3f} s per design; "
+                f"{size / h['n'] / 1024:.1f} KiB per design",
+            ]
+        else:
+            lines.append(f"no SIMP results (imported); {size / h['n'] / 1024:.1f} KiB per design")
+        if problems:
+            bad = ill_posed_samples(path)
+            line = f"ill-posed samples: {len(bad)} of {h['n']}"
+            if bad:
+                shown = ", ".join(str(i) for _, i, _ in bad[:5]) + (", ..." if len(bad) > 5 else "")
+                line += (
+                    f" (index {shown}; today's problem validation refuses them, e.g. "
+                    f"{bad[0][2]}); `topovae clean` writes a copy without them"
+                )
+            lines.append(line)
     click.echo("\n".join(lines))
 
 
@@ -149,17 +213,118 @@ def show(path: str, n: int, out: str) -> None:
     d = h["distribution"]
     items = []
     with h5py.File(path, "r") as f:
+        problems, solved = "problem/loads" in f, "result/compliance" in f
+        names = f["imported/name"] if "imported/name" in f else None
         for k in range(n):
             vf = float(f["problem/volfrac"][k])
-            title = f"#{int(f['index'][k])} vf={vf:.2f} c={f['result/compliance'][k]:.4g}"
-            try:
-                problem = Problem(
-                    d.nelx, d.nely, vf, f["problem/fixed_x"][k], f["problem/fixed_y"][k],
-                    f["problem/loads"][k], passive_solid=f["problem/passive_solid"][k],
-                    passive_void=f["problem/passive_void"][k],
-                )  # fmt: skip
-            except ProblemError:  # a sample from before a validation rule existed
-                problem, title = None, title + " (ill-posed)"
+            title = f"#{int(f['index'][k])} vf={vf:.2f}"
+            if names is not None:
+                name = names[k]
+                title = f"{name.decode() if isinstance(name, bytes) else name} vf={vf:.2f}"
+            if solved:
+                title += f" c={f['result/compliance'][k]:.4g}"
+            problem = None
+            if problems:
+                try:
+                    problem = Problem(
+                        d.nelx, d.nely, vf, f["problem/fixed_x"][k], f["problem/fixed_y"][k],
+                        f["problem/loads"][k], passive_solid=f["problem/passive_solid"][k],
+                        passive_void=f["problem/passive_void"][k],
+                    )  # fmt: skip
+                except ProblemError:  # a sample from before a validation rule existed
+                    title += " (ill-posed)"
             items.append((f["density"][k], problem, title))
     save_design_grid(items, png)
     click.echo(f"wrote {png}")
+
+
+@main.group("import")
+def import_group() -> None:
+    """Designs from elsewhere into a dataset file: a folder of images or NumPy arrays."""
+
+
+@import_group.command("images")
+@click.argument("folder")
+@click.option("--size", required=True, help="Grid WIDTHxHEIGHT in elements, e.g. 64x32.")
+@click.option("--out", "out", required=True, help="The HDF5 file to write.")
+@click.option(
+    "--pattern",
+    help="Regular expression with one group finding the volume fraction in each file name "
+    "(without its suffix), e.g. 'vf([0-9.]+)'. Default: each design's mean density.",
+)
+@click.option("--invert", is_flag=True, help="Light = material (default: dark = material).")
+@click.option("--stretch", is_flag=True, help="Accept images of another shape than the grid.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing file.")
+def import_images_command(
+    folder: str, size: str, out: str, pattern: str | None, invert: bool, stretch: bool,
+    overwrite: bool,
+) -> None:  # fmt: skip
+    """PNG / JPEG pictures of designs (sorted by name) as a dataset file for a vae / beta-vae."""
+    from ..datasets import import_images
+    from ..solvers import ProblemError
+
+    nelx, nely = parse_size(size)
+    output_path(out, "--out")
+    try:
+        summary = import_images(
+            folder, out, (nelx, nely), pattern=pattern, invert=invert, stretch=stretch,
+            overwrite=overwrite,
+        )  # fmt: skip
+    except ProblemError as e:
+        raise InputError(str(e)) from None
+    click.echo(
+        f"{out}: {summary['samples']} designs ({nelx}x{nely}) imported from {folder}, "
+        f"volume fractions from the {summary['labels']}; no problems: a vae or beta-vae, "
+        "not a cvae"
+    )
+
+
+@import_group.command("arrays")
+@click.argument("file")
+@click.option("--out", "out", required=True, help="The HDF5 file to write.")
+@click.option(
+    "--skip-ill-posed", is_flag=True, help="Leave out samples whose problem is ill-posed."
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing file.")
+def import_arrays_command(file: str, out: str, skip_ill_posed: bool, overwrite: bool) -> None:
+    """NumPy arrays (.npz: designs, volfrac, loads, fixed_x, fixed_y, passive_solid,
+    passive_void; or a .npy of designs) as a dataset file. See topovae.datasets._import."""
+    from ..datasets import import_arrays
+    from ..solvers import ProblemError
+
+    output_path(out, "--out")
+    try:
+        summary = import_arrays(file, out, skip_ill_posed=skip_ill_posed, overwrite=overwrite)
+    except ProblemError as e:
+        raise InputError(str(e)) from None
+    nelx, nely = summary["size"]
+    use = "any model, a cvae too" if summary["problems"] else "no problems: a vae or beta-vae"
+    dropped = f", {summary['dropped']} ill-posed left out" if summary["dropped"] else ""
+    click.echo(
+        f"{out}: {summary['samples']} designs ({nelx}x{nely}) imported from {file}{dropped}; {use}"
+    )
+
+
+@main.command()
+@click.argument("path")
+@click.option("--out", "out", required=True, help="The HDF5 file to write.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing file.")
+def clean(path: str, out: str, overwrite: bool) -> None:
+    """Copy a dataset file without its ill-posed samples (problems today's validation refuses)."""
+    from ..datasets import clean_dataset
+    from ..solvers import ProblemError
+
+    dataset_header(path)
+    output_path(out, "--out")
+    try:
+        summary = clean_dataset(path, out, overwrite=overwrite)
+    except ProblemError as e:
+        raise InputError(str(e)) from None
+    dropped = summary["dropped_indices"]
+    which = ""
+    if dropped:
+        more = ", ..." if len(dropped) > 10 else ""
+        which = f" (index {', '.join(map(str, dropped[:10]))}{more})"
+    click.echo(
+        f"{out}: kept {summary['kept']} samples, dropped {summary['dropped']} ill-posed{which}"
+    )

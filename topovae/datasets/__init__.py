@@ -4,6 +4,7 @@ torch Dataset.
     from topovae.datasets import distribution, generate, TopologyDataset
     generate("data.h5", distribution("mixed", 64, 64), n=1000, seed=0)
     ds = TopologyDataset("data.h5", split="train")
+    import_images("pictures/", "pictures.h5", size=(64, 32))     # designs from elsewhere
 
 `TopologyDataset` is loaded on first use (it imports torch).
 """
@@ -19,6 +20,15 @@ from ._augment import (
     transforms,
 )
 from ._generate import generate, sample_record, solve_sample
+from ._import import (
+    clean_dataset,
+    clean_info,
+    has_problems,
+    ill_posed_samples,
+    import_arrays,
+    import_images,
+    import_info,
+)
 from ._sampling import (
     DISTRIBUTIONS,
     SUPPORT_FAMILIES,
@@ -40,8 +50,15 @@ __all__ = [
     "ProblemDistribution",
     "TopologyDataset",
     "augment_batch",
+    "clean_dataset",
+    "clean_info",
     "distribution",
     "generate",
+    "has_problems",
+    "ill_posed_samples",
+    "import_arrays",
+    "import_images",
+    "import_info",
     "random_codes",
     "read_header",
     "sample_problem",

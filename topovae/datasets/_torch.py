@@ -9,6 +9,8 @@ corners), in the order of `condition_channels`: volume fraction (constant), fx, 
 fixed y, passive solid, passive void, then optionally the physical fields of the full-material
 design (strain energy and von Mises stress, log1p-scaled): the file's when it stores them, else
 computed from each problem (one FE solve per sample, cached).
+A file of designs without problems (imported images or arrays, see `import_images`) has zero
+load, support and passive channels and no `problem`; ``has_problems`` tells.
 The split is a permutation of the file's samples by ``split_seed``, the same on every machine.
 h5py handles are opened lazily in each DataLoader worker (a handle must not cross a fork).
 """
@@ -104,13 +106,26 @@ class TopologyDataset(torch.utils.data.Dataset):
         self._file: h5py.File | None = None
         self._pid: int | None = None
         self._memory: dict[str, np.ndarray] | None = None
-        if in_memory:
-            with h5py.File(self.path, "r") as f:
+        with h5py.File(self.path, "r") as f:
+            # designs without problems (imported): no loads, supports or passive masks
+            self.has_problems = "problem/loads" in f
+            if in_memory:
                 self._memory = {k: f[k][self.rows] for k in self._keys()}
+        if not self.has_problems:
+            d = self.header["distribution"]
+            nodes, elems = (d.nely + 1, d.nelx + 1), (d.nely, d.nelx)
+            self._absent = {
+                "problem/loads": np.zeros((2, *nodes)), "problem/fixed_x": np.zeros(nodes, bool),
+                "problem/fixed_y": np.zeros(nodes, bool),
+                "problem/passive_solid": np.zeros(elems, bool),
+                "problem/passive_void": np.zeros(elems, bool),
+            }  # fmt: skip
 
     def _keys(self) -> list[str]:
-        keys = ["index", "density", "problem/volfrac", "problem/loads", "problem/fixed_x",
-                "problem/fixed_y", "problem/passive_solid", "problem/passive_void"]  # fmt: skip
+        keys = ["index", "density", "problem/volfrac"]
+        if self.has_problems:
+            keys += ["problem/loads", "problem/fixed_x", "problem/fixed_y",
+                     "problem/passive_solid", "problem/passive_void"]  # fmt: skip
         return keys + ([f"fields/{f}" for f in self.fields] if self._stored_fields else [])
 
     def __len__(self) -> int:
@@ -124,10 +139,14 @@ class TopologyDataset(torch.utils.data.Dataset):
 
     def _read(self, k: int) -> dict[str, np.ndarray]:
         if self._memory is not None:
-            return {key: v[k] for key, v in self._memory.items()}
-        f = self._handle()
-        row = int(self.rows[k])
-        return {key: f[key][row] for key in self._keys()}
+            r = {key: v[k] for key, v in self._memory.items()}
+        else:
+            f = self._handle()
+            row = int(self.rows[k])
+            r = {key: f[key][row] for key in self._keys()}
+        if not self.has_problems:
+            r.update(self._absent)
+        return r
 
     def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
         if not -len(self) <= k < len(self):
@@ -176,8 +195,13 @@ class TopologyDataset(torch.utils.data.Dataset):
     def problem(self, k: int):
         """The `Problem` of item ``k`` (with the file's SIMP settings); a `ProblemError` for a
         sample that today's validation refuses (files made before it existed)."""
-        from ..solvers import Problem
+        from ..solvers import Problem, ProblemError
 
+        if not self.has_problems:
+            raise ProblemError(
+                f"{self.path.name} holds designs without problems (imported): sample "
+                f"{k} has no loads or supports"
+            )
         r = self._read(k % len(self))
         dist = self.header["distribution"]
         return Problem(
