@@ -104,6 +104,9 @@ def train(
     header = dataset_header(data)
     with h5py.File(data, "r") as f:
         has_conditions = "problem/loads" in f
+        # the distribution as the file stores it: a re-serialised one would change whenever a
+        # setting is added to topovae and make older runs refuse to resume
+        stored_distribution = str(f.attrs["distribution"])
     if kind == "cvae" and not has_conditions:
         raise InputError(f"{data} holds no problem conditions; a cvae needs them")
     d = header["distribution"]
@@ -120,7 +123,7 @@ def train(
         )  # fmt: skip
         tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
                            compile=compile_, augment=augment)  # fmt: skip
-        fingerprint = {"file": Path(data).name, "distribution": d.to_json(),
+        fingerprint = {"file": Path(data).name, "distribution": stored_distribution,
                        "seed": header["seed"], "n": header["n"], "fields": fields}  # fmt: skip
         trainer = Trainer(mcfg, tcfg, train_set, val_set, out, data_fingerprint=fingerprint)
         history = trainer.fit(resume=resume, progress=not quiet)
