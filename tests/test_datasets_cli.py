@@ -415,3 +415,30 @@ def test_show_and_info_argument_errors(run, tmp_path):
     result = run("info", "empty.h5")
     assert result.exit_code == 0 and "0 of 5 samples" in result.output, result.output
     assert not (tmp_path / "x.png").exists()
+
+
+def test_generate_ctol_stops_earlier_and_the_file_keeps_the_rule(run, tmp_path):
+    """The rule travels in the file's settings: info shows it, resuming without it is refused,
+    and each label stopped where its compliance first settled."""
+    import h5py
+
+    from topovae.datasets import read_header
+    from topovae.datasets._sampling import sample_problem
+    from topovae.solvers import solve
+
+    assert run("generate", "--size", "16x16", "-n", "3", "--ctol", "1e-3", "--out", "fast.h5",
+               "-q").exit_code == 0  # fmt: skip
+    assert run("generate", "--size", "16x16", "-n", "3", "--out", "full.h5", "-q").exit_code == 0
+    header = read_header(tmp_path / "fast.h5")
+    assert header["distribution"].settings.ctol == 1e-3
+    assert "ctol 0.001" in run("info", "fast.h5").output
+    with h5py.File(tmp_path / "fast.h5") as fast, h5py.File(tmp_path / "full.h5") as full:
+        assert np.all(fast["result/iterations"][:] < full["result/iterations"][:])
+        k = 0
+        p = sample_problem(header["distribution"], 0, int(fast["index"][k]))
+        assert fast["result/iterations"][k] == solve(p).iterations  # p carries the rule
+    r = run("generate", "--size", "16x16", "-n", "4", "--out", "fast.h5", "--resume")
+    assert_one_line_error(r, "other settings")
+    assert_one_line_error(
+        run("generate", "--size", "16x16", "-n", "2", "--ctol", "2", "--out", "x.h5"), "ctol"
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -47,13 +48,17 @@ def parse_size(size: str) -> tuple[int, int]:
 @click.option("--device", help="Solve in batches with the torch SIMP on cpu|cuda|auto.")
 @click.option("--batch", type=int, default=64, show_default=True, help="Batch size with --device.")
 @click.option("--fields", is_flag=True, help="Also store strain energy and von Mises fields.")
+@click.option("--ctol", type=float, default=0.0, show_default=True,
+              help="Also stop a design when its compliance moved by at most CTOL (relative) "
+              "over 5 iterations; 3e-4 labels 64x64 designs ~4x faster within a median 0.1 % "
+              "of the converged compliance (bench_labels.py). Kept in the file.")  # fmt: skip
 @click.option("--resume", is_flag=True, help="Continue an interrupted file with the same settings.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing file.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def generate(
     distribution: str, size: str, n: int, seed: int, out: str, workers: int | None,
-    scheduler: str | None, device: str | None, batch: int, fields: bool, resume: bool,
-    overwrite: bool, quiet: bool,
+    scheduler: str | None, device: str | None, batch: int, fields: bool, ctol: float,
+    resume: bool, overwrite: bool, quiet: bool,
 ) -> None:  # fmt: skip
     """Sample problems, solve them in parallel and store them in an HDF5 dataset."""
     from ..datasets import FIELDS
@@ -73,6 +78,8 @@ def generate(
     mode = "resume" if resume else "overwrite" if overwrite else "new"
     try:
         dist = make_distribution(distribution, nelx, nely)
+        if ctol:
+            dist = dataclasses.replace(dist, settings=dataclasses.replace(dist.settings, ctol=ctol))
         summary = run_generate(
             out, dist, n, seed, workers=workers, scheduler=scheduler, device=device, batch=batch,
             fields=FIELDS if fields else (), mode=mode, progress=not quiet,
@@ -136,7 +143,8 @@ def info(path: str) -> None:
         lines.append(
             f"SIMP: {d.settings.filter} filter r={d.settings.rmin:g}, p={d.settings.penal:g}, "
             f"{d.settings.update_rule.upper()}, tol {d.settings.tol:g}, "
-            f"max {d.settings.max_iter} it"
+            + (f"ctol {d.settings.ctol:g}, " if d.settings.ctol else "")
+            + f"max {d.settings.max_iter} it"
         )
     lines.append(f"fields: {', '.join(h['fields']) or 'none'}")
     if cleaned is not None:
