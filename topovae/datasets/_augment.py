@@ -41,8 +41,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .._checks import check_problem
 from ..solvers import Problem
-from ._store import FIELDS
+from ._store import FIELDS, DatasetError
 
 if TYPE_CHECKING:
     import torch
@@ -73,7 +74,7 @@ _PAIRS = (("fx", "fy"), ("fixed_x", "fixed_y"))  # swapped by a transpose
 
 def _check_code(code: int) -> int:
     if isinstance(code, bool) or not isinstance(code, int | np.integer) or not 0 <= code < 8:
-        raise ValueError(f"transform code must be an integer in 0..7, got {code!r}")
+        raise DatasetError(f"transform code must be an integer in 0..7, got {code!r}")
     return int(code)
 
 
@@ -106,7 +107,7 @@ def transform_design(density: np.ndarray, code: int) -> np.ndarray:
     (scalar values; use `transform_problem` for forces and fixity)."""
     a = np.asarray(density)
     if a.ndim < 2:
-        raise ValueError(f"density must have shape (..., H, W), got {a.shape}")
+        raise DatasetError(f"density must have shape (..., H, W), got {a.shape}")
     t, rows, cols = _OPS[_check_code(code)]
     if t:
         a = a.swapaxes(-1, -2)
@@ -123,6 +124,7 @@ def transform_problem(problem: Problem, code: int) -> Problem:
 
     Codes 4..7 also work on a non-square grid: nelx and nely swap.
     """
+    check_problem(problem)
     code = _check_code(code)
     if code == 0:
         return problem
@@ -156,19 +158,19 @@ def _channel_tables(channels: tuple[str, ...], need_swap: bool) -> tuple[list[in
     known = set(SCALAR_CHANNELS).union(*_PAIRS)
     unknown = [n for n in channels if n not in known]
     if unknown:
-        raise ValueError(
+        raise DatasetError(
             f"unknown condition channel(s) {', '.join(map(repr, unknown))}; augment_batch knows "
             f"{', '.join(sorted(known))}"
         )
     if len(set(channels)) != len(channels):
-        raise ValueError(f"condition channel names repeat: {channels}")
+        raise DatasetError(f"condition channel names repeat: {channels}")
     index = {n: k for k, n in enumerate(channels)}
     perm = list(range(len(channels)))
     for a, b in _PAIRS:
         if a in index and b in index:
             perm[index[a]], perm[index[b]] = index[b], index[a]
         elif need_swap and (a in index or b in index):
-            raise ValueError(
+            raise DatasetError(
                 f"a quarter turn swaps {a!r} and {b!r}, but only one of them is a channel"
             )
     signs = np.ones((8, len(channels)), np.float32)
@@ -215,22 +217,22 @@ def augment_batch(
     import torch
 
     if x.ndim != 4:
-        raise ValueError(f"x must have shape (B, K, H, W), got {tuple(x.shape)}")
+        raise DatasetError(f"x must have shape (B, K, H, W), got {tuple(x.shape)}")
     b, _, h, w = x.shape
     if codes.ndim != 1 or codes.shape[0] != b:
-        raise ValueError(f"codes must have shape ({b},), got {tuple(codes.shape)}")
+        raise DatasetError(f"codes must have shape ({b},), got {tuple(codes.shape)}")
     if c is not None and (c.ndim != 4 or c.shape[0] != b or c.shape[2:] != x.shape[2:]):
-        raise ValueError(f"c must have shape ({b}, C, {h}, {w}), got {tuple(c.shape)}")
+        raise DatasetError(f"c must have shape ({b}, C, {h}, {w}), got {tuple(c.shape)}")
     if c is not None and c.shape[1] != len(channels):
-        raise ValueError(f"c has {c.shape[1]} channels but {len(channels)} names were given")
+        raise DatasetError(f"c has {c.shape[1]} channels but {len(channels)} names were given")
     if b == 0:
         return x, c
     codes = codes.to(device=x.device, dtype=torch.long)
     lo, hi = (int(v) for v in torch.aminmax(codes))  # one host sync per batch
     if lo < 0 or hi > 7:
-        raise ValueError(f"transform codes must be in 0..7, got values in {lo}..{hi}")
+        raise DatasetError(f"transform codes must be in 0..7, got values in {lo}..{hi}")
     if hi >= 4 and h != w:
-        raise ValueError(
+        raise DatasetError(
             f"codes 4..7 (quarter turns, transposes) swap height and width, so they need a "
             f"square grid; this batch is {h}x{w}: use transforms({h}, {w}) = (0, 1, 2, 3)"
         )

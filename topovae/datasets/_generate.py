@@ -25,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from .._checks import check_path
 from ..solvers import Problem, SolveResult, full_material_fields, solve
-from ._sampling import ProblemDistribution, sample_problem
+from ._sampling import ProblemDistribution, check_distribution, sample_problem
 from ._store import DatasetError, DatasetWriter
 
 
@@ -166,15 +167,17 @@ def generate(
     every finished sample; so does a kill, through the shards that ``mode="resume"`` merges.
     Returns a summary: samples written, newly solved, seconds.
     """
+    path = check_path(path, "path")
+    check_distribution(dist)
     if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
         raise DatasetError(f"-n must be a positive integer, got {n!r}")
     # the file stores the seed as a 64-bit integer (h5py raised a TypeError past it)
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
         raise DatasetError(f"--seed must be an integer in [0, 2^63), got {seed!r}")
-    if workers is not None and workers < 1:
-        raise DatasetError(f"--workers must be >= 1, got {workers}")
-    if batch < 1:
-        raise DatasetError(f"--batch must be >= 1, got {batch}")
+    if workers is not None and (not isinstance(workers, int) or workers < 1):
+        raise DatasetError(f"--workers must be an integer >= 1, got {workers!r}")
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise DatasetError(f"--batch must be an integer >= 1, got {batch!r}")
     # the executor first: a scheduler that cannot be reached must not leave a new file behind
     executor = None if device is not None else _executor(workers, scheduler)
     try:

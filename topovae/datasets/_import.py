@@ -60,10 +60,11 @@ import h5py
 import numpy as np
 
 from .. import __version__
+from .._checks import check_path, type_name
 from .._lock import WriterLock
 from ..solvers import Problem, ProblemError, SIMPSettings
 from ._sampling import ProblemDistribution
-from ._store import FORMAT, VERSION, DatasetError, _fsync_replace, read_header
+from ._store import FORMAT, VERSION, DatasetError, _fsync_replace, read_header, read_rows
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 ARRAY_NAMES = (
@@ -138,11 +139,11 @@ class _AtomicFile:
 
 
 def _dataset(f: h5py.File, key: str, n: int, shape: tuple[int, ...], dtype) -> h5py.Dataset:
-    """A per-sample array as `DatasetWriter` makes them (one sample per chunk, gzip)."""
+    """A per-sample array as `DatasetWriter` makes them (one sample per chunk, gzip, checksum)."""
     return f.create_dataset(
         key, shape=(n, *shape), dtype=dtype, maxshape=(None, *shape),
         chunks=(1, *shape) if shape else (min(max(n, 1), 4096),),
-        compression="gzip", compression_opts=4, shuffle=bool(shape),
+        compression="gzip", compression_opts=4, shuffle=bool(shape), fletcher32=True,
     )  # fmt: skip
 
 
@@ -188,7 +189,7 @@ def clean_info(path: str | os.PathLike) -> dict[str, Any] | None:
 
 def has_problems(path: str | os.PathLike) -> bool:
     """Whether the file's samples have problems (loads, supports): what a cvae needs."""
-    with h5py.File(path, "r") as f:
+    with h5py.File(check_path(path, "the dataset path"), "r") as f:
         return "problem/loads" in f
 
 
@@ -291,7 +292,7 @@ def import_images(
     size, labels: "pattern" | "given" | "mean density")."""
     Image, _ = _pillow()
     nelx, nely = _check_size(size)
-    folder, out = Path(folder), Path(out)
+    folder, out = check_path(folder, "folder"), check_path(out, "out")
     if not folder.is_dir():
         raise DatasetError(f"image folder {str(folder)!r} does not exist or is not a folder")
     files = sorted(
@@ -358,6 +359,8 @@ def _load_source(source) -> tuple[dict[str, Any], str]:
     """The named arrays of a .npz (or the designs of a .npy / an array) and a description."""
     if isinstance(source, np.ndarray):
         return {"designs": source}, "(array)"
+    if not isinstance(source, str | os.PathLike):
+        raise TypeError(f"source must be a .npz / .npy path or an array, got {type_name(source)}")
     path = Path(source)
     if not path.is_file():
         raise DatasetError(f"array file {str(path)!r} does not exist")
@@ -503,6 +506,7 @@ def import_arrays(
     module docstring) as a dataset file. The keyword arrays (arrays or .npy paths) add to the
     source's. ``settings``: the SIMP settings the problems are re-solved with (the generated
     files' default). Returns a summary (samples, dropped, size, problems)."""
+    check_path(out, "out")
     arrays, described = _load_source(source)
     given = {
         "loads": loads, "fixed_x": fixed_x, "fixed_y": fixed_y, "volfrac": volfrac,
@@ -577,8 +581,9 @@ def ill_posed_samples(path: str | os.PathLike, block: int = 256) -> list[tuple[i
         n = header["n"]
         for start in range(0, n, block):
             stop = min(n, start + block)
-            r = {k: f[f"problem/{k}"][start:stop] for k in ("volfrac", *PROBLEM_ARRAYS)}
-            index = f["index"][start:stop]
+            part = slice(start, stop)
+            r = {k: read_rows(f, f"problem/{k}", part) for k in ("volfrac", *PROBLEM_ARRAYS)}
+            index = read_rows(f, "index", part)
             for j in range(stop - start):
                 try:
                     Problem(
@@ -597,7 +602,7 @@ def clean_dataset(
     """A copy of ``path`` without its ill-posed samples (every other array, attribute and
     setting kept); records what it dropped in the ``cleaned`` attribute. Returns a summary:
     kept, dropped and the dropped samples' indices."""
-    path, out = Path(path), Path(out)
+    path, out = check_path(path, "path"), check_path(out, "out")
     header = read_header(path)
     if header["pending_shards"]:
         raise DatasetError(
@@ -632,10 +637,10 @@ def clean_dataset(
             t = dst.create_dataset(
                 key, shape=(m, *s.shape[1:]), dtype=s.dtype, maxshape=(None, *s.shape[1:]),
                 chunks=chunks, compression=s.compression, compression_opts=s.compression_opts,
-                shuffle=s.shuffle,
+                shuffle=s.shuffle, fletcher32=True,
             )  # fmt: skip
             for a in range(0, m, block):
-                t[a : a + block] = s[rows[a : a + block]]
+                t[a : a + block] = read_rows(src, key, rows[a : a + block])
             for k, v in s.attrs.items():
                 t.attrs[k] = v
         dst.attrs["cleaned"] = json.dumps(

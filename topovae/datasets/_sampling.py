@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .._checks import type_name
 from ..solvers import Problem, ProblemError, SIMPSettings
 
 SUPPORT_FAMILIES = ("clamped-edge", "simply-supported", "segments", "mbb")
@@ -135,7 +136,7 @@ def distribution(
 ) -> ProblemDistribution:
     """A named distribution (see DISTRIBUTIONS) on an nelx x nely grid."""
     named = _named()
-    if name not in named:
+    if not isinstance(name, str) or name not in named:
         raise ProblemError(f"unknown distribution {name!r}; choose one of: {', '.join(named)}")
     return ProblemDistribution(name=name, nelx=nelx, nely=nely, **{**named[name], **overrides})
 
@@ -236,8 +237,17 @@ def _passive(rng, dist: ProblemDistribution, fx, fy, load, points):
     return solid, void
 
 
+def check_distribution(dist: Any) -> ProblemDistribution:
+    if not isinstance(dist, ProblemDistribution):
+        raise TypeError(f"dist must be a ProblemDistribution, got {type_name(dist)}")
+    return dist
+
+
 def sample_problem(dist: ProblemDistribution, seed: int, index: int) -> Problem:
     """Problem ``index`` of the stream ``seed``: a pure function of (dist, seed, index)."""
+    check_distribution(dist)
+    if any(isinstance(v, bool) or not isinstance(v, int | np.integer) for v in (seed, index)):
+        raise TypeError(f"seed and index must be integers, got seed={seed!r}, index={index!r}")
     if index < 0 or seed < 0:
         raise ProblemError(f"seed and index must be >= 0, got seed={seed}, index={index}")
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(index)]))

@@ -13,8 +13,10 @@ Layout of ``data.h5`` (N samples, density shape (H, W), node shape (H+1, W+1)):
     result/compliance, volume, seconds (N,) float64; iterations (N,) int32; converged (N,) bool
     fields/strain_energy, fields/von_mises (N, H, W) float32   (optional; full-material design)
 
-Every per-sample array is chunked one sample per chunk and gzip-compressed, so random reads by
-many DataLoader workers touch one chunk each.
+Every per-sample array is chunked one sample per chunk, gzip-compressed and checksummed
+(HDF5's fletcher32 filter), so random reads by many DataLoader workers touch one chunk each and a
+corrupted chunk is detected when it is read (`read_rows`: a DatasetError "... is corrupted:
+checksum mismatch in density"). Files written before the checksums read as they always did.
 
 Crash safety. HDF5 files can be corrupted by a kill during a write, so the main file is only
 ever replaced atomically (written to a temporary file, fsynced, ``os.replace``d). Finished
@@ -41,6 +43,7 @@ import h5py
 import numpy as np
 
 from .. import __version__
+from .._checks import check_path
 from .._lock import WriterLock
 from ..solvers import ProblemError
 from ._sampling import ProblemDistribution
@@ -90,8 +93,8 @@ def read_header(path: str | os.PathLike) -> dict[str, Any]:
     """Format, version, distribution, seed, n_requested, fields and sample count of a file.
 
     Raises DatasetError with one clear line for a missing, foreign or newer file."""
-    path = Path(path)
-    if not path.exists():
+    path = check_path(path, "the dataset path")
+    if not os.path.exists(path):  # False also for names the OS refuses (too long, NUL)
         raise DatasetError(f"dataset {str(path)!r} does not exist")
     try:
         with h5py.File(path, "r") as f:
@@ -131,6 +134,17 @@ def read_header(path: str | os.PathLike) -> dict[str, Any]:
         raise DatasetError(
             f"{str(path)!r} is a damaged topovae dataset: unreadable settings ({e})"
         ) from None
+
+
+def read_rows(f: h5py.File, key: str, rows: Any = slice(None)) -> np.ndarray:
+    """``f[key][rows]``; a chunk that fails its checksum (or cannot be read) as one DatasetError."""
+    dset = f[key]
+    try:
+        return dset[rows]
+    except OSError as e:  # h5py: "Can't read data (filter returned failure during read)"
+        checksum = dset.fletcher32 and "filter" in str(e)
+        what = "checksum mismatch" if checksum else f"unreadable data ({e})"
+        raise DatasetError(f"{f.filename!r} is corrupted: {what} in {key}") from None
 
 
 def _fsync_replace(tmp: Path, path: Path) -> None:
@@ -273,7 +287,7 @@ class DatasetWriter:
     # -- what is done --------------------------------------------------------------------------
     def done_indices(self) -> set[int]:
         with h5py.File(self.path, "r") as f:
-            done = set(f["index"][:].tolist())
+            done = set(read_rows(f, "index").tolist())
         for shard in self._shards():
             with np.load(shard) as z:
                 done.update(z["index"].tolist())
@@ -315,7 +329,7 @@ class DatasetWriter:
         self.flush()
         shards = self._shards()
         with h5py.File(self.path, "r") as f:
-            main_index = f["index"][:]
+            main_index = read_rows(f, "index")
         entries = [(int(i), -1, k) for k, i in enumerate(main_index)]
         seen = set(main_index.tolist())
         shard_index = []
@@ -358,6 +372,7 @@ class DatasetWriter:
                         key, shape=(total, *shape), dtype=dt, maxshape=(None, *shape),
                         chunks=(1, *shape) if shape else (min(max(total, 1), 4096),),
                         compression="gzip", compression_opts=4, shuffle=bool(shape),
+                        fletcher32=True,
                     )  # fmt: skip
                 start = 0
                 for entries in blocks:
@@ -367,7 +382,7 @@ class DatasetWriter:
                         out = np.empty((len(entries), *shape), dtype=dt)
                         m = src == -1
                         if m.any():
-                            out[m] = old[key][pos[m]]  # increasing positions: h5py fancy read
+                            out[m] = read_rows(old, key, pos[m])  # increasing: h5py fancy read
                         for s in np.unique(src[~m]):
                             if s not in cache:
                                 if len(cache) >= 16:

@@ -18,13 +18,13 @@ h5py handles are opened lazily in each DataLoader worker (a handle must not cros
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import h5py
 import numpy as np
 import torch
 
-from ._store import FIELDS, read_header
+from .._checks import check_path
+from ._store import FIELDS, DatasetError, read_header, read_rows
 
 BASE_CHANNELS = (
     "volfrac", "fx", "fy", "fixed_x", "fixed_y", "passive_solid", "passive_void",
@@ -70,6 +70,20 @@ def problem_condition(problem, fields: bool = False) -> np.ndarray:
     )  # fmt: skip
 
 
+def _check_index(k) -> None:
+    if isinstance(k, bool) or not isinstance(k, int | np.integer):
+        raise TypeError(f"index must be an integer, got {type(k).__name__}")
+
+
+def _shares(fractions) -> bool:
+    """Whether ``fractions`` are 3 finite shares >= 0 summing to 1."""
+    try:
+        f = np.asarray(fractions, dtype=np.float64)
+    except (TypeError, ValueError):
+        return False
+    return f.shape == (3,) and bool(np.all(f >= 0)) and bool(np.isclose(f.sum(), 1))
+
+
 class TopologyDataset(torch.utils.data.Dataset):
     """Densities and their conditioning from a topovae dataset file (see the module docstring).
 
@@ -87,12 +101,16 @@ class TopologyDataset(torch.utils.data.Dataset):
         in_memory: bool = False,
         fields: bool = False,
     ) -> None:
-        self.path = Path(path)
+        self.path = check_path(path, "the dataset path")
         self.header = read_header(self.path)  # validates format and version
-        if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
-        if len(fractions) != 3 or min(fractions) < 0 or not np.isclose(sum(fractions), 1):
-            raise ValueError(f"fractions must be 3 shares >= 0 summing to 1, got {fractions}")
+        if not isinstance(split, str) or split not in SPLITS:
+            raise DatasetError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
+        if not _shares(fractions):
+            raise DatasetError(f"fractions must be 3 shares >= 0 summing to 1, got {fractions!r}")
+        if isinstance(split_seed, bool) or not isinstance(split_seed, int | np.integer):
+            raise TypeError(f"split_seed must be an integer, got {type(split_seed).__name__}")
+        if split_seed < 0:
+            raise DatasetError(f"split_seed must be >= 0, got {split_seed}")
         n = self.header["n"]
         perm = np.random.default_rng(split_seed).permutation(n)
         a = round(fractions[0] * n)
@@ -110,7 +128,7 @@ class TopologyDataset(torch.utils.data.Dataset):
             # designs without problems (imported): no loads, supports or passive masks
             self.has_problems = "problem/loads" in f
             if in_memory:
-                self._memory = {k: f[k][self.rows] for k in self._keys()}
+                self._memory = {k: read_rows(f, k, self.rows) for k in self._keys()}
         if not self.has_problems:
             d = self.header["distribution"]
             nodes, elems = (d.nely + 1, d.nelx + 1), (d.nely, d.nelx)
@@ -143,12 +161,13 @@ class TopologyDataset(torch.utils.data.Dataset):
         else:
             f = self._handle()
             row = int(self.rows[k])
-            r = {key: f[key][row] for key in self._keys()}
+            r = {key: read_rows(f, key, row) for key in self._keys()}
         if not self.has_problems:
             r.update(self._absent)
         return r
 
     def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
+        _check_index(k)
         if not -len(self) <= k < len(self):
             raise IndexError(f"index {k} out of range for a split of {len(self)} samples")
         k %= len(self)
@@ -188,7 +207,7 @@ class TopologyDataset(torch.utils.data.Dataset):
         if self._memory is not None:
             indices = self._memory["index"]
         else:
-            indices = self._handle()["index"][:][self.rows]
+            indices = read_rows(self._handle(), "index")[self.rows]
         where = np.flatnonzero(indices == index)
         return int(where[0]) if where.size else None
 
@@ -202,6 +221,9 @@ class TopologyDataset(torch.utils.data.Dataset):
                 f"{self.path.name} holds designs without problems (imported): sample "
                 f"{k} has no loads or supports"
             )
+        _check_index(k)
+        if not -len(self) <= k < len(self):
+            raise IndexError(f"index {k} out of range for a split of {len(self)} samples")
         r = self._read(k % len(self))
         dist = self.header["distribution"]
         return Problem(

@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 
+from .._checks import check_path
 from .._lock import WriterLock
 from ._config import ConfigError, VAEConfig
 from ._losses import active_units, compliance_weight, loss_terms, physics_terms
@@ -79,8 +80,9 @@ class TrainConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {v!r}")
-        if not 0 < self.lr < math.inf:
-            raise ConfigError(f"lr must be a finite number > 0, got {self.lr}")
+        lr = self.lr
+        if isinstance(lr, bool) or not isinstance(lr, int | float) or not 0 < lr < math.inf:
+            raise ConfigError(f"lr must be a finite number > 0, got {self.lr!r}")
         for name in ("weight_decay", "grad_clip"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < math.inf:
@@ -130,7 +132,7 @@ def weights_digest(state: dict[str, torch.Tensor]) -> str:
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Load and check a checkpoint dict (weights only: no code is unpickled)."""
-    path = Path(path)
+    path = check_path(path, "the checkpoint path")
     if not path.exists():
         raise ConfigError(f"checkpoint {str(path)!r} does not exist")
     try:

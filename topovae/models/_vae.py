@@ -104,6 +104,8 @@ class DesignVAE(nn.Module):
     """See the module docstring; built entirely from a `VAEConfig`."""
 
     def __init__(self, config: VAEConfig) -> None:
+        if not isinstance(config, VAEConfig):
+            raise TypeError(f"config must be a VAEConfig, got {type(config).__name__}")
         super().__init__()
         self.config = cfg = config
         f = 2**cfg.depth

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._checks import check_problem
 from ._fe import KE, NU, FEModel, to_field
 from ._problem import Problem
 
@@ -25,6 +26,7 @@ D_PLANE_STRESS = np.array([[1, NU, 0], [NU, 1, 0], [0, 0, (1 - NU) / 2]]) / (1 -
 
 def full_material_fields(problem: Problem) -> tuple[np.ndarray, np.ndarray]:
     """(strain energy density, von Mises stress at the element centre), each (nely, nelx)."""
+    check_problem(problem)
     fe = FEModel(problem)
     u = fe.solve(np.ones(problem.nelx * problem.nely))  # (ndof, ncases)
     ue = u[fe.edof]  # (nele, 8, ncases)

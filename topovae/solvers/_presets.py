@@ -150,7 +150,7 @@ def preset(
     **settings: Any,
 ) -> Problem:
     """Build a named preset; None keeps the preset's default grid / volume fraction."""
-    if name not in PRESETS:
+    if not isinstance(name, str) or name not in PRESETS:
         raise ProblemError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
     kwargs = {
         k: v for k, v in (("nelx", nelx), ("nely", nely), ("volfrac", volfrac)) if v is not None

@@ -24,12 +24,14 @@ import dataclasses
 import json
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .._checks import check_path
 from ._connectivity import free_rigid_motions, unsupported_loads
 
 FILTERS = ("sensitivity", "density", "heaviside")
@@ -74,9 +76,14 @@ def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
 
 
 def _finite_number(name: str, value: Any) -> float:
+    if isinstance(value, np.ndarray) and value.ndim:  # float() of a (1,) array only warns
+        raise ProblemError(f"{name} must be a number, got an array of shape {value.shape}")
+    kind = value.dtype.kind if isinstance(value, np.ndarray | np.generic) else None
+    if isinstance(value, complex) or kind == "c":  # float() of numpy complex only warns
+        raise ProblemError(f"{name} must be a real number, got {value!r}")
     try:
         v = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int past float's range
         raise ProblemError(f"{name} must be a number, got {value!r}") from None
     if not math.isfinite(v):
         raise ProblemError(f"{name} must be finite, got {value!r}")
@@ -157,6 +164,8 @@ class SIMPSettings:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SIMPSettings:
+        if not isinstance(d, Mapping):
+            raise ProblemError(f"SIMP settings must be a dict, got {type(d).__name__}")
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ProblemError(f"unknown SIMP settings: {', '.join(sorted(unknown))}")
@@ -218,16 +227,23 @@ class Problem:
         set_(self, "volfrac", volfrac)
         if not isinstance(self.settings, SIMPSettings):
             raise ProblemError("settings must be a SIMPSettings")
+        if not isinstance(self.name, str):
+            raise ProblemError(f"name must be a string, got {type(self.name).__name__}")
 
         nodes, elems = (self.nely + 1, self.nelx + 1), (self.nely, self.nelx)
         set_(self, "fixed_x", _array("fixed_x", self.fixed_x, nodes, bool))
         set_(self, "fixed_y", _array("fixed_y", self.fixed_y, nodes, bool))
+        bad_loads = f"loads must be a numeric array of shape (ncases, 2, {nodes[0]}, {nodes[1]})"
         try:
-            loads = np.asarray(self.loads, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise ProblemError(
-                f"loads must be a numeric array of shape (ncases, 2, {nodes[0]}, {nodes[1]})"
-            ) from None
+            loads = np.asarray(self.loads)
+        except (TypeError, ValueError):  # ragged nested lists
+            raise ProblemError(bad_loads) from None
+        if loads.dtype.kind not in "biufO":  # complex (float() would drop the imaginary part)
+            raise ProblemError(f"loads must be an array of real numbers, got dtype {loads.dtype}")
+        try:
+            loads = loads.astype(np.float64)
+        except (TypeError, ValueError, OverflowError):  # objects that are no real numbers
+            raise ProblemError(bad_loads) from None
         if loads.ndim == 3:
             loads = loads[None]
         ncases = loads.shape[0] if loads.ndim == 4 else 1
@@ -353,10 +369,20 @@ class Problem:
     def from_arrays(cls, arrays: dict[str, np.ndarray], meta: dict[str, Any] | str) -> Problem:
         """Inverse of (`to_arrays`, `metadata`); ``meta`` may be the JSON string."""
         if isinstance(meta, str):
-            meta = json.loads(meta)
+            try:
+                meta = json.loads(meta)
+            except json.JSONDecodeError as e:
+                raise ProblemError(f"the problem metadata is not valid JSON ({e})") from None
+        if not isinstance(meta, Mapping):
+            raise ProblemError(f"the problem metadata must be a dict, got {type(meta).__name__}")
+        if not isinstance(arrays, Mapping):
+            raise TypeError(f"arrays must be a dict of arrays, got {type(arrays).__name__}")
         missing = {"fixed_x", "fixed_y", "loads"} - set(arrays)
         if missing:
             raise ProblemError(f"missing problem arrays: {', '.join(sorted(missing))}")
+        missing = {"nelx", "nely", "volfrac"} - set(meta)
+        if missing:
+            raise ProblemError(f"the problem metadata lacks {', '.join(sorted(missing))}")
         return cls(
             nelx=meta["nelx"],
             nely=meta["nely"],
@@ -381,6 +407,7 @@ class Problem:
     @classmethod
     def load(cls, path: str | os.PathLike) -> Problem:
         """Read a problem written by `save`; a missing or foreign file raises ProblemError."""
+        path = check_path(path)
         try:
             with np.load(path, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}

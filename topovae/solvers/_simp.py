@@ -30,10 +30,11 @@ from typing import Any
 
 import numpy as np
 
+from .._checks import check_problem, check_unit_range, real_array
 from ._fe import E0, EMIN, FEModel, simp_modulus, to_field, to_vector
 from ._filters import ConeFilter, heaviside, heaviside_grad
 from ._mma import MMA
-from ._problem import Problem
+from ._problem import Problem, ProblemError, _finite_number
 
 
 @dataclass
@@ -228,12 +229,22 @@ def solve(
     leaves them alone): on small machines one thread is several times faster than BLAS's default,
     and parallelism comes from solving several problems at once instead.
     """
+    check_problem(problem)
+    if threads is not None and (
+        isinstance(threads, bool) or not isinstance(threads, int | np.integer) or threads < 1
+    ):
+        raise ProblemError(
+            f"threads must be None (leave BLAS alone) or an integer >= 1, got {threads!r}"
+        )
+    threads = None if threads is None else int(threads)  # threadpoolctl takes no numpy ints
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable, got {type(callback).__name__}")
     if x0 is not None:
-        x0 = np.asarray(x0, dtype=np.float64)
+        x0 = real_array(x0, "x0", ProblemError)
         if x0.shape != problem.shape:
-            raise ValueError(f"x0 must have shape {problem.shape} (nely, nelx), got {x0.shape}")
+            raise ProblemError(f"x0 must have shape {problem.shape} (nely, nelx), got {x0.shape}")
         if not np.all(np.isfinite(x0)) or x0.min() < 0 or x0.max() > 1:
-            raise ValueError("x0 values must be finite and in [0, 1]")
+            raise ProblemError("x0 values must be finite and in [0, 1]")
     if threads is None:
         return _solve(problem, callback, progress, x0)
     from threadpoolctl import threadpool_limits
@@ -342,11 +353,13 @@ def compliance(density: np.ndarray, problem: Problem, *, penal: float | None = N
     Moduli follow the SIMP interpolation with ``penal`` (default: the problem's); a 0/1 design
     gets the same value for any penalty. This is the scorer the rest of the package uses.
     """
-    rho = np.asarray(density, dtype=np.float64)
+    check_problem(problem)
+    if penal is not None and not _finite_number("penal", penal) >= 1:
+        raise ProblemError(f"penal must be >= 1 (None: the problem's), got {penal!r}")
+    rho = real_array(density, "density", ProblemError)
     if rho.shape != problem.shape:
-        raise ValueError(f"density must have shape {problem.shape} (nely, nelx), got {rho.shape}")
-    if not np.all(np.isfinite(rho)) or rho.min() < 0 or rho.max() > 1:
-        raise ValueError("density values must be finite and in [0, 1]")
+        raise ProblemError(f"density must have shape {problem.shape} (nely, nelx), got {rho.shape}")
+    check_unit_range(rho, "density", ProblemError)
     fe = FEModel(problem)
     u = fe.solve(simp_modulus(to_vector(rho), problem.settings.penal if penal is None else penal))
     return fe.compliance(u)

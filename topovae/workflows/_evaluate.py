@@ -27,9 +27,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._checks import check_model, check_path
 from ..solvers import ProblemError, solve
 from ._judge import SCORE_KEYS, ComplianceOracle, ce_text, score
-from ._latent import LatentDecoder, WorkflowError, check_seed
+from ._latent import LatentDecoder, WorkflowError, check_count, check_seed
 from ._report import html_page, md_escape
 
 VARIANTS = ("first", "best", "polished", "simp_k")
@@ -118,13 +119,15 @@ def evaluate(
     it the raw decoder output is judged, and the volume fraction error shows how far off it is.
     Returns the report (JSON-ready) with per-problem rows under
     ``"problems"`` and arrays for figures under ``"_designs"`` (dropped when written)."""
+    check_model(model)
+    check_path(data, "data")
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise WorkflowError(f"-k must be a positive number of samples, got {k}")
     if isinstance(polish, bool) or not isinstance(polish, int) or polish < 0:
         raise WorkflowError(f"--polish must be an integer >= 0, got {polish}")
     seed = check_seed(seed)
-    if limit is not None and limit < 1:
-        raise WorkflowError(f"--limit must be >= 1, got {limit}")
+    if limit is not None:
+        check_count(limit, "--limit")
     t0 = time.perf_counter()
     ds = _load_split(model, data, split, split_seed)
     train = _load_split(model, data, "train", split_seed)

@@ -13,14 +13,16 @@ the figure shows each design's volume fraction and greyness. Latent vectors are 
 
 from __future__ import annotations
 
+import numbers
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .._checks import check_model, check_path, check_problem
 from ..solvers import Problem
 from ._judge import caption, score
-from ._latent import LatentDecoder, WorkflowError, check_seed
+from ._latent import LatentDecoder, WorkflowError, check_count, check_seed
 
 INTERPOLATIONS = ("linear", "slerp")
 
@@ -38,8 +40,7 @@ def slerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 def prior_samples(model, n: int, problem: Problem | None = None, seed: int = 0, device=None):
     """``n`` designs decoded from prior samples, (n, H, W)."""
-    if n <= 0:
-        raise WorkflowError(f"-n must be a positive integer, got {n}")
+    check_count(n, "-n")
     seed = check_seed(seed)
     dec = LatentDecoder(model, problem, device)
     g = torch.Generator().manual_seed(seed)
@@ -61,12 +62,12 @@ def interpolate(
     A CVAE encodes each end under its own condition (``conditions``, default: the problem's)
     and decodes the path under the problem's; without a problem the condition is interpolated
     linearly along with z."""
+    check_model(model)
     if method not in INTERPOLATIONS:
         raise WorkflowError(
             f"unknown interpolation {method!r}; choose one of: {', '.join(INTERPOLATIONS)}"
         )
-    if steps < 2:
-        raise WorkflowError(f"--steps must be >= 2, got {steps}")
+    check_count(steps, "--steps", low=2)
     conditional = model.config.conditional
     if conditional and problem is None and conditions is None:
         raise WorkflowError("a cvae needs a problem or the two designs' conditions")
@@ -95,8 +96,8 @@ def traverse(
 ) -> np.ndarray:
     """Designs with latent dimension ``dim`` set to each of ``values``, the others those of
     ``base`` (a whitened latent vector; default the prior mean, u = 0)."""
-    d = model.config.latent_dim
-    if not 0 <= dim < d:
+    d = check_model(model).config.latent_dim
+    if isinstance(dim, bool) or not isinstance(dim, int | np.integer) or not 0 <= dim < d:
         raise WorkflowError(
             f"--dim must be in [0, {d - 1}] for this {d}-dimensional model, got {dim}"
         )
@@ -166,9 +167,12 @@ def latent_map(
     """
     import h5py
 
+    from ..datasets._store import read_rows
     from ..models._losses import gaussian_kl
     from ._evaluate import _load_split
 
+    check_model(model)
+    check_path(data, "data")
     if projection not in PROJECTIONS:
         raise WorkflowError(
             f"unknown projection {projection!r}; choose one of: {', '.join(PROJECTIONS)}"
@@ -177,15 +181,14 @@ def latent_map(
         raise WorkflowError(f"unknown colour {colour!r}; choose one of: {', '.join(COLOURS)}")
     if isinstance(grid, bool) or not isinstance(grid, int) or not 2 <= grid <= 16:
         raise WorkflowError(f"--grid must be an integer in 2..16, got {grid}")
-    if not 0 < span < 1e3:
+    if not isinstance(span, numbers.Real) or not 0 < span < 1e3:
         raise WorkflowError(f"--span must be a number in (0, 1000), got {span}")
     if model.config.latent_dim < 2:
         raise WorkflowError("a latent map needs a model with at least 2 latent dimensions")
     ds = _load_split(model, data, split, split_seed)
-    if not 0 <= index < len(ds):
+    if check_count(index, "--index", low=0) >= len(ds):
         raise WorkflowError(f"--index must be in [0, {len(ds) - 1}] for this split, got {index}")
-    if outliers < 0:
-        raise WorkflowError(f"--outliers must be >= 0, got {outliers}")
+    check_count(outliers, "--outliers", low=0)
     conditional = model.config.conditional
     dev = LatentDecoder(model, None, device, explicit_conditions=True).device
     model = model.to(dev).eval()
@@ -222,9 +225,9 @@ def latent_map(
     with h5py.File(ds.path, "r") as f:
         rows = ds.rows
         values = {
-            "volfrac": f["problem/volfrac"][rows],
-            "compliance": f["result/compliance"][rows],
-            "iterations": f["result/iterations"][rows],
+            "volfrac": read_rows(f, "problem/volfrac", rows),
+            "compliance": read_rows(f, "result/compliance", rows),
+            "iterations": read_rows(f, "result/iterations", rows),
             "kl": kl.sum(1),
         }[colour].astype(np.float64)
     problem = ds.problem(index)
@@ -313,7 +316,7 @@ def responsive_dims(model, problem: Problem | None, n: int = 2, device=None) -> 
 def with_load_angle(problem: Problem, degrees: float) -> Problem:
     """The problem with every load turned to the direction ``degrees`` (0 = +x, -90 = down, as
     in the dataset distributions), each node's force magnitude kept."""
-    if problem.loads.shape[0] != 1:
+    if check_problem(problem).loads.shape[0] != 1:
         raise WorkflowError("a load-angle sweep needs a problem with one load case")
     magnitude = np.hypot(problem.loads[0, 0], problem.loads[0, 1])
     t = np.radians(degrees)
@@ -347,8 +350,9 @@ def condition_sweep(
     under the problem with each volume fraction of ``volfracs`` (rows) and each load direction
     of ``angles`` in degrees (columns); either may be None (kept). Designs are projected onto
     each volume fraction. Returns (designs (R*C, H, W), their problems, labels)."""
-    if not model.config.conditional:
+    if not check_model(model).config.conditional:
         raise WorkflowError("a condition sweep needs a cvae (this model takes no condition)")
+    check_problem(problem)
     vfs = [problem.volfrac] if volfracs is None else [float(v) for v in volfracs]
     for v in vfs:
         if not 0 < v < 1:

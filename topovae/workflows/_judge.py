@@ -21,10 +21,11 @@ built once per problem) or, with ``device="cuda"``, from the batched multigrid F
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from .._checks import check_problem, check_unit_range, real_array, type_name
 from ..solvers import FEModel, Problem
 from ..solvers._connectivity import bare_loads, load_carrying
 from ..solvers._fe import simp_modulus, to_field, to_vector
@@ -48,6 +49,7 @@ def impose_passive(density: np.ndarray, problem: Problem) -> np.ndarray:
 def binarize(density: np.ndarray, problem: Problem) -> np.ndarray:
     """0/1 design with the problem's volume fraction: passive solid, then the highest-density
     design elements (ties by position) until round(VF* n) elements are solid."""
+    check_problem(problem)
     rho = impose_passive(density, problem)
     n_solid = round(problem.volfrac * rho.size)
     free = ~(problem.passive_solid | problem.passive_void)
@@ -125,13 +127,38 @@ class ComplianceOracle:
         return (c, dc) if grad else (c, None)
 
 
-def _check(designs: np.ndarray, problems: Sequence[Problem]) -> np.ndarray:
-    d = np.asarray(designs, dtype=np.float64)
-    if d.ndim == 2:
-        d = d[None]
-    if d.ndim != 3 or len(problems) != d.shape[0]:
+# filters and projections round to 1 + 2e-16: a density this far outside [0, 1] is clipped
+RANGE_TOL = 1e-9
+
+
+def _designs(designs, name: str = "designs") -> np.ndarray:
+    """(B, H, W) float64 (one (H, W) design becomes a batch of one), finite and in [0, 1]."""
+    d = real_array(designs, name, JudgeError)
+    if d.ndim in (1, 3) and len(d) == 0:
+        raise JudgeError(f"no {name} to score: the batch is empty")
+    d = d[None] if d.ndim == 2 else d
+    if d.ndim != 3:
+        raise JudgeError(f"{name} must be (B, H, W) or one (H, W) design; got shape {d.shape}")
+    check_unit_range(d, name, JudgeError, tol=RANGE_TOL)
+    return d
+
+
+def _problems(problems, n: int) -> list[Problem]:
+    """One problem per design (``problems``: one for all, or a sequence)."""
+    if isinstance(problems, Problem):
+        return [problems] * n
+    if isinstance(problems, str) or not isinstance(problems, Iterable):
+        raise TypeError(f"problems must be a Problem or a list of them, got {type_name(problems)}")
+    problems = list(problems)
+    for p in problems:
+        check_problem(p, "every entry of problems")
+    return problems
+
+
+def _check(d: np.ndarray, problems: list[Problem]) -> None:
+    if len(problems) != d.shape[0]:
         raise JudgeError(
-            f"designs must be (B, H, W) with one problem each; got {np.shape(designs)} for "
+            f"designs must be (B, H, W) with one problem each; got {d.shape} for "
             f"{len(problems)} problem(s)"
         )
     for p in problems:
@@ -140,13 +167,11 @@ def _check(designs: np.ndarray, problems: Sequence[Problem]) -> np.ndarray:
                 f"a {d.shape[2]}x{d.shape[1]} design cannot be judged on the "
                 f"{p.nelx}x{p.nely} problem {p.name!r}"
             )
-    if not np.all(np.isfinite(d)):
-        raise JudgeError("designs must be finite")
-    return d
 
 
 def greyness(density: np.ndarray, problem: Problem) -> float:
     """Mnd = 4 mean(rho (1 - rho)) over the design domain, in [0, 1]."""
+    check_problem(problem)
     free = ~(problem.passive_solid | problem.passive_void)
     rho = np.clip(density[free], 0.0, 1.0)
     return float(4.0 * np.mean(rho * (1.0 - rho))) if rho.size else 0.0
@@ -166,10 +191,11 @@ def score(
     all, one (H, W) reference is judged once and serves every design. Pass an ``oracle`` to
     reuse FE models across calls.
     """
-    if isinstance(problems, Problem):
-        problems = [problems] * (1 if np.ndim(designs) == 2 else len(designs))
-    problems = list(problems)
-    d = _check(designs, problems)
+    d = _designs(designs)
+    problems = _problems(problems, len(d))
+    _check(d, problems)
+    if reference is not None:  # checked before the designs are judged
+        _designs(reference, "reference")
     oracle = oracle or ComplianceOracle()
     rho = np.stack([impose_passive(x, p) for x, p in zip(d, problems, strict=True)])
     binary = np.stack([binarize(x, p) for x, p in zip(d, problems, strict=True)])

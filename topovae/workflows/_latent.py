@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .._checks import check_model, check_problem
 from ..datasets._torch import BASE_CHANNELS, problem_condition
 from ..models._losses import project_volume
 from ..solvers import Problem
@@ -40,8 +41,17 @@ def _device(device: str | torch.device | None) -> torch.device:
     return resolve_device("auto" if device is None else device)
 
 
+def check_count(value, flag: str, low: int = 1) -> int:
+    """An integer >= ``low`` (not a bool), or a WorkflowError naming the option."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+        raise WorkflowError(f"{flag} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
 def condition_of(model, problem: Problem) -> torch.Tensor:
     """The (Cc, H, W) condition images of ``problem`` for ``model``, or a clear error."""
+    check_model(model)
+    check_problem(problem)
     cfg = model.config
     if problem.shape != (cfg.height, cfg.width):
         raise WorkflowError(
@@ -69,6 +79,9 @@ class LatentDecoder:
     def __init__(
         self, model, problem: Problem | None = None, device=None, explicit_conditions=False
     ) -> None:
+        check_model(model)
+        if problem is not None:
+            check_problem(problem)
         self.device = _device(device)
         self.model = model.to(self.device).eval()
         self.problem = problem

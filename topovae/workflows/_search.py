@@ -29,9 +29,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._checks import check_model, check_problem
 from ..solvers import Problem, SolveResult, solve
 from ._judge import ComplianceOracle, score
-from ._latent import LatentDecoder, WorkflowError, check_seed
+from ._latent import LatentDecoder, WorkflowError, check_count, check_seed
 
 METHODS = ("random", "cmaes", "gradient")
 
@@ -98,6 +99,8 @@ def search(
     progress: bool = False,
 ) -> SearchResult:
     """See the module docstring. ``reference``: a (H, W) design (SIMP's) for the CE figures."""
+    check_model(model)
+    check_problem(problem)
     if method not in METHODS:
         raise WorkflowError(
             f"unknown search method {method!r}; choose one of: {', '.join(METHODS)}"
@@ -106,8 +109,7 @@ def search(
     seed = check_seed(seed)
     if isinstance(polish, bool) or not isinstance(polish, int) or polish < 0:
         raise WorkflowError(f"--polish must be an integer >= 0, got {polish}")
-    if starts < 1:
-        raise WorkflowError(f"--starts must be >= 1, got {starts}")
+    check_count(starts, "--starts")
     dec = LatentDecoder(model, problem, device)
     oracle = ComplianceOracle(None if dec.device.type == "cpu" else dec.device)
     t0 = time.perf_counter()

@@ -1,0 +1,494 @@
+"""Bad arguments to the public Python API get the project's own errors (`ProblemError`,
+`DatasetError`, `ConfigError`, `WorkflowError`, `JudgeError`: all ValueErrors) or a TypeError
+naming the argument, never an AttributeError, KeyError or numpy's message from deep inside.
+
+One table of bad calls, each with its error type and a fragment of the message; then
+property-based tests (hypothesis) feeding arbitrary arrays (any shape, bool / int / float /
+complex / object, NaN, inf, huge values) to `Problem`, `score` and `TopologyDataset`.
+"""
+
+import dataclasses
+import math
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from topovae.datasets import (
+    DatasetError,
+    TopologyDataset,
+    clean_dataset,
+    distribution,
+    generate,
+    has_problems,
+    import_arrays,
+    import_images,
+    read_header,
+    sample_problem,
+    transform_design,
+    transform_problem,
+)
+from topovae.models import ConfigError, DesignVAE, TrainConfig, VAEConfig, load, read_checkpoint
+from topovae.solvers import (
+    Problem,
+    ProblemError,
+    SIMPSettings,
+    compliance,
+    full_material_fields,
+    preset,
+    solve,
+)
+from topovae.workflows import (
+    SCORE_KEYS,
+    JudgeError,
+    LatentDecoder,
+    WorkflowError,
+    binarize,
+    condition_sweep,
+    evaluate,
+    greyness,
+    interpolate,
+    latent_map,
+    prior_samples,
+    score,
+    search,
+    traverse,
+    with_load_angle,
+)
+
+NX, NY = 8, 4  # the grid of the table's problem and model
+
+
+@pytest.fixture(scope="module")
+def ctx(tmp_path_factory):
+    """What the bad calls need: a problem, a design, a tiny dataset file and an untrained model."""
+    tmp = tmp_path_factory.mktemp("api-input")
+    data = tmp / "tiny.h5"
+    generate(data, distribution("mixed", 8, 8), n=3, seed=0, workers=1, progress=False)
+    p = preset("mbb", NX, NY, 0.5)
+    cfg = VAEConfig(kind="vae", height=NY, width=NX, latent_dim=2, base_width=4, depth=1)
+    return {
+        "p": p,
+        "d": np.full(p.shape, 0.5),
+        "arrays": p.to_arrays(),
+        "data": data,
+        "ds": TopologyDataset(data, "all"),
+        "model": DesignVAE(cfg),
+        "cvae": DesignVAE(dataclasses.replace(cfg, kind="cvae", cond_channels=7)),
+        "dist": distribution("mixed", 8, 8),
+        "tmp": tmp,
+    }
+
+
+def problem_with(c, **changes):
+    a = c["arrays"]
+    args = dict(
+        nelx=NX, nely=NY, volfrac=0.5, fixed_x=a["fixed_x"], fixed_y=a["fixed_y"], loads=a["loads"]
+    )
+    return Problem(**{**args, **changes})
+
+
+# (id, call(ctx), error type, fragment of the message)
+CASES = [
+    # -- solvers ---------------------------------------------------------------------------
+    ("from_arrays-not-json", lambda c: Problem.from_arrays(c["arrays"], "not json"),
+     ProblemError, "problem metadata is not valid JSON"),
+    ("from_arrays-meta-list", lambda c: Problem.from_arrays(c["arrays"], [1]),
+     ProblemError, "metadata must be a dict, got list"),
+    ("from_arrays-meta-empty", lambda c: Problem.from_arrays(c["arrays"], {}),
+     ProblemError, "metadata lacks nelx, nely, volfrac"),
+    ("from_arrays-arrays-None", lambda c: Problem.from_arrays(None, c["p"].metadata()),
+     TypeError, "arrays must be a dict of arrays, got NoneType"),
+    ("from_arrays-settings-str",
+     lambda c: Problem.from_arrays(c["arrays"], {**c["p"].metadata(), "settings": "fast"}),
+     ProblemError, "SIMP settings must be a dict, got str"),
+    ("Problem.load-None", lambda c: Problem.load(None), TypeError, "path must be a file path"),
+    ("Problem-loads-complex", lambda c: problem_with(c, loads=c["arrays"]["loads"] + 1j),
+     ProblemError, "loads must be an array of real numbers, got dtype complex128"),
+    ("Problem-loads-ragged", lambda c: problem_with(c, loads=[[1.0], [1.0, 2.0]]),
+     ProblemError, "loads must be a numeric array of shape (ncases, 2, 5, 9)"),
+    ("Problem-volfrac-array", lambda c: problem_with(c, volfrac=np.array([0.5])),
+     ProblemError, "volfrac must be a number, got an array of shape (1,)"),
+    ("Problem-volfrac-complex", lambda c: problem_with(c, volfrac=np.complex128(0.5)),
+     ProblemError, "volfrac must be a real number"),
+    ("Problem-volfrac-huge-int", lambda c: problem_with(c, volfrac=10**400),
+     ProblemError, "volfrac must be a number"),
+    ("Problem-name-int", lambda c: problem_with(c, name=3),
+     ProblemError, "name must be a string, got int"),
+    ("SIMPSettings.from_dict-None", lambda c: SIMPSettings.from_dict(None),
+     ProblemError, "SIMP settings must be a dict, got NoneType"),
+    ("solve-None", lambda c: solve(None),
+     TypeError, "problem must be a topovae Problem, got NoneType"),
+    ("solve-str", lambda c: solve("mbb"), TypeError, "problem must be a topovae Problem, got str"),
+    ("solve-threads-str", lambda c: solve(c["p"], threads="x"),
+     ProblemError, "threads must be None (leave BLAS alone) or an integer >= 1, got 'x'"),
+    ("solve-threads-negative", lambda c: solve(c["p"], threads=-1), ProblemError, "got -1"),
+    ("solve-threads-0", lambda c: solve(c["p"], threads=0), ProblemError, "got 0"),
+    ("solve-threads-float", lambda c: solve(c["p"], threads=1.5), ProblemError, "got 1.5"),
+    ("solve-threads-bool", lambda c: solve(c["p"], threads=True), ProblemError, "got True"),
+    ("solve-callback-int", lambda c: solve(c["p"], callback=3),
+     TypeError, "callback must be callable, got int"),
+    ("solve-x0-str", lambda c: solve(c["p"], x0="a"),
+     ProblemError, "x0 must be an array of real numbers, got dtype <U1"),
+    ("compliance-str-problem", lambda c: compliance(c["d"], "mbb"),
+     TypeError, "problem must be a topovae Problem, got str"),
+    ("compliance-penal-nan", lambda c: compliance(c["d"], c["p"], penal=math.nan),
+     ProblemError, "penal must be finite, got nan"),
+    ("compliance-penal-inf", lambda c: compliance(c["d"], c["p"], penal=math.inf),
+     ProblemError, "penal must be finite, got inf"),
+    ("compliance-penal-0.5", lambda c: compliance(c["d"], c["p"], penal=0.5),
+     ProblemError, "penal must be >= 1 (None: the problem's), got 0.5"),
+    ("compliance-penal-str", lambda c: compliance(c["d"], c["p"], penal="x"),
+     ProblemError, "penal must be a number, got 'x'"),
+    ("compliance-complex", lambda c: compliance(c["d"] + 1j, c["p"]),
+     ProblemError, "density must be an array of real numbers, got dtype complex128"),
+    ("compliance-5.0", lambda c: compliance(np.full(c["p"].shape, 5.0), c["p"]),
+     ProblemError, "density must be in [0, 1], got 5.0"),
+    ("preset-list", lambda c: preset([]), ProblemError, "unknown preset []"),
+    ("preset-int", lambda c: preset(3), ProblemError, "unknown preset 3"),
+    ("full_material_fields-str", lambda c: full_material_fields("mbb"),
+     TypeError, "problem must be a topovae Problem, got str"),
+    # -- datasets --------------------------------------------------------------------------
+    ("TopologyDataset-None", lambda c: TopologyDataset(None),
+     TypeError, "the dataset path must be a file path (str or os.PathLike), got NoneType"),
+    ("TopologyDataset-array", lambda c: TopologyDataset(np.zeros(3)),
+     TypeError, "the dataset path must be a file path (str or os.PathLike), got ndarray"),
+    ("TopologyDataset-missing", lambda c: TopologyDataset(c["tmp"] / "nope.h5"),
+     DatasetError, "nope.h5' does not exist"),
+    ("TopologyDataset-long-name", lambda c: TopologyDataset("x" * 5000),
+     DatasetError, "does not exist"),
+    ("TopologyDataset-split-int", lambda c: TopologyDataset(c["data"], split=3),
+     DatasetError, "unknown split 3"),
+    ("TopologyDataset-fractions-str", lambda c: TopologyDataset(c["data"], fractions="abc"),
+     DatasetError, "fractions must be 3 shares >= 0 summing to 1, got 'abc'"),
+    ("TopologyDataset-split_seed-negative", lambda c: TopologyDataset(c["data"], split_seed=-1),
+     DatasetError, "split_seed must be >= 0, got -1"),
+    ("TopologyDataset-split_seed-str", lambda c: TopologyDataset(c["data"], split_seed="a"),
+     TypeError, "split_seed must be an integer, got str"),
+    ("TopologyDataset-getitem-str", lambda c: c["ds"]["a"],
+     TypeError, "index must be an integer, got str"),
+    ("TopologyDataset-getitem-float", lambda c: c["ds"][1.0],
+     TypeError, "index must be an integer, got float"),
+    ("TopologyDataset-getitem-array", lambda c: c["ds"][np.array([0, 1])],
+     TypeError, "index must be an integer, got ndarray"),
+    ("TopologyDataset-problem-str", lambda c: c["ds"].problem("a"),
+     TypeError, "index must be an integer, got str"),
+    ("TopologyDataset-problem-out-of-range", lambda c: c["ds"].problem(99),
+     IndexError, "index 99 out of range for a split of 3 samples"),
+    ("read_header-int", lambda c: read_header(3),
+     TypeError, "the dataset path must be a file path"),
+    ("has_problems-None", lambda c: has_problems(None), TypeError, "the dataset path must be"),
+    ("clean_dataset-None", lambda c: clean_dataset(None, c["tmp"] / "c.h5"),
+     TypeError, "path must be a file path"),
+    ("import_arrays-None", lambda c: import_arrays(None, c["tmp"] / "i.h5"),
+     TypeError, "source must be a .npz / .npy path or an array, got NoneType"),
+    ("import_arrays-out-None", lambda c: import_arrays(np.zeros((1, 4, 4)), None),
+     TypeError, "out must be a file path"),
+    ("import_images-None", lambda c: import_images(None, c["tmp"] / "i.h5"),
+     (TypeError, DatasetError), "folder must be a file path"),  # DatasetError: no Pillow
+    ("distribution-list", lambda c: distribution([]), ProblemError, "unknown distribution []"),
+    ("sample_problem-None", lambda c: sample_problem(None, 0, 0),
+     TypeError, "dist must be a ProblemDistribution, got NoneType"),
+    ("sample_problem-seed-str", lambda c: sample_problem(c["dist"], "a", 0),
+     TypeError, "seed and index must be integers, got seed='a'"),
+    ("generate-str-distribution", lambda c: generate(c["tmp"] / "g.h5", "mixed", 2),
+     TypeError, "dist must be a ProblemDistribution, got str"),
+    ("generate-path-None", lambda c: generate(None, c["dist"], 2),
+     TypeError, "path must be a file path"),
+    ("generate-workers-str", lambda c: generate(c["tmp"] / "g.h5", c["dist"], 2, workers="a"),
+     DatasetError, "--workers must be an integer >= 1, got 'a'"),
+    ("generate-batch-0", lambda c: generate(c["tmp"] / "g.h5", c["dist"], 2, batch=0),
+     DatasetError, "--batch must be an integer >= 1, got 0"),
+    ("transform_problem-str", lambda c: transform_problem("mbb", 0),
+     TypeError, "problem must be a topovae Problem, got str"),
+    ("transform_design-code-9", lambda c: transform_design(c["d"], 9),
+     DatasetError, "transform code must be an integer in 0..7, got 9"),
+    # -- workflows -------------------------------------------------------------------------
+    ("score-5.0", lambda c: score(np.full(c["p"].shape, 5.0), c["p"]),
+     JudgeError, "designs must be in [0, 1], got 5.0"),
+    ("score-negative", lambda c: score(np.full(c["p"].shape, -0.5), c["p"]),
+     JudgeError, "designs must be in [0, 1], got -0.5"),
+    ("score-past-tolerance", lambda c: score(np.full(c["p"].shape, 1 + 1e-6), c["p"]),
+     JudgeError, "designs must be in [0, 1], got 1.000001"),
+    ("score-nan", lambda c: score(np.full(c["p"].shape, np.nan), c["p"]),
+     JudgeError, "designs must be finite, got nan"),
+    ("score-inf", lambda c: score(np.full(c["p"].shape, -np.inf), c["p"]),
+     JudgeError, "designs must be finite, got -inf"),
+    ("score-empty-batch", lambda c: score(np.empty((0, *c["p"].shape)), c["p"]),
+     JudgeError, "no designs to score"),
+    ("score-empty-list", lambda c: score([], c["p"]), JudgeError, "no designs to score"),
+    ("score-str", lambda c: score("abc", c["p"]),
+     JudgeError, "designs must be an array of real numbers, got dtype <U3"),
+    ("score-complex", lambda c: score(c["d"] + 0j, c["p"]),
+     JudgeError, "designs must be an array of real numbers, got dtype complex128"),
+    ("score-1d", lambda c: score(np.zeros(3), c["p"]),
+     JudgeError, "designs must be (B, H, W) or one (H, W) design; got shape (3,)"),
+    ("score-problems-str", lambda c: score(c["d"], "mbb"),
+     TypeError, "problems must be a Problem or a list of them, got str"),
+    ("score-problems-None", lambda c: score(c["d"], None),
+     TypeError, "problems must be a Problem or a list of them, got NoneType"),
+    ("score-problems-entry", lambda c: score(c["d"], [c["p"], "mbb"]),
+     TypeError, "every entry of problems must be a topovae Problem, got str"),
+    ("score-reference-2.0", lambda c: score(c["d"], c["p"], np.full(c["p"].shape, 2.0)),
+     JudgeError, "reference must be in [0, 1], got 2.0"),
+    ("binarize-str", lambda c: binarize(c["d"], "mbb"),
+     TypeError, "problem must be a topovae Problem"),
+    ("greyness-str", lambda c: greyness(c["d"], "mbb"),
+     TypeError, "problem must be a topovae Problem"),
+    ("search-None-model", lambda c: search(None, c["p"]),
+     TypeError, "model must be a DesignVAE (e.g. topovae.models.load(path)), got NoneType"),
+    ("search-str-problem", lambda c: search(c["model"], "mbb"),
+     TypeError, "problem must be a topovae Problem, got str"),
+    ("search-starts-str", lambda c: search(c["model"], c["p"], starts="a"),
+     WorkflowError, "--starts must be an integer >= 1, got 'a'"),
+    ("evaluate-None-model", lambda c: evaluate(None, c["data"]),
+     TypeError, "model must be a DesignVAE"),
+    ("evaluate-data-None", lambda c: evaluate(c["model"], None),
+     TypeError, "data must be a file path (str or os.PathLike), got NoneType"),
+    ("evaluate-missing-file", lambda c: evaluate(c["model"], c["tmp"] / "nope.h5"),
+     WorkflowError, "nope.h5' does not exist"),
+    ("evaluate-limit-str", lambda c: evaluate(c["model"], c["data"], limit="a"),
+     WorkflowError, "--limit must be an integer >= 1, got 'a'"),
+    ("latent_map-None-model", lambda c: latent_map(None, c["data"]),
+     TypeError, "model must be a DesignVAE"),
+    ("latent_map-data-int", lambda c: latent_map(c["model"], 3),
+     TypeError, "data must be a file path"),
+    ("latent_map-span-str", lambda c: latent_map(c["model"], c["data"], span="a"),
+     WorkflowError, "--span must be a number in (0, 1000), got a"),
+    ("condition_sweep-None-model", lambda c: condition_sweep(None, c["p"]),
+     TypeError, "model must be a DesignVAE"),
+    ("condition_sweep-str-problem", lambda c: condition_sweep(c["cvae"], "mbb"),
+     TypeError, "problem must be a topovae Problem, got str"),
+    ("prior_samples-None-model", lambda c: prior_samples(None, 2),
+     TypeError, "model must be a DesignVAE"),
+    ("prior_samples-n-str", lambda c: prior_samples(c["model"], "a"),
+     WorkflowError, "-n must be an integer >= 1, got 'a'"),
+    ("traverse-dim-str", lambda c: traverse(c["model"], "a", [0.0]),
+     WorkflowError, "--dim must be in [0, 1] for this 2-dimensional model, got a"),
+    ("interpolate-steps-str", lambda c: interpolate(c["model"], c["d"], c["d"], steps="a"),
+     WorkflowError, "--steps must be an integer >= 2, got 'a'"),
+    ("with_load_angle-str", lambda c: with_load_angle("mbb", 0),
+     TypeError, "problem must be a topovae Problem"),
+    ("LatentDecoder-str-problem", lambda c: LatentDecoder(c["model"], "mbb"),
+     TypeError, "problem must be a topovae Problem, got str"),
+    # -- models ----------------------------------------------------------------------------
+    ("load-None", lambda c: load(None), TypeError, "the checkpoint path must be a file path"),
+    ("load-missing", lambda c: load(c["tmp"] / "nope.pt"), ConfigError, "nope.pt' does not exist"),
+    ("read_checkpoint-int", lambda c: read_checkpoint(3), TypeError, "got int"),
+    ("DesignVAE-None", lambda c: DesignVAE(None),
+     TypeError, "config must be a VAEConfig, got NoneType"),
+    ("DesignVAE-dict", lambda c: DesignVAE({}), TypeError, "config must be a VAEConfig, got dict"),
+    ("TrainConfig-lr-str", lambda c: TrainConfig(lr="a"),
+     ConfigError, "lr must be a finite number > 0, got 'a'"),
+    ("TrainConfig-lr-nan", lambda c: TrainConfig(lr=math.nan),
+     ConfigError, "lr must be a finite number"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "fragment"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_a_bad_call_gets_the_projects_error_naming_the_value(ctx, call, error, fragment):
+    with pytest.raises(error) as info:
+        call(ctx)
+    assert fragment in str(info.value), str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_the_case_ids_are_unique():
+    ids = [c[0] for c in CASES]
+    assert len(ids) == len(set(ids))
+
+
+def test_good_calls_next_to_the_refused_ones_still_work(ctx):
+    p, d = ctx["p"], ctx["d"]
+    one = p.with_settings(max_iter=1)
+    for threads in (None, 1, np.int64(2)):
+        assert solve(one, threads=threads).iterations == 1
+    assert Problem.from_arrays(ctx["arrays"], p.metadata()).shape == p.shape
+    assert compliance(d, p, penal=1) > 0
+    # filters round to 1 + 2e-16; anything within 1e-9 of [0, 1] is judged, clipped
+    s = score(np.full(p.shape, 1 + 2e-16), p)
+    assert s["volume"][0] == 1.0
+    assert score(np.full(p.shape, -1e-10), p)["volume"][0] == 0.0
+    assert set(score([d, d], [p, p])) == set(SCORE_KEYS)
+    assert set(score(d, (q for q in [p]))) == set(SCORE_KEYS)  # any iterable of problems
+    ds = ctx["ds"]
+    assert int(ds[np.int64(0)]["position"]) == 0 and int(ds[-1]["position"]) == len(ds) - 1
+    with pytest.raises(IndexError):  # the sequence protocol: out of range ends iteration
+        ds[len(ds)]
+
+
+# -- property-based: arbitrary arrays -----------------------------------------------------------
+DTYPES = st.one_of(
+    hnp.boolean_dtypes(),
+    hnp.integer_dtypes(),
+    hnp.unsigned_integer_dtypes(),
+    hnp.floating_dtypes(),
+    hnp.complex_number_dtypes(),
+)
+OBJECTS = st.one_of(
+    st.none(), st.integers(), st.floats(), st.text(max_size=3), st.complex_numbers()
+)
+
+
+def arrays(shapes=()):
+    """Arrays of any dtype (object ones hold None, ints of any size, floats, text, complex), of
+    one of ``shapes`` or any shape up to 4-d; NaN, inf and huge values included."""
+    any_shape = hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=6)
+    shape = st.one_of(st.sampled_from(shapes), any_shape) if shapes else any_shape
+    return st.one_of(
+        hnp.arrays(DTYPES, shape),
+        hnp.arrays(np.dtype(object), shape, elements=OBJECTS),
+    )
+
+
+NODES, ELEMS = (NY + 1, NX + 1), (NY, NX)
+SHAPES = {  # the shapes each Problem array may have
+    "fixed_x": (NODES,), "fixed_y": (NODES,),
+    "loads": ((2, *NODES), (1, 2, *NODES), (2, 2, *NODES)),
+    "passive_solid": (ELEMS,), "passive_void": (ELEMS,),
+}  # fmt: skip
+FAST = settings(
+    max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
+
+
+def shaped(shapes):
+    """Arrays of the right shapes, finite (huge values included), so that some problems pass."""
+    return st.sampled_from(shapes).flatmap(
+        lambda shape: st.one_of(
+            hnp.arrays(st.sampled_from([bool, np.int8]), shape),
+            hnp.arrays(np.float64, shape, elements=st.floats(-1e300, 1e300, allow_nan=False)),
+        )
+    )
+
+
+def field(name):
+    return st.tuples(st.just(name), st.one_of(arrays(SHAPES[name]), shaped(SHAPES[name])))
+
+
+@FAST
+@given(
+    fields=st.lists(
+        st.sampled_from(list(SHAPES)).flatmap(field),
+        min_size=1,
+        max_size=3,
+        unique_by=lambda f: f[0],
+    ),
+    scalar=st.one_of(st.none(), st.tuples(st.sampled_from(["nelx", "nely", "volfrac"]), arrays())),
+)
+def test_problem_takes_any_array_and_answers_with_a_problem_error(fields, scalar):
+    p = preset("mbb", NX, NY, 0.5)
+    args = {"nelx": NX, "nely": NY, "volfrac": 0.5, **p.to_arrays(), **dict(fields)}
+    if scalar is not None:
+        args[scalar[0]] = scalar[1]
+    try:
+        q = Problem(**args)
+    except (ProblemError, TypeError) as e:
+        event(f"refused: {str(e)[:25]}")
+        return
+    event("accepted")
+    assert q.shape == (NY, NX) and np.all(np.isfinite(q.loads))  # accepted: a valid problem
+
+
+SCORE_SHAPES = (ELEMS, (1, *ELEMS), (2, *ELEMS), (0, *ELEMS))
+
+
+def in_range(dtype, values):
+    return hnp.arrays(dtype, st.sampled_from(SCORE_SHAPES), elements=st.sampled_from(values))
+
+
+@FAST
+@given(
+    designs=st.one_of(
+        arrays(SCORE_SHAPES),  # and designs that get judged, at the edges of [0, 1] too:
+        in_range(np.float64, [0.0, 1.0, 0.5, 1e-300, 1 - 1e-16, 1 + 2e-16, -1e-10]),
+        in_range(st.sampled_from([np.float16, np.float32]), [0.0, 1.0, 0.5, 0.25]),
+        in_range(st.sampled_from([bool, np.uint8, np.int64]), [0, 1]),
+        hnp.arrays(np.float64, st.sampled_from(SCORE_SHAPES), elements=st.floats(-1e-9, 1 + 1e-9)),
+    )
+)
+def test_score_takes_any_array_and_answers_with_a_judge_error(designs):
+    p = preset("mbb", NX, NY, 0.5)
+    try:
+        s = score(designs, p)
+    except (JudgeError, TypeError) as e:
+        event(f"refused: {str(e)[:25]}")
+        return
+    event("judged")
+    assert set(s) == set(SCORE_KEYS)
+    assert np.all(np.isfinite(s["compliance"])) and np.all((0 <= s["volume"]) & (s["volume"] <= 1))
+
+
+@FAST
+@given(path=st.one_of(arrays(), st.text(max_size=20)), index=st.one_of(arrays(), st.integers()))
+def test_a_dataset_takes_any_path_and_index_and_answers_with_a_dataset_error(ctx, path, index):
+    try:
+        TopologyDataset(path)
+    except (DatasetError, TypeError):
+        pass
+    ds = ctx["ds"]
+    try:
+        item = ds[index]
+    except TypeError:
+        return
+    except IndexError:  # an integer out of range: the sequence protocol
+        assert isinstance(index, int) and not -len(ds) <= index < len(ds)
+        return
+    assert item["density"].shape == (1, 8, 8)
+
+
+# -- corrupted files: every chunk carries a fletcher32 checksum -----------------------------------
+def flip_bytes_in_chunk(path, key: str, chunk: int) -> None:
+    """Invert 4 bytes in the middle of chunk ``chunk`` of dataset ``key``, on disk."""
+    with h5py.File(path, "r") as f:
+        info = f[key].id.get_chunk_info(chunk)
+    with open(path, "r+b") as fh:
+        fh.seek(info.byte_offset + info.size // 2)
+        raw = fh.read(4)
+        fh.seek(info.byte_offset + info.size // 2)
+        fh.write(bytes(b ^ 0xFF for b in raw))
+
+
+def test_a_corrupted_chunk_is_one_dataset_error_naming_the_array(ctx):
+    path = ctx["tmp"] / "corrupted.h5"
+    shutil.copy(ctx["data"], path)
+    with h5py.File(path, "r") as f:
+        assert all(f[k].fletcher32 for k in ("index", "density", "problem/loads"))
+    flip_bytes_in_chunk(path, "density", 1)  # sample 1: one sample per chunk
+    ds = TopologyDataset(path, "all")  # the header is intact
+    assert ds[0]["density"].shape == (1, 8, 8) and ds[2]["density"].shape == (1, 8, 8)
+    message = f"{str(path)!r} is corrupted: checksum mismatch in density"
+    with pytest.raises(DatasetError) as info:
+        ds[1]
+    assert str(info.value) == message
+    with pytest.raises(DatasetError) as info:
+        TopologyDataset(path, "all", in_memory=True)
+    assert str(info.value) == message
+    with pytest.raises(DatasetError, match="checksum mismatch in density"):
+        clean_dataset(path, ctx["tmp"] / "cleaned.h5")
+    assert not (ctx["tmp"] / "cleaned.h5").exists()
+
+
+def test_files_written_before_the_checksums_still_read(ctx):
+    """A file as the writer made it before fletcher32 (gzip only) reads the same."""
+    old = ctx["tmp"] / "before-checksums.h5"
+    with h5py.File(ctx["data"], "r") as src, h5py.File(old, "w") as dst:
+        dst.attrs.update(src.attrs)
+        keys = []
+        src.visititems(lambda k, obj: keys.append(k) if isinstance(obj, h5py.Dataset) else None)
+        for k in keys:
+            s = src[k]
+            dst.create_dataset(k, data=s[:], chunks=s.chunks, compression="gzip", shuffle=s.shuffle)
+    with h5py.File(old, "r") as f:
+        assert not f["density"].fletcher32
+    now, before = ctx["ds"], TopologyDataset(old, "all")
+    for k in range(len(now)):
+        assert torch.equal(before[k]["density"], now[k]["density"])
+        assert torch.equal(before[k]["condition"], now[k]["condition"])

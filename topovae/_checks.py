@@ -1,0 +1,73 @@
+"""Argument checks shared by the public functions: a wrong kind of argument gets a TypeError
+naming the argument and what it may be, instead of an AttributeError from deep inside.
+
+    check_problem(problem)            # a topovae Problem, or TypeError
+    path = check_path(path, "data")   # str or os.PathLike -> Path, or TypeError
+    a = real_array(value, "designs", JudgeError)   # float64 array of real numbers, or JudgeError
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def type_name(value: Any) -> str:
+    return type(value).__name__
+
+
+def check_problem(value: Any, name: str = "problem") -> Any:
+    """``value`` if it is a `Problem` (e.g. ``preset("mbb")``), else a TypeError."""
+    from .solvers._problem import Problem
+
+    if not isinstance(value, Problem):
+        raise TypeError(f"{name} must be a topovae Problem, got {type_name(value)}")
+    return value
+
+
+def check_model(value: Any, name: str = "model") -> Any:
+    """``value`` if it is a design model (a `DesignVAE`, e.g. ``topovae.models.load(path)``)."""
+    import torch
+
+    from .models._config import VAEConfig
+
+    # duck-typed on the config, so that torch.compile'd and subclassed models pass
+    if not isinstance(value, torch.nn.Module) or not isinstance(
+        getattr(value, "config", None), VAEConfig
+    ):
+        raise TypeError(
+            f"{name} must be a DesignVAE (e.g. topovae.models.load(path)), got {type_name(value)}"
+        )
+    return value
+
+
+def check_path(value: Any, name: str = "path") -> Path:
+    """``value`` as a Path if it is a str or os.PathLike, else a TypeError."""
+    if not isinstance(value, str | os.PathLike):
+        raise TypeError(f"{name} must be a file path (str or os.PathLike), got {type_name(value)}")
+    return Path(value)
+
+
+def real_array(value: Any, name: str, error: type[Exception]) -> np.ndarray:
+    """``value`` as a float64 array; ``error`` (naming it) for strings, objects or complex."""
+    try:
+        a = np.asarray(value)
+    except (TypeError, ValueError, RuntimeError) as e:  # ragged lists, grad-tracking tensors
+        raise error(f"{name} must be an array of real numbers ({e})") from None
+    if a.dtype.kind not in "biuf":
+        raise error(f"{name} must be an array of real numbers, got dtype {a.dtype}")
+    return a.astype(np.float64)
+
+
+def check_unit_range(a: np.ndarray, name: str, error: type[Exception], tol: float = 0.0) -> None:
+    """``error`` unless every value of ``a`` is finite and in [-tol, 1 + tol]."""
+    if a.size == 0:
+        return
+    if not np.all(np.isfinite(a)):
+        raise error(f"{name} must be finite, got {a[~np.isfinite(a)].flat[0]}")
+    lo, hi = float(a.min()), float(a.max())
+    if lo < -tol or hi > 1 + tol:
+        raise error(f"{name} must be in [0, 1], got {lo if lo < -tol else hi}")
