@@ -680,3 +680,12 @@ def test_resume_into_a_missing_folder_leaves_nothing_behind(splits, tmp_path):
     with pytest.raises(ConfigError, match="nothing to resume"):
         make_trainer(splits, tmp_path / "new").fit(resume=True, progress=False)
     assert not (tmp_path / "new").exists()
+
+
+def test_cli_resume_on_another_dataset_names_the_data(cli_runs, data8, run, tmp_path):
+    """Another file (here another grid, so another model size too) is named as other data."""
+    _, original = cli_runs["vae"]
+    shutil.copytree(original, tmp_path / "runB")
+    result = run("train", data8, "--latent-dim", 4, "--epochs", 3, "--batch-size", 16,
+                 "--out", "runB", "--resume", "-q")  # fmt: skip
+    assert_one_line_error(result, "trained on other data")

@@ -297,6 +297,14 @@ class Trainer:
 
     def _restore(self, path: Path) -> None:
         ckpt = read_checkpoint(path)
+
+        # the data itself first: another file (e.g. another grid) also changes the model
+        # configuration, and "another model configuration" would name the wrong cause
+        def source(fingerprint):  # what identifies the data ("fields" is the model's choice)
+            return {k: v for k, v in fingerprint.items() if k != "fields"}
+
+        if self.fingerprint and source(ckpt["data"]) != source(self.fingerprint):
+            raise ConfigError(f"{str(path)!r} was trained on other data; cannot resume")
         if ckpt["model_config"] != self.mcfg.to_dict():
             raise ConfigError(f"{str(path)!r} holds another model configuration; cannot resume")
         if self.fingerprint and ckpt["data"] != self.fingerprint:
