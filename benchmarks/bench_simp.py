@@ -105,6 +105,59 @@ def cholmod_available() -> bool:
 # --------------------------------------------------------------------------------------------
 
 
+def _mbb_fe(nelx: int, nely: int, nu: float):
+    """top88's element stiffness KE, edofMat, load F and free DOFs for the half MBB beam."""
+    # PREPARE FINITE ELEMENT ANALYSIS
+    A11 = np.array([[12, 3, -6, -3], [3, 12, 3, 0], [-6, 3, 12, -3], [-3, 0, -3, 12]])
+    A12 = np.array([[-6, -3, 0, 3], [-3, -6, -3, -6], [0, -3, -6, 3], [3, -6, 3, -6]])
+    B11 = np.array([[-4, 3, -2, 9], [3, -4, -9, 4], [-2, -9, -4, -3], [9, 4, -3, -4]])
+    B12 = np.array([[2, -3, 4, -9], [-3, 2, 9, -2], [4, 9, 2, 3], [-9, -2, 3, 2]])
+    KE = (
+        1
+        / (1 - nu**2)
+        / 24
+        * (np.block([[A11, A12], [A12.T, A11]]) + nu * np.block([[B11, B12], [B12.T, B11]]))
+    )
+    nele = nelx * nely
+    ndof = 2 * (nelx + 1) * (nely + 1)
+    nodenrs = np.arange((1 + nelx) * (1 + nely)).reshape(1 + nely, 1 + nelx, order="F")
+    edofVec = (2 * nodenrs[:-1, :-1] + 2).ravel(order="F")  # 0-based 2*nodenrs+1
+    edofMat = edofVec[:, None] + np.array(
+        [0, 1, 2 * nely + 2, 2 * nely + 3, 2 * nely, 2 * nely + 1, -2, -1]
+    )
+    # DEFINE LOADS AND SUPPORTS (HALF MBB-BEAM)
+    F = np.zeros(ndof)
+    F[1] = -1.0
+    fixeddofs = np.union1d(np.arange(0, 2 * (nely + 1), 2), [ndof - 1])
+    freedofs = np.setdiff1d(np.arange(ndof), fixeddofs)
+    return KE, edofMat, F, freedofs, nele, ndof
+
+
+def _top88_filter(nelx: int, nely: int, rmin: float):
+    """top88's filter matrix H (CSC) and its row sums Hs."""
+    nele = nelx * nely
+    # PREPARE FILTER: top88's quadruple loop, vectorised over the elements (i1, j1); one entry per
+    # in-range neighbour (i2, j2), weight max(0, rmin - distance). sparse() drops the zeros.
+    r = math.ceil(rmin) - 1
+    i1, j1 = np.meshgrid(np.arange(nelx), np.arange(nely), indexing="ij")
+    i1, j1 = i1.ravel(), j1.ravel()
+    e1 = i1 * nely + j1
+    iH, jH, sH = [], [], []
+    for di in range(-r, r + 1):
+        for dj in range(-r, r + 1):
+            i2, j2 = i1 + di, j1 + dj
+            ok = (i2 >= 0) & (i2 < nelx) & (j2 >= 0) & (j2 < nely)
+            iH.append(e1[ok])
+            jH.append((i2 * nely + j2)[ok])
+            sH.append(np.full(int(ok.sum()), max(0.0, rmin - math.sqrt(di**2 + dj**2))))
+    H = sp.coo_matrix(
+        (np.concatenate(sH), (np.concatenate(iH), np.concatenate(jH))), shape=(nele, nele)
+    ).tocsc()
+    H.eliminate_zeros()
+    Hs = np.asarray(H.sum(axis=1)).ravel()
+    return H, Hs
+
+
 def top88(
     nelx: int,
     nely: int,
@@ -128,53 +181,12 @@ def top88(
     t_setup = clock()
     # MATERIAL PROPERTIES
     E0, Emin, nu = 1.0, 1e-9, 0.3
-    # PREPARE FINITE ELEMENT ANALYSIS
-    A11 = np.array([[12, 3, -6, -3], [3, 12, 3, 0], [-6, 3, 12, -3], [-3, 0, -3, 12]])
-    A12 = np.array([[-6, -3, 0, 3], [-3, -6, -3, -6], [0, -3, -6, 3], [3, -6, 3, -6]])
-    B11 = np.array([[-4, 3, -2, 9], [3, -4, -9, 4], [-2, -9, -4, -3], [9, 4, -3, -4]])
-    B12 = np.array([[2, -3, 4, -9], [-3, 2, 9, -2], [4, 9, 2, 3], [-9, -2, 3, 2]])
-    KE = (
-        1
-        / (1 - nu**2)
-        / 24
-        * (np.block([[A11, A12], [A12.T, A11]]) + nu * np.block([[B11, B12], [B12.T, B11]]))
-    )
-    nele = nelx * nely
-    ndof = 2 * (nelx + 1) * (nely + 1)
-    nodenrs = np.arange((1 + nelx) * (1 + nely)).reshape(1 + nely, 1 + nelx, order="F")
-    edofVec = (2 * nodenrs[:-1, :-1] + 2).ravel(order="F")  # 0-based 2*nodenrs+1
-    edofMat = edofVec[:, None] + np.array(
-        [0, 1, 2 * nely + 2, 2 * nely + 3, 2 * nely, 2 * nely + 1, -2, -1]
-    )
+    KE, edofMat, F, freedofs, nele, ndof = _mbb_fe(nelx, nely, nu)
     iK = np.kron(edofMat, np.ones((8, 1), dtype=np.int64)).T.ravel(order="F")
     jK = np.kron(edofMat, np.ones((1, 8), dtype=np.int64)).T.ravel(order="F")
     KEv = KE.ravel(order="F")
-    # DEFINE LOADS AND SUPPORTS (HALF MBB-BEAM)
-    F = np.zeros(ndof)
-    F[1] = -1.0
     U = np.zeros(ndof)
-    fixeddofs = np.union1d(np.arange(0, 2 * (nely + 1), 2), [ndof - 1])
-    freedofs = np.setdiff1d(np.arange(ndof), fixeddofs)
-    # PREPARE FILTER: top88's quadruple loop, vectorised over the elements (i1, j1); one entry per
-    # in-range neighbour (i2, j2), weight max(0, rmin - distance). sparse() drops the zeros.
-    r = math.ceil(rmin) - 1
-    i1, j1 = np.meshgrid(np.arange(nelx), np.arange(nely), indexing="ij")
-    i1, j1 = i1.ravel(), j1.ravel()
-    e1 = i1 * nely + j1
-    iH, jH, sH = [], [], []
-    for di in range(-r, r + 1):
-        for dj in range(-r, r + 1):
-            i2, j2 = i1 + di, j1 + dj
-            ok = (i2 >= 0) & (i2 < nelx) & (j2 >= 0) & (j2 < nely)
-            iH.append(e1[ok])
-            jH.append((i2 * nely + j2)[ok])
-            sH.append(np.full(int(ok.sum()), max(0.0, rmin - math.sqrt(di**2 + dj**2))))
-    H = sp.coo_matrix(
-        (np.concatenate(sH), (np.concatenate(iH), np.concatenate(jH))), shape=(nele, nele)
-    ).tocsc()
-    H.eliminate_zeros()
-    Hs = np.asarray(H.sum(axis=1)).ravel()
-    del iH, jH, sH
+    H, Hs = _top88_filter(nelx, nely, rmin)
     # INITIALIZE ITERATION
     x = np.full(nele, volfrac)
     xPhys = x.copy()
@@ -320,28 +332,8 @@ def top88_strong(
     clock = time.perf_counter
     t_setup = clock()
     E0, Emin, nu = 1.0, 1e-9, 0.3
-    A11 = np.array([[12, 3, -6, -3], [3, 12, 3, 0], [-6, 3, 12, -3], [-3, 0, -3, 12]])
-    A12 = np.array([[-6, -3, 0, 3], [-3, -6, -3, -6], [0, -3, -6, 3], [3, -6, 3, -6]])
-    B11 = np.array([[-4, 3, -2, 9], [3, -4, -9, 4], [-2, -9, -4, -3], [9, 4, -3, -4]])
-    B12 = np.array([[2, -3, 4, -9], [-3, 2, 9, -2], [4, 9, 2, 3], [-9, -2, 3, 2]])
-    KE = (
-        1
-        / (1 - nu**2)
-        / 24
-        * (np.block([[A11, A12], [A12.T, A11]]) + nu * np.block([[B11, B12], [B12.T, B11]]))
-    )
-    nele = nelx * nely
-    ndof = 2 * (nelx + 1) * (nely + 1)
-    nodenrs = np.arange((1 + nelx) * (1 + nely)).reshape(1 + nely, 1 + nelx, order="F")
-    edofVec = (2 * nodenrs[:-1, :-1] + 2).ravel(order="F")
-    edofMat = edofVec[:, None] + np.array(
-        [0, 1, 2 * nely + 2, 2 * nely + 3, 2 * nely, 2 * nely + 1, -2, -1]
-    )
-    F = np.zeros(ndof)
-    F[1] = -1.0
+    KE, edofMat, F, freedofs, nele, ndof = _mbb_fe(nelx, nely, nu)
     U = np.zeros(ndof)
-    fixeddofs = np.union1d(np.arange(0, 2 * (nely + 1), 2), [ndof - 1])
-    freedofs = np.setdiff1d(np.arange(ndof), fixeddofs)
     # the lower triangle of K(free, free) as a CSC pattern, and values = S @ E
     nfree = freedofs.size
     new = np.full(ndof, -1)
@@ -356,24 +348,8 @@ def top88_strong(
         (np.broadcast_to(KE, rows.shape)[keep], (position, elem)), shape=(pattern.size, nele)
     )
     prow, pcol = (pattern % nfree).astype(np.int32), (pattern // nfree).astype(np.int32)
-    # the filter, as in top88
-    r = math.ceil(rmin) - 1
-    i1, j1 = np.meshgrid(np.arange(nelx), np.arange(nely), indexing="ij")
-    i1, j1 = i1.ravel(), j1.ravel()
-    e1 = i1 * nely + j1
-    iH, jH, sH = [], [], []
-    for di in range(-r, r + 1):
-        for dj in range(-r, r + 1):
-            i2, j2 = i1 + di, j1 + dj
-            ok = (i2 >= 0) & (i2 < nelx) & (j2 >= 0) & (j2 < nely)
-            iH.append(e1[ok])
-            jH.append((i2 * nely + j2)[ok])
-            sH.append(np.full(int(ok.sum()), max(0.0, rmin - math.sqrt(di**2 + dj**2))))
-    H = sp.coo_matrix(
-        (np.concatenate(sH), (np.concatenate(iH), np.concatenate(jH))), shape=(nele, nele)
-    ).tocsr()
-    H.eliminate_zeros()
-    Hs = np.asarray(H.sum(axis=1)).ravel()
+    H, Hs = _top88_filter(nelx, nely, rmin)
+    H = H.tocsr()  # row-major: faster products
     vol_w = H.T @ (1.0 / Hs) if ft == 2 else np.ones(nele)  # sum(xPhys) = vol_w . x
     dv_filtered = H @ (np.ones(nele) / Hs)
     use_cholmod = cholmod_available()

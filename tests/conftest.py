@@ -64,6 +64,21 @@ def tiny_checkpoints(data, tmp_path_factory):
     return paths
 
 
+@pytest.fixture(scope="session")
+def cvae(tiny_checkpoints):
+    """The tiny cvae, loaded (tests/test_workflows_cli.py overrides it with the path)."""
+    from topovae.models import load
+
+    return load(tiny_checkpoints["cvae"])
+
+
+@pytest.fixture(scope="session")
+def vae(tiny_checkpoints):
+    from topovae.models import load
+
+    return load(tiny_checkpoints["vae"])
+
+
 @pytest.fixture
 def run(tmp_path, monkeypatch):
     """run(*args) -> click Result of `topovae *args`, in tmp_path."""

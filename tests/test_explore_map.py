@@ -8,7 +8,6 @@ import torch
 from conftest import TINY, assert_one_line_error
 
 from topovae.datasets import TopologyDataset
-from topovae.models import load
 from topovae.solvers import compliance, preset
 from topovae.workflows import (
     WorkflowError,
@@ -22,16 +21,6 @@ from topovae.workflows._explore import parse_range
 from topovae.workflows._latent import LatentDecoder
 
 PNG = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture(scope="session")
-def cvae(tiny_checkpoints):
-    return load(tiny_checkpoints["cvae"])
-
-
-@pytest.fixture(scope="session")
-def vae(tiny_checkpoints):
-    return load(tiny_checkpoints["vae"])
 
 
 @pytest.fixture(scope="session")

@@ -58,11 +58,6 @@ VIEW = (1200, 800)
 
 
 @pytest.fixture(scope="module")
-def cvae(tiny_checkpoints):
-    return load(tiny_checkpoints["cvae"])
-
-
-@pytest.fixture(scope="module")
 def mbb():
     return preset("mbb", TINY, TINY)
 

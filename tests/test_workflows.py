@@ -17,7 +17,6 @@ import torch
 from conftest import METRIC_KEYS
 
 from topovae.datasets import TopologyDataset
-from topovae.models import load
 from topovae.solvers import E0, EMIN, Problem, compliance, preset
 from topovae.workflows import (
     SCORE_KEYS,
@@ -46,16 +45,6 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 
 # -- fixtures and helpers ----------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def cvae(tiny_checkpoints):
-    return load(tiny_checkpoints["cvae"])
-
-
-@pytest.fixture(scope="session")
-def vae(tiny_checkpoints):
-    return load(tiny_checkpoints["vae"])
-
-
 @pytest.fixture(scope="session")
 def cantilever():
     return preset("cantilever", W, H, 0.4)
