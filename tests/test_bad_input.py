@@ -77,6 +77,7 @@ CASES = [
     (("train", "{data}", "--beta", "nan", "--out", "r"), "beta"),
     (("train", "{data}", "--volume-weight", "inf", "--out", "r"), "volume_weight"),
     (("train", "{data}", "--lr", "inf", "--out", "r"), "lr"),
+    (("train", "{data}", "--ema", "1", "--out", "r"), "ema must be a decay in [0, 1), got 1.0"),
     (("generate", "-n", "2", "--size", "8x8", "--seed", "-1", "--out", "g.h5"), "--seed"),
     (("search", MODEL, *PROBLEM, "--seed", "-1", "--out", "s"), "seed"),
 ]

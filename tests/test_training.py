@@ -689,3 +689,13 @@ def test_cli_resume_on_another_dataset_names_the_data(cli_runs, data8, run, tmp_
     result = run("train", data8, "--latent-dim", 4, "--epochs", 3, "--batch-size", 16,
                  "--out", "runB", "--resume", "-q")  # fmt: skip
     assert_one_line_error(result, "trained on other data")
+
+
+def test_cli_train_ema_saves_the_average(data, run, tmp_path):
+    r = run("train", data, "--latent-dim", 4, "--base-width", 4, "--depth", 2, "--epochs", 2,
+            "--batch-size", 16, "--ema", 0.5, "--out", "e", "-q")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    ckpt = read_checkpoint(tmp_path / "e" / "last.pt")
+    assert ckpt["train_config"]["ema"] == 0.5 and ckpt["ema_averaged"] == 4
+    weight = "to_latent.weight"
+    assert not torch.equal(ckpt["model"][weight], ckpt["train_model"][weight])

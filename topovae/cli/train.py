@@ -76,6 +76,8 @@ from ._common import (
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda.")
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the model.")
+@click.option("--ema", type=float, default=0.0, show_default=True,
+              help="Decay of a weight average saved as the model (0: off).")  # fmt: skip
 @click.option(
     "--fields/--no-fields",
     default=True,
@@ -90,7 +92,8 @@ def train(
     data: str, kind: str, latent_dim: int, base_width: int, depth: int, arch: str, prior: str,
     augment: bool, beta: float | None,
     free_bits: float, kl_warmup: int, volume_weight: float, epochs: int, batch_size: int,
-    lr: float, seed: int, out: str, device: str, resume: bool, compile_: bool, fields: bool,
+    lr: float, seed: int, out: str, device: str, resume: bool, compile_: bool, ema: float,
+    fields: bool,
     in_memory: bool, quiet: bool,
 ) -> None:  # fmt: skip
     """Train a design VAE on a dataset file."""
@@ -122,7 +125,7 @@ def train(
             free_bits=free_bits, kl_warmup_steps=kl_warmup, volume_weight=volume_weight,
         )  # fmt: skip
         tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
-                           compile=compile_, augment=augment)  # fmt: skip
+                           compile=compile_, augment=augment, ema=ema)  # fmt: skip
         fingerprint = {"file": Path(data).name, "distribution": stored_distribution,
                        "seed": header["seed"], "n": header["n"], "fields": fields}  # fmt: skip
         trainer = Trainer(mcfg, tcfg, train_set, val_set, out, data_fingerprint=fingerprint)
