@@ -235,3 +235,19 @@ def test_cli_page_bad_input(run, tiny_checkpoints, tmp_path, args, fragment):
 def test_cli_page_refuses_a_non_html_name(run, tiny_checkpoints, tmp_path):
     r = run("explore", "page", tiny_checkpoints["cvae"], "--problem", "mbb", "--out", "e.png")
     assert_one_line_error(r, "ending in .html")
+
+
+def test_a_map_of_a_file_without_simp_results_says_so(vae, tmp_path):
+    """An imported image set has designs and volume fractions but no compliance to colour by."""
+    from PIL import Image
+
+    folder = tmp_path / "pics"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for k in range(10):
+        Image.fromarray(rng.integers(0, 256, (TINY, TINY), np.uint8)).save(folder / f"{k}.png")
+    from topovae.datasets import import_images
+
+    import_images(folder, tmp_path / "imported.h5", size=(TINY, TINY))
+    with pytest.raises(WorkflowError, match="stores no compliance"):
+        latent_map(vae, tmp_path / "imported.h5", "all", colour="compliance", grid=2)

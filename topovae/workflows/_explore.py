@@ -222,14 +222,18 @@ def latent_map(
         share = sv[:2] ** 2 / max(float((sv**2).sum()), 1e-300)
         axes = [f"PC{k + 1} ({100 * share[k]:.0f} % of the variance)" for k in range(2)]
     xy = (u - centre) @ basis.T / scale
-    with h5py.File(ds.path, "r") as f:
-        rows = ds.rows
-        values = {
-            "volfrac": read_rows(f, "problem/volfrac", rows),
-            "compliance": read_rows(f, "result/compliance", rows),
-            "iterations": read_rows(f, "result/iterations", rows),
-            "kl": kl.sum(1),
-        }[colour].astype(np.float64)
+    if colour == "kl":
+        values = kl.sum(1)
+    else:  # only the array asked for: an imported file has no SIMP results
+        key = {"volfrac": "problem/volfrac", "compliance": "result/compliance",
+               "iterations": "result/iterations"}[colour]  # fmt: skip
+        with h5py.File(ds.path, "r") as f:
+            if key not in f:
+                raise WorkflowError(
+                    f"{str(ds.path)!r} stores no {colour} (imported designs?); "
+                    "colour by volfrac or kl"
+                )
+            values = read_rows(f, key, ds.rows).astype(np.float64)
     problem = ds.problem(index)
     dec = LatentDecoder(model, problem, dev, explicit_conditions=True)
     ticks = np.linspace(-span, span, grid)
