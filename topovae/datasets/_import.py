@@ -59,12 +59,18 @@ from typing import Any
 import h5py
 import numpy as np
 
-from .. import __version__
 from .._checks import check_path, type_name
 from .._lock import WriterLock
 from ..solvers import Problem, ProblemError, SIMPSettings
 from ._sampling import ProblemDistribution
-from ._store import FORMAT, VERSION, DatasetError, _fsync_replace, read_header, read_rows
+from ._store import (
+    DatasetError,
+    _fsync_replace,
+    create_samples,
+    read_header,
+    read_rows,
+    write_header,
+)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 ARRAY_NAMES = (
@@ -138,15 +144,6 @@ class _AtomicFile:
             self._lock.release()
 
 
-def _dataset(f: h5py.File, key: str, n: int, shape: tuple[int, ...], dtype) -> h5py.Dataset:
-    """A per-sample array as `DatasetWriter` makes them (one sample per chunk, gzip, checksum)."""
-    return f.create_dataset(
-        key, shape=(n, *shape), dtype=dtype, maxshape=(None, *shape),
-        chunks=(1, *shape) if shape else (min(max(n, 1), 4096),),
-        compression="gzip", compression_opts=4, shuffle=bool(shape), fletcher32=True,
-    )  # fmt: skip
-
-
 def _write_attrs(f: h5py.File, nelx: int, nely: int, labels: np.ndarray, n_requested: int,
                  settings: SIMPSettings | None, imported: dict[str, Any]) -> None:  # fmt: skip
     lo = float(np.clip(labels.min(), 1e-3, 0.999)) if labels.size else 0.3
@@ -154,13 +151,7 @@ def _write_attrs(f: h5py.File, nelx: int, nely: int, labels: np.ndarray, n_reque
     dist = ProblemDistribution(name="imported", nelx=nelx, nely=nely, volfrac=(lo, hi))
     if settings is not None:
         dist = dataclasses.replace(dist, settings=settings)
-    f.attrs["format"] = FORMAT
-    f.attrs["version"] = VERSION
-    f.attrs["distribution"] = dist.to_json()
-    f.attrs["seed"] = 0
-    f.attrs["n_requested"] = int(n_requested)
-    f.attrs["fields"] = json.dumps([])
-    f.attrs["topovae_version"] = __version__
+    write_header(f, dist, 0, int(n_requested), ())
     f.attrs["imported"] = json.dumps(imported, sort_keys=True)
 
 
@@ -330,8 +321,8 @@ def import_images(
     n = len(files)
     means = np.empty(n, np.float64)
     with _AtomicFile(out, overwrite, [folder]) as f:
-        _dataset(f, "index", n, (), "int64")[:] = np.arange(n)
-        density = _dataset(f, "density", n, (nely, nelx), "float32")
+        create_samples(f, "index", n, (), "int64")[:] = np.arange(n)
+        density = create_samples(f, "density", n, (nely, nelx), "float32")
         for i, p in enumerate(files):
             try:
                 d = image_density(p, (nelx, nely), invert)
@@ -342,7 +333,7 @@ def import_images(
             if progress is not None:
                 progress(i + 1)
         labels = means if labels is None else labels
-        _dataset(f, "problem/volfrac", n, (), "float64")[:] = labels
+        create_samples(f, "problem/volfrac", n, (), "float64")[:] = labels
         names = f.create_dataset("imported/name", (n,), dtype=h5py.string_dtype())
         names[:] = [p.name for p in files]
         imported = {
@@ -552,13 +543,13 @@ def import_arrays(
         keep = np.setdiff1d(keep, [i for i, _ in bad])
     m = len(keep)
     with _AtomicFile(out, overwrite, sources) as f:
-        _dataset(f, "index", m, (), "int64")[:] = keep
-        _dataset(f, "density", m, (nely, nelx), "float32")[:] = designs[keep]
-        _dataset(f, "problem/volfrac", m, (), "float64")[:] = labels[keep]
+        create_samples(f, "index", m, (), "int64")[:] = keep
+        create_samples(f, "density", m, (nely, nelx), "float32")[:] = designs[keep]
+        create_samples(f, "problem/volfrac", m, (), "float64")[:] = labels[keep]
         if problems:
             for k in PROBLEM_ARRAYS:
                 v = a[k][keep]
-                _dataset(f, f"problem/{k}", m, v.shape[1:], v.dtype)[:] = v
+                create_samples(f, f"problem/{k}", m, v.shape[1:], v.dtype)[:] = v
         how = "array" if "volfrac" in a else "mean density"
         imported = {
             "kind": "arrays", "source": described, "count": m, "problems": problems,

@@ -147,6 +147,27 @@ def read_rows(f: h5py.File, key: str, rows: Any = slice(None)) -> np.ndarray:
         raise DatasetError(f"{f.filename!r} is corrupted: {what} in {key}") from None
 
 
+def write_header(f: h5py.File, dist: ProblemDistribution, seed: int, n_requested: int,
+                 fields: Iterable[str]) -> None:  # fmt: skip
+    """The file attributes `read_header` reads."""
+    f.attrs["format"] = FORMAT
+    f.attrs["version"] = VERSION
+    f.attrs["distribution"] = dist.to_json()
+    f.attrs["seed"] = seed
+    f.attrs["n_requested"] = n_requested
+    f.attrs["fields"] = json.dumps(list(fields))
+    f.attrs["topovae_version"] = __version__
+
+
+def create_samples(f: h5py.File, key: str, n: int, shape: tuple[int, ...], dtype) -> h5py.Dataset:
+    """A per-sample array: one sample per chunk, gzip-compressed, fletcher32-checksummed."""
+    return f.create_dataset(
+        key, shape=(n, *shape), dtype=dtype, maxshape=(None, *shape),
+        chunks=(1, *shape) if shape else (min(max(n, 1), 4096),),
+        compression="gzip", compression_opts=4, shuffle=bool(shape), fletcher32=True,
+    )  # fmt: skip
+
+
 def _fsync_replace(tmp: Path, path: Path) -> None:
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
@@ -359,21 +380,11 @@ class DatasetWriter:
         cache: OrderedDict[int, dict[str, np.ndarray]] = OrderedDict()  # a few shards in memory
         try:
             with h5py.File(tmp, "w") as f:
-                f.attrs["format"] = FORMAT
-                f.attrs["version"] = VERSION
-                f.attrs["distribution"] = self.dist.to_json()
-                f.attrs["seed"] = self.seed
-                f.attrs["n_requested"] = self.n
-                f.attrs["fields"] = json.dumps(list(self.fields))
-                f.attrs["topovae_version"] = __version__
-                dsets = {}
-                for key, (shape, dt) in self.layout.items():
-                    dsets[key] = f.create_dataset(
-                        key, shape=(total, *shape), dtype=dt, maxshape=(None, *shape),
-                        chunks=(1, *shape) if shape else (min(max(total, 1), 4096),),
-                        compression="gzip", compression_opts=4, shuffle=bool(shape),
-                        fletcher32=True,
-                    )  # fmt: skip
+                write_header(f, self.dist, self.seed, self.n, self.fields)
+                dsets = {
+                    key: create_samples(f, key, total, shape, dt)
+                    for key, (shape, dt) in self.layout.items()
+                }
                 start = 0
                 for entries in blocks:
                     src = np.array([e[1] for e in entries])
