@@ -316,7 +316,7 @@ def test_shards_are_merged_in_index_order_and_duplicates_dropped(tmp_path, dist,
         shutil.copy(s, w.parts / s.name)
     w.close()  # the first writer's process ends (a kill releases its lock the same way)
     w2 = DatasetWriter(path, dist, SEED, 6, mode="resume")
-    assert w2.pending() == [3]
+    assert list(w2.pending()) == [3]
     w2.add(_records(dist, [3])[0])
     assert w2.consolidate() == 6
     ref = read_all(reference)

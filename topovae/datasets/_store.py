@@ -195,9 +195,6 @@ class Pending:
     def __iter__(self) -> Iterator[int]:
         return (i for i in range(self.n) if i not in self.done)
 
-    def __eq__(self, other) -> bool:
-        return list(self) == list(other)
-
 
 class DatasetWriter:
     """Appends finished samples to a dataset file safely; see the module docstring.
