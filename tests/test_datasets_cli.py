@@ -443,3 +443,21 @@ def test_generate_ctol_stops_earlier_and_the_file_keeps_the_rule(run, tmp_path):
     assert_one_line_error(
         run("generate", "--size", "16x16", "-n", "2", "--ctol", "2", "--out", "x.h5"), "ctol"
     )
+
+
+@pytest.mark.parametrize("command, key", [("info", "problem/volfrac"), ("info", "problem/loads"),
+                                          ("show", "density")])  # fmt: skip
+def test_info_and_show_name_a_corrupted_chunk_in_one_line(run, reference, tmp_path, command, key):
+    import h5py
+
+    path = tmp_path / "bad.h5"
+    shutil.copy(reference, path)
+    with h5py.File(path, "r") as f:
+        chunk = f[key].id.get_chunk_info(0)
+    with open(path, "r+b") as fh:  # invert 4 bytes inside the first chunk
+        fh.seek(chunk.byte_offset + chunk.size // 2)
+        raw = fh.read(4)
+        fh.seek(chunk.byte_offset + chunk.size // 2)
+        fh.write(bytes(b ^ 0xFF for b in raw))
+    args = ("info", "bad.h5") if command == "info" else ("show", "bad.h5", "--out", "g.png")
+    assert_one_line_error(run(*args), "is corrupted: checksum mismatch in " + key)

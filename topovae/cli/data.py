@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
 from pathlib import Path
@@ -119,6 +120,7 @@ def info(path: str) -> None:
     import h5py
 
     from ..datasets import clean_info, has_problems, ill_posed_samples, import_info
+    from ..datasets._store import read_rows
     from ..solvers import ProblemError
 
     h = dataset_header(path)
@@ -162,14 +164,12 @@ def info(path: str) -> None:
             "run generate again with --resume"
         )
     if h["n"]:
-        with h5py.File(path, "r") as f:
-            vf = f["problem/volfrac"][:]
+        with h5py.File(path, "r") as f, _corruption_as_input_error():
+            vf = read_rows(f, "problem/volfrac")
             solved = "result/compliance" in f
             if solved:
-                c = f["result/compliance"][:]
-                its = f["result/iterations"][:]
-                conv = f["result/converged"][:]
-                sec = f["result/seconds"][:]
+                keys = ("compliance", "iterations", "converged", "seconds")
+                c, its, conv, sec = (read_rows(f, f"result/{k}") for k in keys)
         size = Path(path).stat().st_size
         if solved:
             lines.append(
@@ -188,7 +188,8 @@ def info(path: str) -> None:
         else:
             lines.append(f"no SIMP results (imported); {size / h['n'] / 1024:.1f} KiB per design")
         if problems:
-            bad = ill_posed_samples(path)
+            with _corruption_as_input_error():
+                bad = ill_posed_samples(path)
             line = f"ill-posed samples: {len(bad)} of {h['n']}"
             if bad:
                 shown = ", ".join(str(i) for _, i, _ in bad[:5]) + (", ..." if len(bad) > 5 else "")
@@ -208,6 +209,7 @@ def show(path: str, n: int, out: str) -> None:
     """Draw the first n designs of a dataset with their loads and supports."""
     import h5py
 
+    from ..datasets._store import read_rows
     from ..plotting import save_design_grid
     from ..solvers import Problem, ProblemError
 
@@ -220,30 +222,42 @@ def show(path: str, n: int, out: str) -> None:
         raise InputError(f"{path} holds no samples yet")
     d = h["distribution"]
     items = []
-    with h5py.File(path, "r") as f:
+    with h5py.File(path, "r") as f, _corruption_as_input_error():
         problems, solved = "problem/loads" in f, "result/compliance" in f
         names = f["imported/name"] if "imported/name" in f else None
         for k in range(n):
-            vf = float(f["problem/volfrac"][k])
-            title = f"#{int(f['index'][k])} vf={vf:.2f}"
+            vf = float(read_rows(f, "problem/volfrac", k))
+            title = f"#{int(read_rows(f, 'index', k))} vf={vf:.2f}"
             if names is not None:
                 name = names[k]
                 title = f"{name.decode() if isinstance(name, bytes) else name} vf={vf:.2f}"
             if solved:
-                title += f" c={f['result/compliance'][k]:.4g}"
+                title += f" c={read_rows(f, 'result/compliance', k):.4g}"
             problem = None
             if problems:
                 try:
                     problem = Problem(
-                        d.nelx, d.nely, vf, f["problem/fixed_x"][k], f["problem/fixed_y"][k],
-                        f["problem/loads"][k], passive_solid=f["problem/passive_solid"][k],
-                        passive_void=f["problem/passive_void"][k],
+                        d.nelx, d.nely, vf, *(read_rows(f, f"problem/{key}", k)
+                                              for key in ("fixed_x", "fixed_y", "loads")),
+                        passive_solid=read_rows(f, "problem/passive_solid", k),
+                        passive_void=read_rows(f, "problem/passive_void", k),
                     )  # fmt: skip
                 except ProblemError:  # a sample from before a validation rule existed
                     title += " (ill-posed)"
-            items.append((f["density"][k], problem, title))
+            items.append((read_rows(f, "density", k), problem, title))
     save_design_grid(items, png)
     click.echo(f"wrote {png}")
+
+
+@contextlib.contextmanager
+def _corruption_as_input_error():
+    """A chunk that fails its checksum (`read_rows`) as the one-line error of the CLI."""
+    from ..datasets import DatasetError
+
+    try:
+        yield
+    except DatasetError as e:
+        raise InputError(str(e)) from None
 
 
 @main.group("import")
