@@ -7,7 +7,9 @@ the same data with the same number of epochs and evaluated on the same held-out 
     python benchmarks/bench_quality.py --models unet --search 8   # + FE solves to reach 1 %
 
 Prints, per model, training seconds and the table of `evaluate` (first = prior mean, best of k,
-polished with --polish SIMP iterations, SIMP with the same iterations from its uniform start):
+polished with --polish SIMP iterations, SIMP with the same iterations from its uniform start),
+once for the designs as workflows return them (load paths connected, `workflows._connect`) and
+once for the decoder alone (``connect=False``):
 CE median / mean (raw and binarised), CE < 1 % / < 5 %, pass rate, the OAT convention (median
 and mean CE over passing designs only), floating designs, VFE, greyness; and writes everything to
 ``--out``/quality.json. ``--search N`` also runs gradient and CMA-ES latent search on N held-out
@@ -100,13 +102,14 @@ def table(name: str, seconds: float, metrics: dict) -> str:
     return head + "\n".join(lines)
 
 
-def unseen_metrics(model, path: str, n_seen: int, a) -> dict:
+def unseen_metrics(model, path: str, n_seen: int, a, connect: bool = True) -> dict:
     """`evaluate`'s summary over the test problems of ``path`` whose index is >= ``n_seen`` (a file
     of the same distribution and seed is the same stream, so those were in no split of --data)."""
     from topovae.workflows._evaluate import _summary
     from topovae.workflows._judge import SCORE_KEYS
 
-    rep = evaluate(model, path, "test", k=a.k, polish=a.polish, seed=0, device="cpu")
+    rep = evaluate(model, path, "test", k=a.k, polish=a.polish, seed=0, device="cpu",
+                   connect=connect)  # fmt: skip
     rows = [r for r in rep["per_problem"] if r["index"] >= n_seen]
     return {
         v: _summary({key: np.array([r[f"{v}_{key}"] for r in rows]) for key in SCORE_KEYS})
@@ -242,17 +245,25 @@ def main() -> int:
         model = cls(cfg)
         model.load_state_dict(load(run / "best.pt").state_dict())
         model.eval()
-        rep = evaluate(model, data, "test", k=a.k, polish=a.polish, seed=0, limit=a.limit,
-                       device="cpu")  # fmt: skip
+        rep, alone = (
+            evaluate(model, data, "test", k=a.k, polish=a.polish, seed=0, limit=a.limit,
+                     device="cpu", connect=connect)
+            for connect in (True, False)
+        )  # fmt: skip
         results[name] = {"train_seconds": seconds, "metrics": rep["metrics"],
+                         "metrics_unconnected": alone["metrics"],
                          "problems": rep["problems"]}  # fmt: skip
         print(table(f"{name}: {rep['problems']} held-out problems", seconds, rep["metrics"]))
+        print(table(f"{name}: the same, decoder alone (load paths not connected)", seconds,
+                    alone["metrics"]))  # fmt: skip
         sys.stdout.flush()
         if a.unseen:
-            results[name]["unseen"] = unseen_metrics(model, a.unseen, train.header["n"], a)
-            n = results[name]["unseen"]["first"]["n"]
-            print(table(f"{name}: {n} problems of {a.unseen} beyond the training file", seconds,
-                        results[name]["unseen"]))  # fmt: skip
+            for connect, key in ((True, "unseen"), (False, "unseen_unconnected")):
+                results[name][key] = unseen_metrics(model, a.unseen, train.header["n"], a, connect)
+                n = results[name][key]["first"]["n"]
+                alone = "" if connect else ", decoder alone"
+                print(table(f"{name}: {n} problems of {a.unseen} beyond the training file{alone}",
+                            seconds, results[name][key]))  # fmt: skip
         if a.search:
             test = TopologyDataset(data, "test", in_memory=True, fields=fields)
             budgets = [int(b) for b in a.search_budgets.split(",")]

@@ -117,6 +117,12 @@ def search(checkpoint, problem, volfrac, problem_file, data, index, methods, bud
     help="Shift each decoded design onto the volume fraction before judging it.",
 )
 @click.option(
+    "--connect/--no-connect",
+    default=True,
+    show_default=True,
+    help="Connect each projected design's load path along its grey members (no FE).",
+)
+@click.option(
     "--mean-first/--random-first",
     default=True,
     show_default=True,
@@ -125,8 +131,8 @@ def search(checkpoint, problem, volfrac, problem_file, data, index, methods, bud
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda.")
 @click.option("--out", required=True, help="Report folder.")
 @click.option("--quiet", "-q", is_flag=True)
-def evaluate(checkpoint, data, split, k, polish, limit, seed, project, mean_first, device, out,
-             quiet) -> None:  # fmt: skip
+def evaluate(checkpoint, data, split, k, polish, limit, seed, project, connect, mean_first, device,
+             out, quiet) -> None:  # fmt: skip
     """Judge a model's designs against the SIMP designs of a dataset split."""
     from ..workflows import evaluate as run_evaluation
     from ..workflows import write_report
@@ -140,7 +146,7 @@ def evaluate(checkpoint, data, split, k, polish, limit, seed, project, mean_firs
     try:
         report = run_evaluation(model, data, split, k=k, polish=polish, seed=seed, limit=limit,
                                 device=device, progress=not quiet, project=project,
-                                mean_first=mean_first)  # fmt: skip
+                                connect=connect, mean_first=mean_first)  # fmt: skip
     except workflow_errors() as e:
         raise InputError(str(e)) from None
     paths = write_report(report, folder)

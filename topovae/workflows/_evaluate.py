@@ -111,12 +111,15 @@ def evaluate(
     progress: bool = False,
     mean_first: bool = True,
     project: bool = True,
+    connect: bool = True,
 ) -> dict[str, Any]:
     """See the module docstring. ``mean_first``: the first of the k latent vectors is the prior
     mean (the model's most likely design for the problem), the others prior samples.
     ``project``: decode as the search does, each design shifted onto the volume fraction (no FE
     involved; a design that misses the volume fraction has an incomparable compliance); without
     it the raw decoder output is judged, and the volume fraction error shows how far off it is.
+    ``connect``: projected designs get their load paths connected along their grey members
+    (`LatentDecoder`); False judges the decoder's projected design as it is.
     Returns the report (JSON-ready) with per-problem rows under
     ``"problems"`` and arrays for figures under ``"_designs"`` (dropped when written)."""
     check_model(model)
@@ -156,7 +159,7 @@ def evaluate(
                 skipped.append({"index": int(ds[row]["index"]), "reason": str(e)})
                 continue
             item = ds[row]
-            dec = LatentDecoder(model, problem, device)
+            dec = LatentDecoder(model, problem, device, connect=connect)
             oracle = ComplianceOracle(None if dec.device.type == "cpu" else dec.device)
             simp = item["density"][0].numpy().astype(np.float64)
             cand = dec.numpy(
@@ -216,6 +219,7 @@ def evaluate(
         "seed": seed,
         "mean_first": mean_first,
         "project": project,
+        "connect": connect,
         "seconds": time.perf_counter() - t0,
         "metrics": {v: _summary(arrays[v]) for v in VARIANTS},
         "novelty": {
@@ -276,6 +280,7 @@ def markdown_report(report: dict[str, Any], figures: list[str] = ()) -> str:
         f"{report['problems']} problems, best of k = {report['k']} samples, "
         f"{report['polish_iterations']} polish iterations, seed {report['seed']}; designs "
         + ("shifted onto the volume fraction" if report["project"] else "as decoded")
+        + (", load paths connected" if report["project"] and report.get("connect", False) else "")
         + ("; the first is the prior mean's" if report["mean_first"] else "")
         + (f"; {len(report['skipped'])} ill-posed problems skipped" if report["skipped"] else "")
         + f"; {report['seconds']:.0f} s.",

@@ -11,6 +11,9 @@ for every problem, whatever the model's prior.
 ``project`` shifts each design's logits by one scalar so that the design meets the problem's
 volume fraction exactly (the shift is found by bisection; its gradient is the implicit one, so
 gradients through the projection are exact). Passive regions are imposed on every design.
+`numpy` with ``project`` (the designs workflows return and judge) also connects each design's
+load path along its grey members (`_connect`), unless the decoder was made with
+``connect=False``; `designs` (differentiable) does not.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from .._checks import check_model, check_problem
 from ..datasets._torch import BASE_CHANNELS, problem_condition
 from ..models._losses import project_volume
 from ..solvers import Problem
+from ._connect import connect
 
 
 class WorkflowError(ValueError):
@@ -77,7 +81,12 @@ class LatentDecoder:
     conditions (``explicit_conditions``)."""
 
     def __init__(
-        self, model, problem: Problem | None = None, device=None, explicit_conditions=False
+        self,
+        model,
+        problem: Problem | None = None,
+        device=None,
+        explicit_conditions=False,
+        connect: bool = True,
     ) -> None:
         check_model(model)
         if problem is not None:
@@ -86,6 +95,7 @@ class LatentDecoder:
         self.model = model.to(self.device).eval()
         self.problem = problem
         self.latent_dim = model.config.latent_dim
+        self.connect = bool(connect)
         cfg = model.config
         self.condition = None
         if problem is not None:
@@ -134,7 +144,9 @@ class LatentDecoder:
         logits = self.logits(z, c)
         if self.problem is None:
             return torch.sigmoid(logits)
-        logits = logits.double()
+        return self._density(logits.double(), project)
+
+    def _density(self, logits: torch.Tensor, project: bool) -> torch.Tensor:
         if project:
             logits = project_volume(logits, self._free, self._target)
         rho = torch.sigmoid(logits)
@@ -142,5 +154,20 @@ class LatentDecoder:
         return torch.where(self._void, torch.zeros_like(rho), rho)
 
     def numpy(self, z, project: bool = False, c=None) -> np.ndarray:
+        """`designs` as numpy; projected designs with their load paths connected (see the
+        module docstring)."""
         with torch.no_grad():
-            return self.designs(z, project, c).double().cpu().numpy()
+            if not (project and self.connect and self.problem is not None):
+                return self.designs(z, project, c).double().cpu().numpy()
+            logits = self.logits(z, c).double().cpu().numpy()
+        return self.connected(logits)
+
+    def connected(self, logits: np.ndarray) -> np.ndarray:
+        """Logits (B, H, W) -> projected designs with connected load paths (numpy)."""
+
+        def density(lg: np.ndarray) -> np.ndarray:
+            t = torch.from_numpy(lg[None]).to(self.device)
+            with torch.no_grad():
+                return self._density(t, True)[0].cpu().numpy()
+
+        return np.stack([connect(lg, self.problem, density) for lg in logits])
