@@ -12,7 +12,7 @@ import shutil
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import assert_one_line_error
+from conftest import TINY, assert_one_line_error
 
 from topovae.cli import main
 from topovae.datasets import TopologyDataset
@@ -657,6 +657,46 @@ def test_torchrun_with_two_processes_exits_cleanly(data, tmp_path):
     assert p.stdout.count("epoch 2, val loss") == 1, p.stdout
     assert read_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 2
     assert len(jsonl(tmp_path / "run" / "metrics.jsonl")) == 2
+
+
+def test_torchrun_replicas_end_identical_and_rank_0_saves_them(data, tmp_path):
+    """Two gloo ranks under the real torchrun, each a Trainer through the API: gradients are
+    averaged, so both ranks end with the same parameters and rank 0's last.pt holds them. The
+    documented difference from one process: BatchNorm's running statistics are each rank's own
+    (DDP broadcasts rank 0's at every forward, so they differ only by the last step), and the run
+    is not the one-process run with the same global batch."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    torchrun = Path(sys.executable).with_name("torchrun")
+    if not torchrun.exists():
+        pytest.skip("torchrun is not installed beside this Python")
+    worker = Path(__file__).with_name("ddp_worker.py")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [str(torchrun), "--nproc_per_node", "2", str(worker), str(data), str(tmp_path / "run"),
+           str(tmp_path)]  # fmt: skip
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    params = {name for name, _ in _tiny_cvae(data).named_parameters()}
+    assert params and params <= set(r0)
+    for name in params:
+        torch.testing.assert_close(r0[name], r1[name], rtol=0, atol=0, msg=name)
+    saved = read_checkpoint(tmp_path / "run" / "last.pt")["model"]
+    for name, value in r0.items():
+        torch.testing.assert_close(saved[name], value, rtol=0, atol=0, msg=name)
+    stats = [n for n in r0 if n.endswith("running_mean")]
+    assert stats and any(not torch.equal(r0[n], r1[n]) for n in stats)  # each rank's own
+
+
+def _tiny_cvae(data):
+    train = TopologyDataset(data, "train", in_memory=True)
+    return DesignVAE(
+        VAEConfig(kind="cvae", height=TINY, width=TINY, cond_channels=len(train.condition_channels),
+                  latent_dim=4, base_width=4, depth=2)
+    )  # fmt: skip
 
 
 def test_a_second_trainer_in_a_run_folder_being_trained_is_refused(splits, tmp_path):
