@@ -66,11 +66,14 @@ from ._common import (
 )
 @click.option(
     "--backend",
-    default="direct",
+    default="auto",
     show_default=True,
-    help="direct (sparse Cholesky/LU) | torch (batched multigrid-PCG in PyTorch).",
+    help="auto | direct (sparse Cholesky/LU) | torch (batched multigrid-PCG in PyTorch); "
+    "auto: by grid size (direct wherever it was measured faster: with CHOLMOD, every grid).",
 )
-@click.option("--device", default="auto", show_default=True, help="torch backend: auto|cpu|cuda.")
+@click.option(
+    "--device", default="auto", show_default=True, help="torch backend (or auto's): auto|cpu|cuda."
+)
 @click.option(
     "--threads",
     type=int,
@@ -113,8 +116,12 @@ def solve(
         for name, p in PRESETS.items():
             click.echo(f"{name:<{width}}  {p.description}")
         return
+    from ..solvers import BACKENDS
+
+    if backend not in BACKENDS:
+        raise InputError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
     png, js = output_path(out_png, "--out", image=True), output_path(out_json, "--json")
-    if backend == "torch":
+    if backend == "torch" or device != "auto":  # "auto" is always valid: no torch import
         check_device(device)
     if threads < 0:
         raise InputError(f"--threads must be >= 0, got {threads}")
@@ -137,16 +144,9 @@ def solve(
             prob = prob.with_settings(**settings)
         else:
             prob = preset(problem, nelx, nely, volfrac, **settings)
-        if backend == "direct":
-            result = run_simp(prob, progress=not quiet, threads=threads or None)
-        elif backend == "torch":
-            from ..solvers.batched import solve_batch
-
-            [result] = solve_batch(
-                [prob], device=device, progress=not quiet, threads=threads or None
-            )
-        else:
-            raise InputError(f"unknown backend {backend!r}; choose one of: direct, torch")
+        result = run_simp(
+            prob, backend=backend, device=device, progress=not quiet, threads=threads or None
+        )
     except ProblemError as e:
         raise InputError(str(e)) from None
     except KeyboardInterrupt:

@@ -3,8 +3,10 @@
 from topovae.solvers import preset, solve, compliance
 result = solve(preset("mbb", 60, 20, 0.5, filter="sensitivity", rmin=2.4))
 result.compliance, result.iterations, result.density   # 216.81..., 106, (20, 60) array
+choose_backend(problem)   # the route solve(backend="auto") takes: "direct" or "torch"
 """
 
+from ._backend import AUTO_TORCH_MIN_ELEMENTS, BACKENDS, choose_backend
 from ._fe import E0, EMIN, KE, NU, FEModel, edof_matrix, element_stiffness
 from ._fields import full_material_fields
 from ._filters import filter_matrix, heaviside
@@ -15,6 +17,8 @@ from ._problem import FILTERS, LINEAR_SOLVERS, OPTIMIZERS, Problem, ProblemError
 from ._simp import DesignMap, IterationInfo, SolveResult, compliance, oc_update, solve
 
 __all__ = [
+    "AUTO_TORCH_MIN_ELEMENTS",
+    "BACKENDS",
     "E0",
     "EMIN",
     "FILTERS",
@@ -32,6 +36,7 @@ __all__ = [
     "SIMPSettings",
     "SolveResult",
     "cholmod_available",
+    "choose_backend",
     "compliance",
     "edof_matrix",
     "element_stiffness",

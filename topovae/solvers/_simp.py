@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from .._checks import check_problem, check_unit_range, real_array
+from ._backend import check_backend, choose_backend, torch_unsupported
 from ._fe import E0, EMIN, FEModel, simp_modulus, to_field, to_vector
 from ._filters import ConeFilter, heaviside, heaviside_grad
 from ._mma import MMA
@@ -218,6 +219,8 @@ def solve(
     progress: bool = False,
     threads: int | None = 1,
     x0: np.ndarray | None = None,
+    backend: str = "auto",
+    device: str = "auto",
 ) -> SolveResult:
     """Run SIMP on ``problem`` with its settings; see the module docstring for the steps.
 
@@ -228,8 +231,15 @@ def solve(
     iteration with an `IterationInfo`. ``threads`` caps the BLAS threads during the solve (None
     leaves them alone): on small machines one thread is several times faster than BLAS's default,
     and parallelism comes from solving several problems at once instead.
+
+    ``backend``: "direct" (sparse Cholesky / LU, this module), "torch" (the batched multigrid-PCG
+    of `topovae.solvers.batched` on ``device``, OC with the sensitivity or density filter, no
+    ``x0``; ``threads`` then also sets torch's threads) or "auto", the default: by grid size, see
+    `choose_backend` (direct for every grid at which it was measured faster, which with CHOLMOD
+    is every grid up to 1200x400). ``result.linear_solver`` names the route taken.
     """
     check_problem(problem)
+    check_backend(backend, device)
     if threads is not None and (
         isinstance(threads, bool) or not isinstance(threads, int | np.integer) or threads < 1
     ):
@@ -245,12 +255,31 @@ def solve(
             raise ProblemError(f"x0 must have shape {problem.shape} (nely, nelx), got {x0.shape}")
         if not np.all(np.isfinite(x0)) or x0.min() < 0 or x0.max() > 1:
             raise ProblemError("x0 values must be finite and in [0, 1]")
+    if backend == "torch":
+        why = torch_unsupported(problem.settings)
+        if why is None and x0 is not None:
+            why = "the torch backend starts from the uniform design; use the direct one for x0"
+        if why is not None:
+            raise ProblemError(why)
+    route = choose_backend(problem, backend, device, warm_start=x0 is not None)
     if threads is None:
-        return _solve(problem, callback, progress, x0)
+        return _run(route, problem, callback, progress, x0, device, threads)
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=threads):
+        return _run(route, problem, callback, progress, x0, device, threads)
+
+
+def _run(route, problem, callback, progress, x0, device, threads) -> SolveResult:
+    if route == "direct":
         return _solve(problem, callback, progress, x0)
+    from .batched import solve_batch
+
+    hook = None if callback is None else lambda _, info: callback(info)
+    [result] = solve_batch(
+        [problem], device=device, progress=progress, threads=threads, callback=hook
+    )
+    return result
 
 
 def _solve(

@@ -19,16 +19,17 @@ import functools
 import math
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from .._backend import torch_unsupported
 from .._fe import E0, EMIN
 from .._filters import cone_kernel
 from .._problem import Problem, ProblemError
-from .._simp import SolveResult, compliance_settled
+from .._simp import IterationInfo, SolveResult, compliance_settled
 from ._multigrid import GridHierarchy, MultigridPCG, element_energy, element_ke
 
 
@@ -256,6 +257,7 @@ def solve_batch(
     cg_tol: float = 1e-5,
     progress: bool = False,
     threads: int | None = None,
+    callback: Callable[[int, IterationInfo], None] | None = None,
 ) -> list[SolveResult]:
     """SIMP with OC for a batch of problems at once; one `SolveResult` per problem.
 
@@ -263,25 +265,24 @@ def solve_batch(
     match the direct solver's to ~1e-5 in compliance and <1e-2 in density on the presets, at
     ~60 % of the CG iterations of 1e-8. ``seconds`` of each result is the
     batch's wall time (the problems were solved together). ``threads`` sets torch's CPU threads.
+    ``callback(b, info)`` is called after each iteration for every problem b (its index in
+    ``problems``) still in the batch, with an `IterationInfo` as `solve` gives it.
     """
     problems = list(problems)
     if not problems:
         raise ProblemError("the batch holds no problem")
     _check_same_settings(problems)
-    s = problems[0].settings
-    if s.filter == "heaviside":
-        raise ProblemError(
-            "the batched SIMP supports the sensitivity and density filters; "
-            "use the direct backend for the heaviside filter"
-        )
-    if s.optimizer == "mma":
-        raise ProblemError("the batched SIMP uses OC; use the direct backend for MMA")
+    why = torch_unsupported(problems[0].settings)
+    if why is not None:
+        raise ProblemError(why)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable, got {type(callback).__name__}")
     dev = resolve_device(device)
     with torch_threads(threads), torch.no_grad():
-        return _solve_batch(problems, dev, dtype, cg_tol, progress)
+        return _solve_batch(problems, dev, dtype, cg_tol, progress, callback)
 
 
-def _solve_batch(problems, dev, dtype, cg_tol, progress) -> list[SolveResult]:
+def _solve_batch(problems, dev, dtype, cg_tol, progress, callback) -> list[SolveResult]:
     t0 = time.perf_counter()
     s = problems[0].settings
     nely, nelx = problems[0].shape
@@ -366,6 +367,8 @@ def _solve_batch(problems, dev, dtype, cg_tol, progress) -> list[SolveResult]:
                 h["cg_iterations"].append(cgb)
                 db = db or compliance_settled(h["compliance"], s.ctol)
                 settled.append(db)
+                if callback is not None:
+                    callback(b, IterationInfo(it, cb, vb, chb, None))
                 if db or it == s.max_iter:
                     final[b] = {"density": xphys[k], "iterations": it, "converged": db}
             done = torch.tensor(settled, dtype=torch.bool, device=dev)
