@@ -11,10 +11,10 @@ iterations) 0.66x (topovae's Python per iteration shows on tiny grids); against 
 port 2.1x to 4.7x.
 
 What it measures. For the half MBB beam (volume fraction 0.5, density filter, penalty 3, OC with
-move 0.2, tol 0.01) at 60x20, 150x50 and 300x100 elements (plus 600x200 and 1200x400 with
-``--large``), it runs `topovae.solvers.solve` and the reference below for the same number of
-iterations and reports, per size: seconds per iteration (wall time of the optimisation loop only;
-one-time set-up is timed separately), peak memory, the final compliances and their relative
+move 0.2, tol 0.01) at 60x20, 150x50 and 300x100 elements (or ``--sizes``), it runs
+`topovae.solvers.solve` and the reference below for the same number of iterations and reports,
+per size: seconds per iteration (wall time of the optimisation loop only; one-time set-up is
+timed separately), peak memory, the final compliances and their relative
 difference, and the speed-up (reference s/it divided by topovae s/it).
 
 The reference, `top88`, is a faithful vectorised NumPy/SciPy port of the 88-line MATLAB code of
@@ -51,11 +51,29 @@ Run (from the repository root; about 1 to 2 minutes with the defaults on 2 cores
 
     PYTHONPATH=. .venv/bin/python benchmarks/bench_simp.py
     PYTHONPATH=. .venv/bin/python benchmarks/bench_simp.py --sizes 60x20,300x100 --repeat 3
-    PYTHONPATH=. .venv/bin/python benchmarks/bench_simp.py --large --max-iter 20
     PYTHONPATH=. .venv/bin/python benchmarks/bench_simp.py --linear-solver superlu --max-iter 0
 
 ``--max-iter 0`` runs both codes to convergence (change <= 0.01). The exit status is 1 when a
 compliance check fails (self-test, or relative difference > 1e-4 / different iteration counts).
+
+The scaling table, ``--large`` (about 8 minutes on 2 shared cores)::
+
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_simp.py --large [--json large.json]
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_simp.py --large --sizes 180x60 --timed 40
+
+replaces the comparison above with every route at 60x20, 150x50, 300x100, 600x200 and 1200x400
+(same problem and rmin rule): topovae's direct route with CHOLMOD and with SuperLU, the torch
+multigrid-PCG route on the CPU (``--device``), the strong port, and ``backend="auto"`` with each
+direct solver. Every solve runs in a fresh spawned process with one thread (BLAS and torch).
+Seconds per iteration leave out the first iteration (CHOLMOD's symbolic analysis, torch's cold
+CG start): 30, 20, 10, 5 and 3 timed iterations after it at the five sizes, 5, 3, 3, 2 and 2 runs
+per route, routes interleaved; medians. Peak memory is the process's ru_maxrss minus that of an
+idle process that made the same imports. Then the growth exponents (least-squares slope of log
+s/it and log MiB against log elements), where the torch route overtakes each direct solver, and
+``auto``'s time over the best route it chooses between. The torch route's cost per iteration
+grows over a solve (CG iterations rise as the design sharpens: 17 to 37 in the first five at
+1200x400), so the few timed early iterations at the large sizes favour it. The thresholds of
+`topovae.solvers.AUTO_TORCH_MIN_ELEMENTS` come from this table.
 """
 
 import os
@@ -65,6 +83,8 @@ os.environ["MKL_NUM_THREADS"] = "1"
 os.environ["OPENBLAS_NUM_THREADS"] = "1"
 
 import argparse
+import itertools
+import json
 import math
 import multiprocessing
 import platform
@@ -85,7 +105,6 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # so that `python benchmarks/bench_simp.py` finds topovae
 
 DEFAULT_SIZES = ((60, 20), (150, 50), (300, 100))
-LARGE_SIZES = ((600, 200), (1200, 400))
 TOP88_PUBLISHED = {2: (233.71457, 144), 1: (216.81366, 106)}  # MBB 60x20, vf 0.5, p 3, rmin 2.4
 REL_TOL = 1e-4
 STEPS = ("assemble", "symmetrise", "K(free,free)", "to cvxopt", "factorise", "solve", "ce,c,dc")
@@ -366,6 +385,7 @@ def top88_strong(
     x = np.full(nele, volfrac)
     xPhys = x.copy()
     loop, change = 0, 1.0
+    iter_end = []  # clock at the end of each iteration (--large times iterations 2..n)
     t_loop = clock()
     while change > tol and loop < max_iter:
         loop += 1
@@ -410,9 +430,10 @@ def top88_strong(
         xPhys = (H @ xnew) / Hs if ft == 2 else xnew
         change = np.max(np.abs(xnew - x))
         x = xnew
+        iter_end.append(clock())
     seconds = clock() - t_loop
     if stats is not None:
-        stats.update(setup=t_loop - t_setup, seconds=seconds,
+        stats.update(setup=t_loop - t_setup, seconds=seconds, iter_end=iter_end,
                      solver="cholmod" if use_cholmod else "superlu")  # fmt: skip
     return float(c), loop, seconds / max(loop, 1)
 
@@ -447,7 +468,8 @@ def _child(code: str, nelx: int, nely: int, rmin: float, solver: str, max_iter: 
     rss0 = _rss_mib()
     if code == "topovae":
         settings = {"filter": "density", "rmin": rmin, "linear_solver": solver}
-        res = solve(preset("mbb", nelx, nely, 0.5, max_iter=max_iter, **settings))
+        p = preset("mbb", nelx, nely, 0.5, max_iter=max_iter, **settings)
+        res = solve(p, backend="direct")  # this mode compares the direct route
         out = {
             "c": res.compliance,
             "its": res.iterations,
@@ -510,9 +532,337 @@ def parse_sizes(text: str) -> list[tuple[int, int]]:
     return sizes
 
 
+# --------------------------------------------------------------------------------------------
+# --large: the scaling table of every route, 60x20 to 1200x400 (issue 12, item 2).
+# --------------------------------------------------------------------------------------------
+
+# size -> (timed iterations after one warm-up iteration, runs per route): a whole --large run
+# takes about 8 minutes on 2 shared cores.
+LARGE_PLAN = {
+    (60, 20): (30, 5),
+    (150, 50): (20, 3),
+    (300, 100): (10, 3),
+    (600, 200): (5, 2),
+    (1200, 400): (3, 2),
+}
+ROUTE_NOTES = {
+    "direct": "topovae solve(backend='direct'): CHOLMOD when cvxopt imports (symbolic once)",
+    "direct-superlu": "topovae solve(backend='direct', linear_solver='superlu')",
+    "torch": "topovae solve(backend='torch', device={device!r}): batched MG-PCG, cg_tol 1e-5",
+    "strong": "top88_strong: the strong top88 port (CHOLMOD with its own ordering, symbolic once)",
+    "auto": "topovae solve(backend='auto', device={device!r}), linear_solver 'auto'",
+    "auto-superlu": "topovae solve(backend='auto', device={device!r}, linear_solver='superlu')",
+}
+# the modules each route's child imports before the solve; the memory baseline is an idle child
+# with the same imports
+ROUTE_IMPORTS = {"torch": "torch", "strong": "strong"}  # every other route: "topovae"
+PAIRS = (("auto", "direct", "torch"), ("auto-superlu", "direct-superlu", "torch"))
+
+
+def _large_routes() -> tuple[str, ...]:
+    if cholmod_available():
+        return ("direct", "direct-superlu", "torch", "strong", "auto", "auto-superlu")
+    return ("direct", "torch", "strong", "auto")  # direct and auto are SuperLU's then
+
+
+def _route_imports(kind: str) -> None:
+    import gc
+
+    if cholmod_available():
+        import cvxopt.cholmod  # noqa: F401
+    if kind != "strong":
+        import topovae.solvers
+    if kind == "torch":
+        import torch  # noqa: F401
+
+        import topovae.solvers.batched  # noqa: F401
+    gc.collect()
+
+
+def _baseline_child(kind: str) -> float:
+    """Peak RSS (MiB) of an idle interpreter that made the imports of a route of this kind."""
+    _route_imports(kind)
+    return _peak_rss_mib()
+
+
+def _threads_now() -> dict:
+    """The thread limits in force, as the libraries report them."""
+    from threadpoolctl import threadpool_info
+
+    out = {"blas/openmp": max((p["num_threads"] for p in threadpool_info()), default=None)}
+    if "torch" in sys.modules:
+        out["torch"] = sys.modules["torch"].get_num_threads()
+    return out
+
+
+def _scaling_child(
+    route: str, nelx: int, nely: int, rmin: float, timed: int, device: str = "cpu"
+) -> dict:
+    """One solve of ``1 + timed`` iterations; s/it over iterations 2 .. 1 + timed."""
+    from threadpoolctl import threadpool_limits
+
+    _route_imports(ROUTE_IMPORTS.get(route, "topovae"))
+    clock = time.perf_counter
+    stamps: list[float] = []
+    threads: dict = {}
+    n = 1 + timed
+    t0 = clock()
+    if route == "strong":
+        stats: dict = {}
+        with threadpool_limits(limits=1):
+            c, its, _ = top88_strong(nelx, nely, 0.5, 3.0, rmin, 2, max_iter=n, stats=stats)
+            threads = _threads_now()
+        stamps, solver, setup = stats["iter_end"], "strong " + stats["solver"], stats["setup"]
+    else:
+        from topovae.solvers import preset, solve
+
+        backend, _, direct = route.partition("-")
+        settings = {"filter": "density", "rmin": rmin, "max_iter": n}
+        settings["linear_solver"] = direct or "auto"
+
+        def stamp(info) -> None:
+            if device.startswith("cuda") and "torch" in sys.modules:
+                sys.modules["torch"].cuda.synchronize()  # no-op unless CUDA work is queued
+            stamps.append(clock())
+            if not threads:
+                threads.update(_threads_now())
+
+        p = preset("mbb", nelx, nely, 0.5, **settings)
+        r = solve(p, backend=backend, device=device, threads=1, callback=stamp)
+        c, its, solver, setup = r.compliance, r.iterations, r.linear_solver, r.setup_seconds
+    wall = clock() - t0
+    return {
+        "route": route,
+        "solver": solver,
+        "c": float(c),
+        "iterations": its,
+        "timed_iterations": len(stamps) - 1,
+        "s_it": (stamps[-1] - stamps[0]) / max(len(stamps) - 1, 1),
+        "first_iteration_s": stamps[0] - (t0 + setup) if route != "strong" else None,
+        "setup_s": setup,
+        "wall_s": wall,
+        "peak_rss_mib": _peak_rss_mib(),
+        "threads": threads,
+    }
+
+
+def _in_child(fn, *args):
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+        return pool.submit(fn, *args).result()
+
+
+def _slope(xs: list[float], ys: list[float]) -> float | None:
+    """Least-squares slope of log y against log x (None with fewer than 2 positive points)."""
+    pts = [(math.log(x), math.log(y)) for x, y in zip(xs, ys, strict=True) if y > 0]
+    if len(pts) < 2:
+        return None
+    lx, ly = np.array(pts).T
+    return float(np.polyfit(lx, ly, 1)[0])
+
+
+def _crossover(elements: list[int], ratio: list[float]) -> str:
+    """Where ratio = s/it(torch) / s/it(direct) crosses 1, log-interpolated between sizes."""
+    for (n0, r0), (n1, r1) in itertools.pairwise(zip(elements, ratio, strict=True)):
+        if r0 >= 1 > r1:
+            f = math.log(r0) / (math.log(r0) - math.log(r1))
+            n = math.exp(math.log(n0) + f * (math.log(n1) - math.log(n0)))
+            return f"torch faster from ~{n:,.0f} elements (between {n0:,} and {n1:,})"
+    if all(r >= 1 for r in ratio):
+        return f"torch slower at every size ({min(ratio):.2f}x-{max(ratio):.2f}x the time)"
+    if all(r < 1 for r in ratio):
+        return f"torch faster at every size ({min(ratio):.2f}x-{max(ratio):.2f}x the time)"
+    return "no single crossover: " + ", ".join(f"{r:.2f}" for r in ratio)
+
+
+def large_main(plan: dict, rmin_max: float, json_path: str | None, device: str = "cpu") -> int:
+    """The scaling table for ``plan``, {(nelx, nely): (timed iterations, runs per route)};
+    returns 1 when a compliance check fails."""
+    from topovae.solvers import AUTO_TORCH_MIN_ELEMENTS
+
+    routes = _large_routes()
+    print(
+        "bench_simp --large: MBB half beam, vf 0.5, density filter, penal 3, OC move 0.2, "
+        f"rmin = min(1.5*nelx/60, {rmin_max:g}); every solve in a fresh spawned process"
+    )
+    print(
+        f"python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, "
+        f"{os.cpu_count()} CPUs. ONE THREAD PER ROUTE: OMP/MKL/OPENBLAS_NUM_THREADS=1 before any "
+        "import, solve(threads=1) (threadpoolctl limit 1, and torch.set_num_threads(1) on the "
+        "torch route), the strong port under threadpool_limits(1)."
+    )
+    for route in routes:
+        print(f"  {route:<15} {ROUTE_NOTES[route].format(device=device)}")
+    print(
+        "s/it: median over runs of (clock at the end of iteration 1 + k - clock at the end of "
+        "iteration 1) / k, i.e. iteration 1 is the warm-up (CHOLMOD's symbolic analysis, torch's "
+        "cold CG start) and is not in the figure; k per size below."
+    )
+    print(
+        "MiB: peak resident set (getrusage ru_maxrss) of the solve's process minus that of an idle "
+        "process with the same imports (median of 3); auto-superlu's includes importing torch "
+        "when it picks the torch route."
+    )
+    ok = self_test("cholmod" if cholmod_available() else "superlu")
+    sys.stdout.flush()
+
+    kinds = sorted({ROUTE_IMPORTS.get(r, "topovae") for r in routes})
+    base = {k: statistics.median(_in_child(_baseline_child, k) for _ in range(3)) for k in kinds}
+    print("idle baselines, MiB: " + ", ".join(f"{k} {v:.1f}" for k, v in base.items()))
+
+    t_start = time.perf_counter()
+    results: dict[tuple[int, int], dict[str, list[dict]]] = {}
+    for (nelx, nely), (timed, runs) in plan.items():
+        rmin = min(1.5 * nelx / 60, rmin_max)
+        res: dict[str, list[dict]] = {r: [] for r in routes}
+        for k in range(runs):
+            order = routes[k % len(routes) :] + routes[: k % len(routes)]  # rotate: fair noise
+            for route in order:
+                out = _in_child(_scaling_child, route, nelx, nely, rmin, timed, device)
+                idle = base[ROUTE_IMPORTS.get(route, "topovae")]
+                out["mib"] = max(0.0, out["peak_rss_mib"] - idle)
+                res[route].append(out)
+        results[nelx, nely] = res
+        print(
+            f"  {nelx}x{nely} done ({timed} timed its x {runs} runs per route, "
+            f"{time.perf_counter() - t_start:.0f} s so far): "
+            + ", ".join(f"{r} {statistics.median(o['s_it'] for o in res[r]):.4f}" for r in routes),
+            flush=True,
+        )
+
+    def med(size, route, key):
+        return statistics.median(o[key] for o in results[size][route])
+
+    # 1. every route at every size
+    rows = []
+    for size in plan:
+        nelx, nely = size
+        c_ref = results[size]["direct"][0]["c"]
+        for route in routes:
+            outs = results[size][route]
+            s_its = [o["s_it"] for o in outs]
+            rel = max(abs(o["c"] - c_ref) / abs(c_ref) for o in outs)
+            limit = 1e-3 if "torch" in outs[0]["solver"] else 1e-6
+            good = rel <= limit and all(o["iterations"] == outs[0]["iterations"] for o in outs)
+            ok &= good
+            rows.append(
+                (
+                    f"{nelx}x{nely}",
+                    f"{nelx * nely:,}",
+                    route,
+                    outs[0]["solver"],
+                    f"1+{outs[0]['timed_iterations']} x{len(outs)}",
+                    f"{statistics.median(s_its):.4f}",
+                    f"{min(s_its):.4f}-{max(s_its):.4f}",
+                    f"{med(size, route, 'setup_s'):.2f}",
+                    f"{med(size, route, 'mib'):.1f}",
+                    f"{med(size, route, 'peak_rss_mib'):.0f}",
+                    f"{outs[0]['c']:.6f}",
+                    f"{rel:.1e}" + ("" if good else " FAIL"),
+                    ",".join(f"{k} {v}" for k, v in outs[0]["threads"].items()),
+                )
+            )
+    print("\nseconds per iteration and peak memory, per route and size:")
+    _table(
+        ("size", "elements", "route", "solver used", "its (warm+timed) x runs", "s/it median",
+         "s/it range", "setup s", "peak MiB", "RSS MiB", "c after its", "rel diff to direct",
+         "threads"),
+        rows,
+    )  # fmt: skip
+    print(
+        "peak MiB: above the idle baseline (0.0: the solve stayed below the imports' own peak); "
+        "RSS MiB: the process's whole peak."
+    )
+    print(
+        "rel diff to direct: compliance after the same iterations, against topovae's direct route "
+        "(limit 1e-6; 1e-3 for the torch route, whose CG stops at a relative residual of 1e-5)."
+    )
+
+    # 2. growth exponents
+    elements = [nx * ny for nx, ny in plan]
+    big = [i for i, n in enumerate(elements) if n >= 30_000]
+    erows = []
+    exps: dict[str, dict] = {}
+    for route in routes:
+        t = [med(s, route, "s_it") for s in plan]
+        m = [med(s, route, "mib") for s in plan]
+        e = {
+            "time_all": _slope(elements, t),
+            "time_large": _slope([elements[i] for i in big], [t[i] for i in big]),
+            "memory_all": _slope(elements, m),
+            "memory_large": _slope([elements[i] for i in big], [m[i] for i in big]),
+        }
+        exps[route] = e
+        erows.append((route, *("-" if v is None else f"{v:.2f}" for v in e.values())))
+    print("\ngrowth exponents: least-squares slope of log(figure) vs log(elements):")
+    _table(("route", "s/it, all sizes", "s/it, >= 300x100", "MiB, all sizes",
+            "MiB, >= 300x100"), erows)  # fmt: skip
+    print("(memory slopes leave out sizes whose peak is 0 MiB above the idle baseline)")
+
+    # 3. auto against the best route of its pair, and crossovers
+    prow = []
+    for auto, direct, torch_route in PAIRS:
+        if auto not in routes:
+            continue
+        ratio_t = []
+        for size in plan:
+            t_d, t_t, t_a = (med(size, r, "s_it") for r in (direct, torch_route, auto))
+            best = min((t_d, direct), (t_t, torch_route))
+            ratio_t.append(t_t / t_d)
+            chosen = "torch" if "torch" in results[size][auto][0]["solver"] else "direct"
+            r = t_a / best[0]
+            t_s = med(size, "strong", "s_it")
+            prow.append(
+                (
+                    auto,
+                    f"{size[0]}x{size[1]}",
+                    f"{best[1]} {best[0]:.4f}",
+                    chosen,
+                    f"{t_a:.4f}",
+                    f"{r:.3f}" + ("" if r <= 1.10 else "  OVER 10 %"),
+                    f"{t_s / t_a:.2f}x",
+                )
+            )
+        print(f"\n{direct} vs torch: {_crossover(elements, ratio_t)}; "
+              f"torch/direct time ratios: " + ", ".join(f"{r:.2f}" for r in ratio_t))  # fmt: skip
+    print("\nauto against the best route it chooses between (same run, medians):")
+    _table(("auto", "size", "best route s/it", "auto chose", "auto s/it", "auto/best",
+            "strong port speed vs auto"), prow)  # fmt: skip
+    print(
+        "auto/best > 1 where auto took the best route is run-to-run noise between processes on "
+        "a shared machine. strong port speed vs auto = the port's s/it / auto's (below 1: the "
+        "port is faster)."
+    )
+    print("AUTO_TORCH_MIN_ELEMENTS in topovae.solvers:", dict(AUTO_TORCH_MIN_ELEMENTS))
+    print(f"total {time.perf_counter() - t_start:.0f} s for the table")
+    if json_path:
+        payload = {
+            "plan": {f"{a}x{b}": {"timed": t, "runs": r} for (a, b), (t, r) in plan.items()},
+            "baseline_mib": base,
+            "runs": {f"{a}x{b}": res for (a, b), res in results.items()},
+            "exponents": exps,
+            "auto_torch_min_elements": {
+                f"{d}/{s}": v for (d, s), v in AUTO_TORCH_MIN_ELEMENTS.items()
+            },
+        }
+        Path(json_path).write_text(json.dumps(payload, indent=1) + "\n")
+        print(f"wrote {json_path}")
+    return 0 if ok else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--large", action="store_true", help="add 600x200 and 1200x400")
+    ap.add_argument(
+        "--large",
+        action="store_true",
+        help="the scaling table instead: every route at 60x20 .. 1200x400 (or --sizes)",
+    )
+    ap.add_argument("--json", help="--large: also write every figure to this JSON file")
+    ap.add_argument("--timed", type=int, help="--large: timed iterations at every size")
+    ap.add_argument("--runs", type=int, help="--large: runs per route at every size")
+    ap.add_argument(
+        "--device", default="cpu", help="--large: the torch (and auto) routes' device (cpu|cuda)"
+    )
     ap.add_argument("--sizes", help="comma-separated NELXxNELY, e.g. 60x20,300x100")
     ap.add_argument(
         "--max-iter", type=int, default=60, help="iteration cap for both codes (0: to convergence)"
@@ -534,8 +884,15 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--sizes: expected e.g. 60x20,300x100, got {args.sizes!r}")
     if args.repeat < 1:
         ap.error("--repeat must be >= 1")
-    if args.large and not args.sizes:
-        sizes += LARGE_SIZES
+    if args.large:
+        sizes = parse_sizes(args.sizes) if args.sizes else list(LARGE_PLAN)
+        if (args.timed is not None and args.timed < 1) or (args.runs is not None and args.runs < 1):
+            ap.error("--timed and --runs must be >= 1")
+        plan = {}
+        for size in sizes:
+            timed, runs = LARGE_PLAN.get(size, (5, 2))
+            plan[size] = (args.timed or timed, args.runs or runs)
+        return large_main(plan, args.rmin_max, args.json, args.device)
     max_iter = args.max_iter if args.max_iter > 0 else 10**6
 
     versions = f"numpy {np.__version__}, scipy {scipy.__version__}"
