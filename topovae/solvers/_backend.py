@@ -27,13 +27,13 @@ BACKENDS = ("auto", "direct", "torch")
 #     python benchmarks/bench_simp.py --large
 #     python benchmarks/bench_simp.py --large --timed 40 --runs 2 \
 #         --sizes 120x40,180x60,210x70,240x80
-# - CHOLMOD beat the torch route at every size from 60x20 to 1200x400: torch took 8.5x, 4.5x,
-#   2.3x, 1.9x and 2.1x its time (1200x400: 4.6 s against 2.2 s per iteration), so with CHOLMOD
-#   auto is the direct route everywhere on the CPU.
+# - CHOLMOD beat the torch route at every size from 60x20 to 1200x400, in two full runs: torch
+#   took 8.5x, 4.5-4.7x, 2.3-2.6x, 1.9-2.0x and 2.1-2.2x its time (1200x400: 4.6-4.8 s against
+#   2.2 s per iteration), so with CHOLMOD auto is the direct route everywhere on the CPU.
 # - SuperLU (no `fast` extra) beat the torch route at 4,800 and 7,500 elements (torch 1.30x and
-#   1.36x its time) and lost from 10,800 on (0.83x at 180x60, 0.43x at 1200x400): the threshold is
-#   the smallest measured grid where torch won. It is above the largest preset (l-bracket,
-#   100x100 = 10,000 elements), so every preset at its own size keeps the direct route.
+#   1.36-1.39x its time) and lost from 10,800 on (0.83x at 180x60, 0.43-0.47x at 1200x400): the
+#   threshold is the smallest measured grid where torch won. It is above the largest preset
+#   (l-bracket, 100x100 = 10,000 elements), so every preset at its own size keeps the direct route.
 # - CUDA: never measured (no GPU was available; the torch route has not run on one), so auto
 #   stays direct there until `bench_simp.py --large --device cuda` has been run on a GPU.
 AUTO_TORCH_MIN_ELEMENTS: dict[tuple[str, str], int | None] = {
