@@ -600,6 +600,17 @@ def test_dataset_refuses_foreign_newer_and_missing_files(tmp_path, reference):
     with h5py.File(garbled, "r+") as f:
         f.attrs["fields"] = "not json"
     cases["damaged topovae dataset: unreadable settings"] = garbled
+    bare = tmp_path / "bare.h5"  # the settings, but no designs (show and train: KeyError)
+    shutil.copy(reference, bare)
+    with h5py.File(bare, "r+") as f:
+        del f["density"]
+    cases["damaged topovae dataset: it has no designs"] = bare
+    short = tmp_path / "short.h5"  # the designs cut short: rows past them were IndexErrors
+    shutil.copy(reference, short)
+    with h5py.File(short, "r+") as f:
+        n = f["density"].shape[0]
+        f["density"].resize((n - 1, *f["density"].shape[1:]))
+    cases[f"damaged topovae dataset: {n - 1} designs for {n} indices"] = short
     for fragment, path in cases.items():
         with pytest.raises(DatasetError) as e:
             TopologyDataset(path)

@@ -135,8 +135,8 @@ def test_explorer_data_of_a_vae_needs_no_problem(tiny_checkpoints, mbb):
     [
         ({"dims": (0, 0)}, "dims must be two different"),
         ({"dims": (0, 4)}, "in [0, 3]"),
-        ({"grid": 1}, "grid must be an integer >= 2"),
-        ({"span": 0.0}, "span must be a positive"),
+        ({"grid": 1}, "--grid must be an integer in 2..64"),
+        ({"span": 0.0}, "--span must be a number in (0, 1000)"),
         ({"volfracs": [0.5, 1.2]}, "volfracs must be numbers in (0, 1)"),
     ],
 )

@@ -30,6 +30,9 @@ from ..solvers import Problem, SolveResult, full_material_fields, solve
 from ._sampling import ProblemDistribution, check_distribution, sample_problem
 from ._store import DatasetError, DatasetWriter
 
+MAX_WORKERS = 1024  # local worker processes
+MAX_BATCH = 65536  # designs per batched torch solve
+
 
 def sample_record(
     index: int, problem: Problem, result: SolveResult, fields: tuple[str, ...]
@@ -176,10 +179,14 @@ def generate(
     # the file stores the seed as a 64-bit integer (h5py raised a TypeError past it)
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
         raise DatasetError(f"--seed must be an integer in [0, 2^63), got {seed!r}")
-    if workers is not None and (not isinstance(workers, int) or workers < 1):
-        raise DatasetError(f"--workers must be an integer >= 1, got {workers!r}")
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise DatasetError(f"--batch must be an integer >= 1, got {batch!r}")
+    if workers is not None and (
+        isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS
+    ):
+        raise DatasetError(f"--workers must be an integer in 1..{MAX_WORKERS}, got {workers!r}")
+    if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= MAX_BATCH:
+        raise DatasetError(f"--batch must be an integer in 1..{MAX_BATCH}, got {batch!r}")
+    # no more worker processes than designs to solve (48 processes were forked for 2)
+    workers = min(workers or os.cpu_count() or 1, n)
     # the executor first: a scheduler that cannot be reached must not leave a new file behind
     executor = None if device is not None else _executor(workers, scheduler)
     try:

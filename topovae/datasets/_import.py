@@ -614,7 +614,10 @@ def clean_dataset(
         for k, v in src.attrs.items():
             dst.attrs[k] = v
         keys: list[str] = []
-        src.visititems(lambda k, obj: keys.append(k) if isinstance(obj, h5py.Dataset) else None)
+        try:
+            src.visititems(lambda k, o: keys.append(k) if isinstance(o, h5py.Dataset) else None)
+        except (RuntimeError, OSError) as e:  # a damaged B-tree or object header
+            raise DatasetError(f"{str(path)!r} is corrupted: unreadable structure ({e})") from None
         for key in keys:
             s = src[key]
             if s.ndim == 0 or s.shape[0] != n:  # not per sample: copied as is

@@ -100,6 +100,7 @@ def read_header(path: str | os.PathLike) -> dict[str, Any]:
         with h5py.File(path, "r") as f:
             attrs = dict(f.attrs)
             n = int(f["index"].shape[0]) if "index" in f else None
+            designs = f["density"].shape[0] if isinstance(f.get("density"), h5py.Dataset) else None
     except OSError:
         raise DatasetError(f"{str(path)!r} is not an HDF5 file") from None
     fmt = attrs.get("format")
@@ -120,6 +121,12 @@ def read_header(path: str | os.PathLike) -> dict[str, Any]:
         raise DatasetError(
             f"{str(path)!r} is a damaged topovae dataset: its settings lack {', '.join(missing)}"
         )
+    if designs is None:
+        raise DatasetError(f"{str(path)!r} is a damaged topovae dataset: it has no designs")
+    if designs != n:
+        raise DatasetError(
+            f"{str(path)!r} is a damaged topovae dataset: {designs} designs for {n} indices"
+        )
     try:
         return {
             "version": version,
@@ -138,9 +145,13 @@ def read_header(path: str | os.PathLike) -> dict[str, Any]:
 
 def read_rows(f: h5py.File, key: str, rows: Any = slice(None)) -> np.ndarray:
     """``f[key][rows]``; a chunk that fails its checksum (or cannot be read) as one DatasetError."""
-    dset = f[key]
     try:
+        dset = f[key]
         return dset[rows]
+    except KeyError:
+        raise DatasetError(f"{f.filename!r} is a damaged topovae dataset: no {key}") from None
+    except RuntimeError as e:  # a damaged B-tree: "Object specific failed (wrong B-tree ...)"
+        raise DatasetError(f"{f.filename!r} is corrupted: unreadable {key} ({e})") from None
     except OSError as e:  # h5py: "Can't read data (filter returned failure during read)"
         checksum = dset.fletcher32 and "filter" in str(e)
         what = "checksum mismatch" if checksum else f"unreadable data ({e})"

@@ -107,12 +107,13 @@ class VAEConfig:
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {v!r}")
         # the input is padded to a multiple of 2^depth: allow at most doubling the larger side
-        if 2**self.depth > 2 * max(self.height, self.width):
+        # (depth compared first: 2**depth of a huge depth would not finish)
+        if self.depth > 62 or 2**self.depth > 2 * max(self.height, self.width):
             allowed = (2 * max(self.height, self.width)).bit_length() - 1
+            factor = f"2^{self.depth}" if self.depth > 62 else f"2^{self.depth} = {2**self.depth}"
             raise ConfigError(
-                f"depth {self.depth} halves the grid {self.depth} times (2^{self.depth} = "
-                f"{2**self.depth}), more than the {self.width}x{self.height} grid allows; use "
-                f"depth <= {allowed}"
+                f"depth {self.depth} halves the grid {self.depth} times ({factor}), more than "
+                f"the {self.width}x{self.height} grid allows; use depth <= {allowed}"
             )
         params = self.parameter_estimate()
         if params > MAX_PARAMETERS:

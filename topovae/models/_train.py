@@ -47,6 +47,10 @@ class TrainingError(RuntimeError):
     """Training cannot go on (e.g. the loss became NaN); the message says what was kept."""
 
 
+MAX_EPOCHS = 1_000_000  # more is a typo, not a plan
+MAX_BATCH_SIZE = 2**20
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation settings. lr follows a linear warm-up then a cosine decay to lr/20.
@@ -76,10 +80,10 @@ class TrainConfig:
     ema: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size"):
+        for name, most in (("epochs", MAX_EPOCHS), ("batch_size", MAX_BATCH_SIZE)):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= most:
+                raise ConfigError(f"{name} must be an integer in 1..{most:,}, got {v!r}")
         lr = self.lr
         if isinstance(lr, bool) or not isinstance(lr, int | float) or not 0 < lr < math.inf:
             raise ConfigError(f"lr must be a finite number > 0, got {self.lr!r}")

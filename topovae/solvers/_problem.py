@@ -37,6 +37,8 @@ from ._connectivity import free_rigid_motions, unsupported_loads
 FILTERS = ("sensitivity", "density", "heaviside")
 OPTIMIZERS = ("auto", "oc", "mma")
 LINEAR_SOLVERS = ("auto", "cholmod", "superlu")
+# SIMP iterations a setting may ask for (10^6: hours on a large grid; more is a typo)
+MAX_ITERATIONS = 1_000_000
 
 
 class ProblemError(ValueError):
@@ -144,6 +146,8 @@ class SIMPSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
                 raise ProblemError(f"{name} must be a positive integer, got {value!r}")
+            if value > MAX_ITERATIONS:
+                raise ProblemError(f"{name} must be at most {MAX_ITERATIONS:,}, got {value!r}")
         if _finite_number("beta_init", self.beta_init) <= 0:
             raise ProblemError(f"beta_init must be > 0, got {self.beta_init}")
         if _finite_number("beta_max", self.beta_max) < self.beta_init:
@@ -228,6 +232,11 @@ class Problem:
         set_(self, "volfrac", volfrac)
         if not isinstance(self.settings, SIMPSettings):
             raise ProblemError("settings must be a SIMPSettings")
+        if self.settings.rmin > max(self.nelx, self.nely):  # its kernel would outgrow the grid
+            raise ProblemError(
+                f"rmin {self.settings.rmin} is wider than the {self.nelx}x{self.nely} grid; use "
+                f"rmin <= {max(self.nelx, self.nely)}"
+            )
         if not isinstance(self.name, str):
             raise ProblemError(f"name must be a string, got {type(self.name).__name__}")
 

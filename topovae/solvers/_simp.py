@@ -49,6 +49,7 @@ class IterationInfo:
     beta: float | None
 
 
+MAX_THREADS = 1024  # BLAS / torch threads a solve may ask for
 CTOL_WINDOW = 5  # iterations over which ``ctol`` measures the compliance change
 
 
@@ -241,10 +242,13 @@ def solve(
     check_problem(problem)
     check_backend(backend, device)
     if threads is not None and (
-        isinstance(threads, bool) or not isinstance(threads, int | np.integer) or threads < 1
+        isinstance(threads, bool)
+        or not isinstance(threads, int | np.integer)
+        or not 1 <= threads <= MAX_THREADS
     ):
         raise ProblemError(
-            f"threads must be None (leave BLAS alone) or an integer >= 1, got {threads!r}"
+            f"threads must be None (leave BLAS alone) or an integer in 1..{MAX_THREADS}, "
+            f"got {threads!r}"
         )
     threads = None if threads is None else int(threads)  # threadpoolctl takes no numpy ints
     if callback is not None and not callable(callback):

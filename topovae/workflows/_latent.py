@@ -33,9 +33,10 @@ class WorkflowError(ValueError):
 
 
 def check_seed(seed) -> int:
-    """Seeds are integers >= 0 everywhere in topovae (numpy refuses negative ones)."""
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise WorkflowError(f"--seed must be an integer >= 0, got {seed!r}")
+    """Seeds are integers in [0, 2^63) everywhere in topovae (numpy refuses negative ones, torch's
+    generators and the dataset files take 64-bit integers)."""
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**63:
+        raise WorkflowError(f"--seed must be an integer in [0, 2^63), got {seed!r}")
     return int(seed)
 
 

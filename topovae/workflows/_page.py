@@ -76,10 +76,10 @@ def explorer_data(
         raise WorkflowError(
             f"dims must be two different latent dimensions in [0, {d - 1}], got {tuple(dims)}"
         )
-    if isinstance(grid, bool) or not isinstance(grid, int | np.integer) or grid < 2:
-        raise WorkflowError(f"grid must be an integer >= 2, got {grid!r}")
-    if not np.isfinite(span) or span <= 0:
-        raise WorkflowError(f"span must be a positive number, got {span!r}")
+    if isinstance(grid, bool) or not isinstance(grid, int | np.integer) or not 2 <= grid <= 64:
+        raise WorkflowError(f"--grid must be an integer in 2..64, got {grid!r}")
+    if not isinstance(span, int | float | np.floating) or not 0 < span < 1000:
+        raise WorkflowError(f"--span must be a number in (0, 1000), got {span!r}")
     dims = (int(dims[0]), int(dims[1]))
     grid = int(grid)
     dec = LatentDecoder(model, problem, device)
