@@ -385,7 +385,7 @@ def test_search_is_reproducible_by_seed(cvae, cantilever, method):
 def test_search_refuses_a_budget_that_is_not_a_positive_integer(cvae, cantilever, budget):
     with pytest.raises(WorkflowError, match="--budget") as e:
         search(cvae, cantilever, method="random", budget=budget, device="cpu")
-    assert f"got {budget}" in str(e.value)
+    assert f"got {budget!r}" in str(e.value)
 
 
 def test_search_refuses_unknown_methods_and_bad_options(cvae, cantilever):

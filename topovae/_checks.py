@@ -14,6 +14,10 @@ from typing import Any
 
 import numpy as np
 
+# designs one call draws, decodes or scores (-n, --steps, -k, --starts, sweeps): each is judged
+# by an FE solve and a picture of more is unreadable; more is a typo that would exhaust memory
+MAX_DESIGNS = 4096
+
 
 def type_name(value: Any) -> str:
     return type(value).__name__

@@ -10,12 +10,10 @@ import click
 import numpy as np
 
 from .. import __version__
+from .._checks import MAX_DESIGNS  # noqa: F401 (the commands' limit, imported from here)
 from ..solvers import SIMPSettings
 
 _D = SIMPSettings()  # the CLI's defaults are the library's
-# designs one command draws or scores (-n, --steps, -k): each is scored by a FE solve, and a
-# picture of more is unreadable
-MAX_DESIGNS = 4096
 
 
 class InputError(click.ClickException):

@@ -83,6 +83,15 @@ class ProblemDistribution:
             raise ProblemError(f"loads range must satisfy 1 <= lo <= hi, got {self.loads}")
         if not 0 <= self.holes[0]:
             raise ProblemError(f"holes range must satisfy 0 <= lo <= hi, got {self.holes}")
+        nodes, elements = (self.nelx + 1) * (self.nely + 1), self.nelx * self.nely
+        if self.loads[1] > nodes:  # sampling more distinct loaded nodes than exist never ends
+            raise ProblemError(
+                f"loads range {self.loads} asks for more loads than the grid's {nodes} nodes"
+            )
+        if self.holes[1] > elements:
+            raise ProblemError(
+                f"holes range {self.holes} asks for more holes than the grid's {elements} elements"
+            )
         if self.magnitude[0] <= 0:
             raise ProblemError(f"magnitude range must be positive, got {self.magnitude}")
 

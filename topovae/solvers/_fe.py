@@ -16,8 +16,9 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from .._checks import check_problem
 from ._linear import LinearSolver, make_linear_solver
-from ._problem import Problem
+from ._problem import Problem, check_size
 
 E0 = 1.0  # Young's modulus of solid material
 EMIN = 1e-9  # Young's modulus of void, keeps K non-singular
@@ -58,6 +59,7 @@ KE = element_stiffness()
 
 def edof_matrix(nelx: int, nely: int) -> np.ndarray:
     """(nelx * nely, 8) global DOFs of each element, counter-clockwise from the lower-left node."""
+    nelx, nely = check_size(nelx, nely)
     nodes = np.arange((nelx + 1) * (nely + 1)).reshape(nelx + 1, nely + 1)  # [j, i] -> node
     n1 = nodes[:-1, :-1].ravel()  # upper-left node of element e = j * nely + i
     n2 = n1 + nely + 1  # upper-right
@@ -90,6 +92,7 @@ class FEModel:
     """
 
     def __init__(self, problem: Problem, linear_solver: str | None = None) -> None:
+        check_problem(problem)
         self.nelx, self.nely = problem.nelx, problem.nely
         self.edof = edof_matrix(self.nelx, self.nely)
         self.ndof = problem.ndof

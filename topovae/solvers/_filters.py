@@ -21,6 +21,8 @@ import numpy as np
 import scipy.fft
 import scipy.sparse as sp
 
+from ._problem import ProblemError, check_size
+
 
 def cone_kernel(rmin: float) -> np.ndarray:
     """(2r+1, 2r+1) weights max(0, rmin - |d|) with r = ceil(rmin) - 1, as top88's loops."""
@@ -57,6 +59,13 @@ class ConeFilter:
 
 def filter_matrix(nelx: int, nely: int, rmin: float) -> tuple[sp.csr_matrix, np.ndarray]:
     """(nele, nele) cone-filter matrix H and its row sums Hs (nele,), element order of `_fe`."""
+    nelx, nely = check_size(nelx, nely)
+    if isinstance(rmin, bool) or not isinstance(rmin, int | float | np.integer | np.floating):
+        raise ProblemError(f"rmin must be a number, got {rmin!r}")
+    if not 1 <= rmin <= 2 * max(nelx, nely):  # NaN fails too; wider only grows the kernel
+        raise ProblemError(
+            f"rmin must be in [1, {2 * max(nelx, nely)}] for this grid, got {rmin!r}"
+        )
     r = math.ceil(rmin) - 1
     j, i = np.meshgrid(np.arange(nelx), np.arange(nely), indexing="ij")  # element e = j*nely + i
     j, i = j.ravel(), i.ravel()

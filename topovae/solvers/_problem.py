@@ -60,6 +60,15 @@ def physical_memory() -> int | None:
         return None
 
 
+def check_size(nelx: Any, nely: Any) -> tuple[int, int]:
+    """Positive integer grid sizes within the machine's memory (`check_grid`), as ints."""
+    for n, v in (("nelx", nelx), ("nely", nely)):
+        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
+            raise ProblemError(f"{n} must be a positive integer, got {v!r}")
+    check_grid(int(nelx), int(nely))
+    return int(nelx), int(nely)
+
+
 def check_grid(nelx: int, nely: int) -> None:
     """Refuse a grid whose solve would need more memory than the machine has, before anything
     of that size is allocated."""
@@ -232,10 +241,11 @@ class Problem:
         set_(self, "volfrac", volfrac)
         if not isinstance(self.settings, SIMPSettings):
             raise ProblemError("settings must be a SIMPSettings")
-        if self.settings.rmin > max(self.nelx, self.nely):  # its kernel would outgrow the grid
+        widest = 2 * max(self.nelx, self.nely)  # wider only grows the filter's kernel
+        if self.settings.rmin > widest:
             raise ProblemError(
                 f"rmin {self.settings.rmin} is wider than the {self.nelx}x{self.nely} grid; use "
-                f"rmin <= {max(self.nelx, self.nely)}"
+                f"rmin <= {widest}"
             )
         if not isinstance(self.name, str):
             raise ProblemError(f"name must be a string, got {type(self.name).__name__}")

@@ -124,13 +124,12 @@ def evaluate(
     ``"problems"`` and arrays for figures under ``"_designs"`` (dropped when written)."""
     check_model(model)
     check_path(data, "data")
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise WorkflowError(f"-k must be a positive number of samples, got {k}")
+    check_count(k, "-k")
     if isinstance(polish, bool) or not isinstance(polish, int) or polish < 0:
         raise WorkflowError(f"--polish must be an integer >= 0, got {polish}")
     seed = check_seed(seed)
     if limit is not None:
-        check_count(limit, "--limit")
+        check_count(limit, "--limit", high=None)
     t0 = time.perf_counter()
     ds = _load_split(model, data, split, split_seed)
     train = _load_split(model, data, "train", split_seed)

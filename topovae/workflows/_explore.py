@@ -101,8 +101,13 @@ def traverse(
         raise WorkflowError(
             f"--dim must be in [0, {d - 1}] for this {d}-dimensional model, got {dim}"
         )
-    dec = LatentDecoder(model, problem, device)
     values = np.asarray(values, np.float32)
+    if values.ndim != 1 or not np.isfinite(values).all():
+        raise WorkflowError(
+            f"values must be a 1D array of finite numbers, got shape {values.shape}"
+        )
+    check_count(len(values), "the number of values")
+    dec = LatentDecoder(model, problem, device)
     z = np.zeros((len(values), d), np.float32) if base is None else np.tile(base, (len(values), 1))
     z[:, dim] = values
     return dec.numpy(torch.from_numpy(z.astype(np.float32)))
@@ -186,7 +191,7 @@ def latent_map(
     if model.config.latent_dim < 2:
         raise WorkflowError("a latent map needs a model with at least 2 latent dimensions")
     ds = _load_split(model, data, split, split_seed)
-    if check_count(index, "--index", low=0) >= len(ds):
+    if check_count(index, "--index", low=0, high=None) >= len(ds):
         raise WorkflowError(f"--index must be in [0, {len(ds) - 1}] for this split, got {index}")
     check_count(outliers, "--outliers", low=0)
     conditional = model.config.conditional
@@ -358,6 +363,8 @@ def condition_sweep(
         raise WorkflowError("a condition sweep needs a cvae (this model takes no condition)")
     check_problem(problem)
     vfs = [problem.volfrac] if volfracs is None else [float(v) for v in volfracs]
+    degs = [None] if angles is None else [float(a) for a in angles]
+    check_count(len(vfs) * len(degs), "the sweep's designs (volume fractions x angles)")
     for v in vfs:
         if not 0 < v < 1:
             raise WorkflowError(f"volume fractions must be in (0, 1), got {v}")

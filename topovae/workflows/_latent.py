@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .._checks import check_model, check_problem
+from .._checks import MAX_DESIGNS, check_model, check_problem
 from ..datasets._torch import BASE_CHANNELS, problem_condition
 from ..models._losses import project_volume
 from ..solvers import Problem
@@ -46,10 +46,16 @@ def _device(device: str | torch.device | None) -> torch.device:
     return resolve_device("auto" if device is None else device)
 
 
-def check_count(value, flag: str, low: int = 1) -> int:
-    """An integer >= ``low`` (not a bool), or a WorkflowError naming the option."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-        raise WorkflowError(f"{flag} must be an integer >= {low}, got {value!r}")
+def check_count(value, flag: str, low: int = 1, high: int | None = MAX_DESIGNS) -> int:
+    """An integer in ``low``..``high`` (not a bool; ``high`` None: no upper bound), or a
+    WorkflowError naming the option."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        ok = False
+    else:
+        ok = value >= low and (high is None or value <= high)
+    if not ok:
+        allowed = f">= {low}" if high is None else f"in {low}..{high}"
+        raise WorkflowError(f"{flag} must be an integer {allowed}, got {value!r}")
     return int(value)
 
 

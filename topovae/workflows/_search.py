@@ -77,10 +77,11 @@ class SearchResult:
         }
 
 
+MAX_BUDGET = 1_000_000  # FE evaluations of one search (hours on a 64x64 grid)
+
+
 def _check_budget(budget: Any) -> int:
-    if isinstance(budget, bool) or not isinstance(budget, int | np.integer) or budget <= 0:
-        raise WorkflowError(f"--budget must be a positive number of FE evaluations, got {budget}")
-    return int(budget)
+    return check_count(budget, "--budget (FE evaluations)", high=MAX_BUDGET)
 
 
 def search(
