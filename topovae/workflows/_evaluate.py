@@ -29,6 +29,7 @@ import torch
 
 from .._checks import check_model, check_path
 from ..solvers import ProblemError, solve
+from ..solvers._problem import MAX_ITERATIONS
 from ._judge import SCORE_KEYS, ComplianceOracle, ce_text, score
 from ._latent import LatentDecoder, WorkflowError, check_count, check_seed
 from ._report import html_page, md_escape
@@ -125,8 +126,7 @@ def evaluate(
     check_model(model)
     check_path(data, "data")
     check_count(k, "-k")
-    if isinstance(polish, bool) or not isinstance(polish, int) or polish < 0:
-        raise WorkflowError(f"--polish must be an integer >= 0, got {polish}")
+    check_count(polish, "--polish (SIMP iterations)", low=0, high=MAX_ITERATIONS)
     seed = check_seed(seed)
     if limit is not None:
         check_count(limit, "--limit", high=None)

@@ -31,6 +31,7 @@ import torch
 
 from .._checks import check_model, check_problem
 from ..solvers import Problem, SolveResult, solve
+from ..solvers._problem import MAX_ITERATIONS
 from ._judge import ComplianceOracle, score
 from ._latent import LatentDecoder, WorkflowError, check_count, check_seed
 
@@ -108,8 +109,7 @@ def search(
         )
     budget = _check_budget(budget)
     seed = check_seed(seed)
-    if isinstance(polish, bool) or not isinstance(polish, int) or polish < 0:
-        raise WorkflowError(f"--polish must be an integer >= 0, got {polish}")
+    check_count(polish, "--polish (SIMP iterations)", low=0, high=MAX_ITERATIONS)
     check_count(starts, "--starts")
     dec = LatentDecoder(model, problem, device)
     oracle = ComplianceOracle(None if dec.device.type == "cpu" else dec.device)
