@@ -35,10 +35,12 @@ from topovae.datasets import (
 )
 from topovae.models import ConfigError, DesignVAE, TrainConfig, VAEConfig, load, read_checkpoint
 from topovae.solvers import (
+    DesignMap,
     FEModel,
     Problem,
     ProblemError,
     SIMPSettings,
+    choose_backend,
     compliance,
     edof_matrix,
     filter_matrix,
@@ -48,6 +50,7 @@ from topovae.solvers import (
 )
 from topovae.workflows import (
     SCORE_KEYS,
+    ComplianceOracle,
     JudgeError,
     LatentDecoder,
     WorkflowError,
@@ -328,6 +331,18 @@ CASES = [
      WorkflowError, "--polish (SIMP iterations) must be an integer in 0..1000000, got 10"),
     ("search-polish-huge", lambda c: search(c["cvae"], c["p"], budget=2, polish=10**12),
      WorkflowError, "--polish (SIMP iterations) must be an integer in 0..1000000, got 10"),
+    ("DesignMap-None", lambda c: DesignMap(None),
+     TypeError, "problem must be a topovae Problem, got NoneType"),
+    ("choose_backend-None", lambda c: choose_backend(None),
+     TypeError, "problem must be a topovae Problem, got NoneType"),
+    ("binarize-1d", lambda c: binarize(np.ones(5), c["p"]),
+     JudgeError, f"binarize takes one {NX}x{NY} design for problem 'mbb'; got shape (5,)"),
+    ("binarize-nan", lambda c: binarize(np.full((NY, NX), np.nan), c["p"]),
+     JudgeError, "density must be finite"),
+    ("ComplianceOracle-wrong-grid", lambda c: ComplianceOracle()(np.ones((1, 3, 3)), [c["p"]]),
+     JudgeError, f"a 3x3 design cannot be judged on the {NX}x{NY} problem 'mbb'"),
+    ("ComplianceOracle-problems-None", lambda c: ComplianceOracle()(c["d"][None], None),
+     TypeError, "problems must be a Problem or a list of them, got NoneType"),
     ("prior_samples-seed-2^70", lambda c: prior_samples(c["model"], 2, seed=2**70),
      WorkflowError, "--seed must be an integer in [0, 2^63), got 1180591620717411303424"),
     ("evaluate-seed-2^63", lambda c: evaluate(c["model"], c["data"], seed=2**63),

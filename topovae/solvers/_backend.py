@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+from .._checks import check_problem
 from ._linear import cholmod_available
 from ._problem import Problem, ProblemError, SIMPSettings
 
@@ -86,6 +87,7 @@ def choose_backend(
     """The route a solve takes: "direct" or "torch" (``backend`` "auto" resolved, see the module
     docstring). ``device`` is the torch route's ("auto": CUDA when available); ``warm_start``:
     a start design x0 is given, which only the direct route takes."""
+    check_problem(problem)
     check_backend(backend, device)
     if backend != "auto":
         return backend

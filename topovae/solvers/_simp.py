@@ -101,7 +101,7 @@ class DesignMap:
     """Design variables x -> physical densities x^, and the chain rule back (vectors)."""
 
     def __init__(self, problem: Problem) -> None:
-        s = problem.settings
+        s = check_problem(problem).settings
         self.kind, self.eta = s.filter, s.eta
         self.beta = s.beta_init if s.filter == "heaviside" else None
         self.h = ConeFilter(problem.nelx, problem.nely, s.rmin)  # H @ v by FFT

@@ -50,7 +50,15 @@ def binarize(density: np.ndarray, problem: Problem) -> np.ndarray:
     """0/1 design with the problem's volume fraction: passive solid, then the highest-density
     design elements (ties by position) until round(VF* n) elements are solid."""
     check_problem(problem)
-    rho = impose_passive(density, problem)
+    d = real_array(density, "density", JudgeError)  # values outside [0, 1] are clipped
+    if d.shape != problem.shape:
+        raise JudgeError(
+            f"binarize takes one {problem.nelx}x{problem.nely} design for problem "
+            f"{problem.name!r}; got shape {d.shape}"
+        )
+    if not np.isfinite(d).all():
+        raise JudgeError("density must be finite")
+    rho = impose_passive(d, problem)
     n_solid = round(problem.volfrac * rho.size)
     free = ~(problem.passive_solid | problem.passive_void)
     k = max(0, min(int(free.sum()), n_solid - int(problem.passive_solid.sum())))
@@ -79,6 +87,7 @@ class ComplianceOracle:
 
     def __call__(self, densities: np.ndarray, problems: Sequence[Problem]) -> np.ndarray:
         """(B, H, W) densities (passive regions already imposed) -> (B,) compliances."""
+        densities, problems = _checked(densities, problems)
         if self.device is not None:
             return self._torch(densities, problems, grad=False)[0]
         out = np.empty(len(problems))
@@ -89,6 +98,7 @@ class ComplianceOracle:
 
     def gradient(self, densities: np.ndarray, problems: Sequence[Problem]):
         """(compliances (B,), d c / d rho (B, H, W)) by the adjoint formula."""
+        densities, problems = _checked(densities, problems)
         if self.device is not None:
             return self._torch(densities, problems, grad=True)
         from ..solvers import E0, EMIN
@@ -153,6 +163,14 @@ def _problems(problems, n: int) -> list[Problem]:
     for p in problems:
         check_problem(p, "every entry of problems")
     return problems
+
+
+def _checked(designs, problems) -> tuple[np.ndarray, list[Problem]]:
+    """`_designs`, `_problems` and `_check` in one: what the oracle takes."""
+    d = _designs(designs)
+    problems = _problems(problems, len(d))
+    _check(d, problems)
+    return d, problems
 
 
 def _check(d: np.ndarray, problems: list[Problem]) -> None:
