@@ -343,6 +343,8 @@ CASES = [
      JudgeError, f"a 3x3 design cannot be judged on the {NX}x{NY} problem 'mbb'"),
     ("ComplianceOracle-problems-None", lambda c: ComplianceOracle()(c["d"][None], None),
      TypeError, "problems must be a Problem or a list of them, got NoneType"),
+    ("TrainConfig-seed-2^70", lambda c: TrainConfig(seed=2**70),
+     ConfigError, "seed must be an integer in [0, 2^32), got 1180591620717411303424"),
     ("prior_samples-seed-2^70", lambda c: prior_samples(c["model"], 2, seed=2**70),
      WorkflowError, "--seed must be an integer in [0, 2^63), got 1180591620717411303424"),
     ("evaluate-seed-2^63", lambda c: evaluate(c["model"], c["data"], seed=2**63),

@@ -599,6 +599,11 @@ def test_cli_train_bad_input(data, run, tmp_path):
     assert_one_line_error(train(data, "--depth", 10), "depth 10", "use depth <= 4")
     assert_one_line_error(train(data, "--latent-dim", 100_000_000), "parameters", "limit")
     assert_one_line_error(train(data, "--arch", "mlp"), "arch 'mlp'", "unet, conv")
+    assert_one_line_error(train(data, "--seed", 2**70), "seed", "2^32")
+    # an empty --out is the current folder: refused, not filled with the run's files
+    r = run("train", data, "--latent-dim", 4, "--epochs", 1, "--out", "", "-q")
+    assert_one_line_error(r, "--out must name a folder")
+    assert not (tmp_path / "last.pt").exists()
     assert not (tmp_path / "r" / "last.pt").exists()
 
 

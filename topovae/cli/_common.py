@@ -64,6 +64,8 @@ def output_path(path: str | None, what: str, image: bool = False) -> Path | None
 def output_folder(path: str, what: str = "--out", parents: bool = False) -> Path:
     """A folder to write into, checked before any work: not a file, and its nearest existing
     folder (its parent unless ``parents``) takes files."""
+    if not str(path).strip():  # Path("") is the current folder: a run would land among its files
+        raise InputError(f"{what} must name a folder, got {path!r}")
     p = Path(path)
     if p.exists() and not p.is_dir():
         raise InputError(f"{what} {path!r} is a file; give a folder")

@@ -98,6 +98,9 @@ class TrainConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ConfigError(f"{name} must be an integer >= 0, got {v!r}")
+        # the generators take seed * 1_000_003 + epoch as a 64-bit integer
+        if self.seed >= 2**32:
+            raise ConfigError(f"seed must be an integer in [0, 2^32), got {self.seed!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
