@@ -80,20 +80,13 @@ class _Grid:
         return path.reshape(self.shape)
 
 
-def _defects(solid: np.ndarray, problem: Problem) -> tuple[np.ndarray, np.ndarray]:
-    """(load-carrying elements, loaded nodes that touch no solid)."""
-    keep = load_carrying(solid, problem)
-    bare = _loaded_nodes(problem) & ~element_nodes(solid)
-    return keep, bare
-
-
 def connect(
     logits: np.ndarray, problem: Problem, density: Callable[[np.ndarray], np.ndarray]
 ) -> np.ndarray:
     """The (H, W) design of ``logits`` with its load path connected; ``density`` maps logits to
     the projected design (volume fraction met, passive regions imposed). See the module
     docstring."""
-    grid = _Grid(problem)
+    grid = None  # built when a first path is needed: most designs are connected already
     free = ~(problem.passive_solid | problem.passive_void)
     loaded = _node_elements(_loaded_nodes(problem))
     supported = _node_elements(problem.fixed_x | problem.fixed_y)
@@ -102,7 +95,8 @@ def connect(
     for _ in range(ROUNDS + 1):
         rho = density(lg)
         solid = binarize(rho, problem).astype(bool)
-        keep, bare = _defects(solid, problem)
+        keep = load_carrying(solid, problem)
+        bare = _loaded_nodes(problem) & ~element_nodes(solid)
         defect = np.count_nonzero(solid & ~keep) + np.count_nonzero(bare) + (0 if keep.any() else 1)
         if defect < best_defect:
             best, best_defect = rho, defect
@@ -121,6 +115,7 @@ def connect(
             labels, _ = ndimage.label(solid, structure=_EDGES)
             parts = [loaded | np.isin(labels, np.unique(labels[loaded & solid]))]
             targets = [supported | np.isin(labels, np.unique(labels[supported & solid]))]
+        grid = grid or _Grid(problem)
         changed = False
         for part, target in zip(parts, targets, strict=True):
             path = grid.cheapest_path(cost, part & ~problem.passive_void, target)
