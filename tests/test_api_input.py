@@ -148,7 +148,7 @@ CASES = [
     ("compliance-penal-inf", lambda c: compliance(c["d"], c["p"], penal=math.inf),
      ProblemError, "penal must be finite, got inf"),
     ("compliance-penal-0.5", lambda c: compliance(c["d"], c["p"], penal=0.5),
-     ProblemError, "penal must be >= 1 (None: the problem's), got 0.5"),
+     ProblemError, "penal must be in [1, 20] (None: the problem's), got 0.5"),
     ("compliance-penal-str", lambda c: compliance(c["d"], c["p"], penal="x"),
      ProblemError, "penal must be a number, got 'x'"),
     ("compliance-complex", lambda c: compliance(c["d"] + 1j, c["p"]),
@@ -290,9 +290,11 @@ CASES = [
      TypeError, "config must be a VAEConfig, got NoneType"),
     ("DesignVAE-dict", lambda c: DesignVAE({}), TypeError, "config must be a VAEConfig, got dict"),
     ("TrainConfig-lr-str", lambda c: TrainConfig(lr="a"),
-     ConfigError, "lr must be a finite number > 0, got 'a'"),
+     ConfigError, "lr must be a number in (0, 10], got 'a'"),
     ("TrainConfig-lr-nan", lambda c: TrainConfig(lr=math.nan),
-     ConfigError, "lr must be a finite number"),
+     ConfigError, "lr must be a number in (0, 10], got nan"),
+    ("TrainConfig-lr-huge", lambda c: TrainConfig(lr=1e12),
+     ConfigError, "lr must be a number in (0, 10], got 1000000000000.0"),
     # sizes past any sane run, refused before they hang or exhaust memory (the sweep of bad
     # inputs found each of these as a traceback, a hang or an allocation failure)
     ("solve-threads-huge", lambda c: solve(c["p"], threads=10**30),

@@ -80,6 +80,51 @@ CASES = [
     (("train", "{data}", "--ema", "1", "--out", "r"), "ema must be a decay in [0, 1), got 1.0"),
     (("generate", "-n", "2", "--size", "8x8", "--seed", "-1", "--out", "g.h5"), "--seed"),
     (("search", MODEL, *PROBLEM, "--seed", "-1", "--out", "s"), "seed"),
+    # numbers past any useful value (each trained or solved into nonsense, or failed mid-run)
+    (
+        ("train", "{data}", "--lr", "1e12", "--out", "r"),
+        "lr must be a number in (0, 10], got 1000000000000.0",
+    ),
+    (("train", "{data}", "--beta", "1e12", "--out", "r"), "beta must be a number in [0, 10000]"),
+    (
+        ("train", "{data}", "--kl-warmup", "1" + "0" * 30, "--out", "r"),
+        "kl_warmup_steps must be an integer in 0..1000000000",
+    ),
+    (
+        ("train", "{data}", "--base-width", "100000000", "--out", "r"),
+        "base_width 100000000 is above max_width 256",
+    ),
+    (("solve", "--penal", "1e12"), "penal must be in [1, 20], got 1000000000000.0"),
+    (
+        ("explore", "traverse", MODEL, *PROBLEM, "--range", "nan", "0", "--out", "t.png"),
+        "--range nan 0.0: give two finite numbers",
+    ),
+    (
+        ("explore", "sweep", MODEL, "-p", "mbb", "--angle", "nan", "--no-simp", "--out", "w.png"),
+        "--angle 'nan': give START:STOP:N",
+    ),
+    (
+        ("explore", "page", MODEL, "-p", "mbb", "--sweep", "2:3:2", "--out", "p.html"),
+        "--sweep '2:3:2': values must lie in (0, 1)",
+    ),
+    # the search's own limits, checked before its output folder is made
+    (
+        ("search", MODEL, *PROBLEM, "--budget", "1000000000000", "--out", "s"),
+        "--budget (FE evaluations) must be an integer in 1..1000000, got 1000000000000",
+    ),
+    (
+        ("search", MODEL, *PROBLEM, "--polish", "1000000000000", "--out", "s"),
+        "--polish (SIMP iterations) must be an integer in 0..1000000",
+    ),
+    (
+        ("search", MODEL, *PROBLEM, "--starts", "100000000", "--out", "s"),
+        "--starts must be an integer in 1..4096, got 100000000",
+    ),
+    # an empty value: Path("") is the current folder, and the errors used to name '.'
+    (("info", ""), "PATH is empty ('')"),
+    (("train", "", "--out", "r"), "DATA is empty ('')"),
+    (("solve", "--problem-file", ""), "--problem-file is empty ('')"),
+    (("evaluate", MODEL, "{data}", "--out", ""), "--out is empty ('')"),
 ]
 
 
@@ -111,3 +156,17 @@ def test_cuda_without_a_gpu_is_refused_up_front(run, fill, command):
         "demo": ("demo",),
     }[command]
     assert_one_line_error(run(*fill(args), "--device", "cuda"), "no CUDA GPU")
+
+
+def test_refused_generate_runs_leave_no_lock_file_behind(run, data, tmp_path):
+    import shutil
+
+    target = tmp_path / "d.h5"
+    shutil.copy(data, target)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for args, fragment in [
+        (("-n", "2", "--size", "8x8"), "exists; pass --resume"),
+        (("-n", "2", "--size", "8x8", "--resume"), "was made with other settings"),
+    ]:
+        assert_one_line_error(run("generate", *args, "--out", str(target)), fragment)
+        assert sorted(p.name for p in tmp_path.iterdir()) == before

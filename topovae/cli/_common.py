@@ -92,7 +92,32 @@ def check_device(device: str | None) -> None:
         raise InputError(f"--device: {e}") from None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Command(click.Command):
+    """A command that refuses an empty value ('' for a file, a folder, a name) before it runs:
+    Path("") is the current folder, so each would have failed later naming '.'."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        for param in self.params:
+            value = ctx.params.get(param.name)
+            values = value if isinstance(value, tuple | list) else (value,)
+            if any(isinstance(v, str) and not v.strip() for v in values):
+                label = (
+                    param.opts[0] if isinstance(param, click.Option) else param.human_readable_name
+                )
+                raise InputError(f"{label} is empty ({value!r}); give a value")
+        return super().invoke(ctx)
+
+
+class Group(click.Group):
+    """A group whose commands and subgroups refuse empty values (`Command`)."""
+
+    command_class = Command
+
+
+Group.group_class = Group
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="topovae")
 def main() -> None:
     """topovae: design-space generative topology optimization."""
@@ -164,7 +189,12 @@ def model_problem(model, problem, volfrac, problem_file, data, index):
         try:
             condition_of(model, prob)
         except WorkflowError as e:
-            raise InputError(str(e)) from None
+            source = (
+                f"--problem {problem!r}" if problem is not None
+                else f"--problem-file {problem_file!r}" if problem_file is not None
+                else f"--data {data!r} --index {index}"
+            )  # fmt: skip
+            raise InputError(f"{source}: {e}") from None
     elif cfg.conditional:
         raise InputError(
             "this model is a cvae: give the problem to condition it on with --problem, "

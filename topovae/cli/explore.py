@@ -110,6 +110,8 @@ def explore_traverse(checkpoint, dim, span, steps, problem, volfrac, problem_fil
     check_device(device)
     if not 2 <= steps <= MAX_DESIGNS:
         raise InputError(f"--steps must be an integer in 2..{MAX_DESIGNS}, got {steps}")
+    if not np.isfinite(span).all():
+        raise InputError(f"--range {span[0]} {span[1]}: give two finite numbers")
     model = load_model(checkpoint)
     prob, reference = model_problem(model, problem, volfrac, problem_file, data, index)
     values = np.linspace(span[0], span[1], steps)
@@ -185,7 +187,7 @@ def explore_sweep(checkpoint, problem, problem_file, data, index, volfrac, angle
     png = output_path(out, "--out", image=True)
     check_device(device)
     try:
-        vfs = parse_range(volfrac, "--volfrac")
+        vfs = parse_range(volfrac, "--volfrac", within=(0, 1))
         angles = None if angle is None else parse_range(angle, "--angle")
     except workflow_errors() as e:
         raise InputError(str(e)) from None
@@ -225,7 +227,7 @@ def explore_page(checkpoint, problem, volfrac, problem_file, data, index, dims, 
         raise InputError(f"--out {out!r}: the page is HTML; give a name ending in .html")
     check_device(device)
     try:
-        vfs = parse_range(sweep, "--sweep")
+        vfs = parse_range(sweep, "--sweep", within=(0, 1))
     except workflow_errors() as e:
         raise InputError(str(e)) from None
     model = load_model(checkpoint)

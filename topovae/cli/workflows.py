@@ -39,21 +39,20 @@ def search(checkpoint, problem, volfrac, problem_file, data, index, methods, bud
     """Search the latent space for the stiffest design of one problem."""
     from ..plotting import save_design_grid, save_search_curves
     from ..solvers import solve as simp_solve
+    from ..solvers._problem import MAX_ITERATIONS
     from ..workflows import METHODS
     from ..workflows import search as latent_search
-    from ..workflows._latent import check_seed
+    from ..workflows._latent import check_count, check_seed
+    from ..workflows._search import check_budget
 
     methods = METHODS if "all" in methods else tuple(dict.fromkeys(methods))
     for m in methods:
         if m not in METHODS:
             raise InputError(f"unknown --method {m!r}; choose from: {', '.join(METHODS)}, all")
-    if budget <= 0:
-        raise InputError(f"--budget must be a positive number of FE evaluations, got {budget}")
-    if polish < 0:
-        raise InputError(f"--polish must be an integer >= 0, got {polish}")
-    if starts < 1:
-        raise InputError(f"--starts must be a positive integer, got {starts}")
-    try:
+    try:  # the library's own checks, before the output folder is made
+        check_budget(budget)
+        check_count(polish, "--polish (SIMP iterations)", low=0, high=MAX_ITERATIONS)
+        check_count(starts, "--starts")
         check_seed(seed)
     except workflow_errors() as e:
         raise InputError(str(e)) from None

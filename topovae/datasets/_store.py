@@ -246,20 +246,14 @@ class DatasetWriter:
         self.parts = shards_dir(self.path)
         # one writer at a time, before anything is touched (a second `generate --resume` used to
         # delete the first one's temporaries and crash on the shards it had consolidated)
+        # the target is checked read-only before the lock is taken, so that a refusal leaves
+        # nothing behind, and again under the lock (another writer may have changed it)
+        self._check_target(mode, quarantine=False)
         lock = self.path.with_name(f".{self.path.name}.lock")
         self._lock = WriterLock(lock, str(self.path), DatasetError).acquire()
         try:
             self._remove_stale_temporaries()
-            exists = self.path.exists()
-            if mode == "new" and exists:
-                raise DatasetError(
-                    f"{str(self.path)!r} exists; pass --resume to continue it or --overwrite to "
-                    "replace it"
-                )
-            if mode == "resume" and exists:
-                self._check_matches(read_header(self.path))
-            elif mode not in ("new", "resume", "overwrite"):
-                raise ValueError(f"unknown mode {mode!r}")
+            exists = self._check_target(mode, quarantine=True)
             if mode == "overwrite" or not exists:
                 for p in self.parts.glob("part-*.npz"):
                     p.unlink()
@@ -286,8 +280,9 @@ class DatasetWriter:
         for p in stale:
             p.unlink(missing_ok=True)
 
-    def _shards(self) -> list[Path]:
-        """Readable shard files; an unreadable one is renamed *.bad and ignored."""
+    def _shards(self, quarantine: bool = True) -> list[Path]:
+        """Readable shard files; an unreadable one is ignored and, with ``quarantine`` (only
+        under the writer's lock), renamed *.bad."""
         good = []
         for shard in sorted(self.parts.glob("part-*.npz")):
             try:
@@ -295,10 +290,26 @@ class DatasetWriter:
                     z["index"]
                 good.append(shard)
             except (OSError, ValueError, KeyError, EOFError):
-                shard.rename(shard.with_suffix(".bad"))
+                if quarantine:
+                    shard.rename(shard.with_suffix(".bad"))
         return good
 
-    def _check_matches(self, header: dict[str, Any]) -> None:
+    def _check_target(self, mode: str, quarantine: bool) -> bool:
+        """Whether the file exists; DatasetError if ``mode`` may not write it (see
+        `_shards` for ``quarantine``)."""
+        if mode not in ("new", "resume", "overwrite"):
+            raise DatasetError(f"unknown mode {mode!r}; choose new, resume or overwrite")
+        exists = self.path.exists()
+        if mode == "new" and exists:
+            raise DatasetError(
+                f"{str(self.path)!r} exists; pass --resume to continue it or --overwrite to "
+                "replace it"
+            )
+        if mode == "resume" and exists:
+            self._check_matches(read_header(self.path), quarantine)
+        return exists
+
+    def _check_matches(self, header: dict[str, Any], quarantine: bool = True) -> None:
         mine = (self.dist.to_dict(), self.seed, self.fields)
         theirs = (header["distribution"].to_dict(), header["seed"], header["fields"])
         if mine != theirs:
@@ -306,7 +317,7 @@ class DatasetWriter:
                 f"{str(self.path)!r} was made with other settings (distribution, seed or fields); "
                 "pass --overwrite to replace it"
             )
-        done = self.done_indices()
+        done = self.done_indices(quarantine)
         if done and max(done) >= self.n:
             raise DatasetError(
                 f"{str(self.path)!r} already holds {len(done)} samples, more than -n {self.n} "
@@ -314,10 +325,10 @@ class DatasetWriter:
             )
 
     # -- what is done --------------------------------------------------------------------------
-    def done_indices(self) -> set[int]:
+    def done_indices(self, quarantine: bool = True) -> set[int]:
         with h5py.File(self.path, "r") as f:
             done = set(read_rows(f, "index").tolist())
-        for shard in self._shards():
+        for shard in self._shards(quarantine):
             with np.load(shard) as z:
                 done.update(z["index"].tolist())
         return done

@@ -23,6 +23,11 @@ LIKELIHOODS = ("bernoulli", "gaussian")
 
 
 MAX_PARAMETERS = 2**30  # ~16 GiB of weights, gradients and AdamW moments in float32
+# loss weights in [0, limit]: each limit is orders of magnitude above any useful value (beta-VAEs
+# use up to ~250, the physics term ~50-200); beyond it the term swamps the loss or overflows
+WEIGHT_LIMITS = {"beta": 1e4, "free_bits": 1e3, "volume_weight": 1e6, "capacity_max": 1e6,
+                 "capacity_gamma": 1e6, "compliance_weight": 1e6}  # fmt: skip
+MAX_STEPS = 10**9  # schedules (warm-ups, ramps) in optimisation steps
 
 
 class ConfigError(ValueError):
@@ -115,6 +120,11 @@ class VAEConfig:
                 f"depth {self.depth} halves the grid {self.depth} times ({factor}), more than "
                 f"the {self.width}x{self.height} grid allows; use depth <= {allowed}"
             )
+        if self.max_width < self.base_width:
+            raise ConfigError(
+                f"base_width {self.base_width} is above max_width {self.max_width}; "
+                f"use base_width <= max_width"
+            )
         params = self.parameter_estimate()
         if params > MAX_PARAMETERS:
             raise ConfigError(
@@ -122,25 +132,23 @@ class VAEConfig:
                 f"(~{16 * params / 2**30:.3g} GiB to train with AdamW), over the limit of "
                 f"{MAX_PARAMETERS:.3g}; use a smaller latent_dim, base_width or max_width"
             )
-        if self.max_width < self.base_width:
-            raise ConfigError(f"max_width must be >= base_width, got {self.max_width}")
         if self.kind == "cvae" and self.cond_channels < 1:
             raise ConfigError("a cvae needs cond_channels >= 1 (the problem's condition images)")
         if self.kind != "cvae" and self.cond_channels != 0:
             raise ConfigError(f"cond_channels is for kind 'cvae', not {self.kind!r}")
-        for name in ("beta", "free_bits", "volume_weight", "capacity_max", "capacity_gamma",
-                     "compliance_weight"):  # fmt: skip
+        # upper limits far above any useful value: beyond them the loss is swamped or overflows
+        for name, high in WEIGHT_LIMITS.items():
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < float("inf"):
-                raise ConfigError(f"{name} must be a finite number >= 0, got {v!r}")
+            if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= high:
+                raise ConfigError(f"{name} must be a number in [0, {high:g}], got {v!r}")
         if self.kind == "beta-vae" and self.beta <= 1 and self.capacity_max <= 0:
             raise ConfigError(
                 f"a beta-vae needs beta > 1 or a capacity schedule, got beta={self.beta}"
             )
         for name in ("capacity_steps", "kl_warmup_steps", "compliance_start", "compliance_ramp"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ConfigError(f"{name} must be an integer >= 0, got {v!r}")
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_STEPS:
+                raise ConfigError(f"{name} must be an integer in 0..{MAX_STEPS}, got {v!r}")
 
     def parameter_estimate(self) -> int:
         """An upper estimate of the parameter count, from the sizes alone (checked before any

@@ -85,12 +85,14 @@ class TrainConfig:
             if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= most:
                 raise ConfigError(f"{name} must be an integer in 1..{most:,}, got {v!r}")
         lr = self.lr
-        if isinstance(lr, bool) or not isinstance(lr, int | float) or not 0 < lr < math.inf:
-            raise ConfigError(f"lr must be a finite number > 0, got {self.lr!r}")
-        for name in ("weight_decay", "grad_clip"):
+        if isinstance(lr, bool) or not isinstance(lr, int | float) or not 0 < lr <= 10:
+            raise ConfigError(f"lr must be a number in (0, 10], got {self.lr!r}")
+        for name, high in (("weight_decay", 10.0), ("grad_clip", math.inf)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < math.inf:
                 raise ConfigError(f"{name} must be a finite number >= 0, got {v!r}")
+            if v > high:
+                raise ConfigError(f"{name} must be at most {high:g}, got {v!r}")
         ema = self.ema
         if isinstance(ema, bool) or not isinstance(ema, int | float) or not 0 <= ema < 1:
             raise ConfigError(f"ema must be a decay in [0, 1), got {self.ema!r}")
@@ -168,7 +170,13 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 def load(path: str | os.PathLike, device: str = "cpu") -> DesignVAE:
     """Rebuild a trained model from a checkpoint, in eval mode."""
     ckpt = read_checkpoint(path)
-    model = DesignVAE(VAEConfig.from_dict(ckpt["model_config"]))
+    try:
+        config = VAEConfig.from_dict(ckpt["model_config"])
+    except (ConfigError, TypeError) as e:
+        raise ConfigError(
+            f"checkpoint {str(path)!r} has an invalid model configuration: {e}"
+        ) from None
+    model = DesignVAE(config)
     model.load_state_dict(ckpt["model"])
     return model.to(_device(device)).eval()
 
@@ -313,7 +321,15 @@ class Trainer:
         if self.fingerprint and source(ckpt["data"]) != source(self.fingerprint):
             raise ConfigError(f"{str(path)!r} was trained on other data; cannot resume")
         if ckpt["model_config"] != self.mcfg.to_dict():
-            raise ConfigError(f"{str(path)!r} holds another model configuration; cannot resume")
+            mine, theirs = self.mcfg.to_dict(), ckpt["model_config"]
+            diff = ", ".join(
+                f"{k} {mine.get(k)!r} (the run has {theirs.get(k)!r})"
+                for k in sorted(set(mine) | set(theirs))
+                if mine.get(k) != theirs.get(k)
+            )
+            raise ConfigError(
+                f"{str(path)!r} holds another model configuration: {diff}; cannot resume"
+            )
         if self.fingerprint and ckpt["data"] != self.fingerprint:
             raise ConfigError(f"{str(path)!r} was trained on other data; cannot resume")
         # the restored optimizer, schedule and sampling state carry these; a change would be

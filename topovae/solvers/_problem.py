@@ -39,6 +39,9 @@ OPTIMIZERS = ("auto", "oc", "mma")
 LINEAR_SOLVERS = ("auto", "cholmod", "superlu")
 # SIMP iterations a setting may ask for (10^6: hours on a large grid; more is a typo)
 MAX_ITERATIONS = 1_000_000
+# SIMP penalties in use are 1-5 (continuation schemes stop near 6); past 20 the interpolation
+# x^p underflows for grey material and a design's compliance is meaningless
+MAX_PENAL = 20.0
 
 
 class ProblemError(ValueError):
@@ -141,8 +144,8 @@ class SIMPSettings:
         _choice("filter", self.filter, FILTERS)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("linear solver", self.linear_solver, LINEAR_SOLVERS)
-        if _finite_number("penal", self.penal) < 1:
-            raise ProblemError(f"penal must be >= 1, got {self.penal}")
+        if not 1 <= _finite_number("penal", self.penal) <= MAX_PENAL:
+            raise ProblemError(f"penal must be in [1, {MAX_PENAL:g}], got {self.penal}")
         if _finite_number("rmin", self.rmin) < 1:
             raise ProblemError(f"rmin must be >= 1 (in elements), got {self.rmin}")
         if not 0 < _finite_number("move", self.move) <= 1:

@@ -35,7 +35,7 @@ from ._backend import check_backend, choose_backend, torch_unsupported
 from ._fe import E0, EMIN, FEModel, simp_modulus, to_field, to_vector
 from ._filters import ConeFilter, heaviside, heaviside_grad
 from ._mma import MMA
-from ._problem import Problem, ProblemError, _finite_number
+from ._problem import MAX_PENAL, Problem, ProblemError, _finite_number
 
 
 @dataclass
@@ -387,8 +387,10 @@ def compliance(density: np.ndarray, problem: Problem, *, penal: float | None = N
     gets the same value for any penalty. This is the scorer the rest of the package uses.
     """
     check_problem(problem)
-    if penal is not None and not _finite_number("penal", penal) >= 1:
-        raise ProblemError(f"penal must be >= 1 (None: the problem's), got {penal!r}")
+    if penal is not None and not 1 <= _finite_number("penal", penal) <= MAX_PENAL:
+        raise ProblemError(
+            f"penal must be in [1, {MAX_PENAL:g}] (None: the problem's), got {penal!r}"
+        )
     rho = real_array(density, "density", ProblemError)
     if rho.shape != problem.shape:
         raise ProblemError(f"density must have shape {problem.shape} (nely, nelx), got {rho.shape}")

@@ -332,19 +332,25 @@ def with_load_angle(problem: Problem, degrees: float) -> Problem:
     return problem.replace(loads=np.stack([magnitude * np.cos(t), magnitude * np.sin(t)])[None])
 
 
-def parse_range(text: str, what: str) -> np.ndarray:
-    """ "0.3:0.6:7" -> linspace(0.3, 0.6, 7); "0.4" -> [0.4]."""
+def parse_range(text: str, what: str, within: tuple[float, float] | None = None) -> np.ndarray:
+    """ "0.3:0.6:7" -> linspace(0.3, 0.6, 7); "0.4" -> [0.4]. Values must be finite and, with
+    ``within`` = (lo, hi), inside the open interval (lo, hi)."""
     parts = text.split(":")
+    values = None
     try:
         if len(parts) == 1:
-            return np.array([float(parts[0])])
-        if len(parts) == 3:
-            lo, hi, n = float(parts[0]), float(parts[1]), int(parts[2])
-            if 2 <= n <= 64 and np.isfinite([lo, hi]).all():
-                return np.linspace(lo, hi, n)
+            values = np.array([float(parts[0])])
+        elif len(parts) == 3 and 2 <= int(parts[2]) <= 64:
+            values = np.array([float(parts[0]), float(parts[1])])
     except ValueError:
         pass
-    raise WorkflowError(f"{what} {text!r}: give START:STOP:N (N in 2..64) or one number")
+    if values is None or not np.isfinite(values).all():
+        raise WorkflowError(
+            f"{what} {text!r}: give START:STOP:N (finite numbers, N in 2..64) or one number"
+        )
+    if within is not None and not ((values > within[0]) & (values < within[1])).all():
+        raise WorkflowError(f"{what} {text!r}: values must lie in ({within[0]:g}, {within[1]:g})")
+    return values if len(parts) == 1 else np.linspace(values[0], values[1], int(parts[2]))
 
 
 def condition_sweep(

@@ -81,7 +81,7 @@ class SearchResult:
 MAX_BUDGET = 1_000_000  # FE evaluations of one search (hours on a 64x64 grid)
 
 
-def _check_budget(budget: Any) -> int:
+def check_budget(budget: Any) -> int:
     return check_count(budget, "--budget (FE evaluations)", high=MAX_BUDGET)
 
 
@@ -107,7 +107,7 @@ def search(
         raise WorkflowError(
             f"unknown search method {method!r}; choose one of: {', '.join(METHODS)}"
         )
-    budget = _check_budget(budget)
+    budget = check_budget(budget)
     seed = check_seed(seed)
     check_count(polish, "--polish (SIMP iterations)", low=0, high=MAX_ITERATIONS)
     check_count(starts, "--starts")
