@@ -9,7 +9,7 @@ from typing import Any
 import click
 import numpy as np
 
-from .. import __version__
+from .. import __version__, _checks
 from .._checks import MAX_DESIGNS  # noqa: F401 (the commands' limit, imported from here)
 from ..solvers import SIMPSettings
 
@@ -22,61 +22,16 @@ class InputError(click.ClickException):
     exit_code = 2
 
 
-def writable(folder: Path, what: str, path: str) -> None:
-    """Refuse an output in a folder this process cannot create files in (tried, not guessed:
-    permission bits say nothing for root or for /proc)."""
-    import tempfile
-
-    try:
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as e:
-        raise InputError(
-            f"{what} {path!r}: cannot write in folder {str(folder)!r} ({e.strerror or e})"
-        ) from None
-
-
-def image_suffixes() -> tuple[str, ...]:
-    from matplotlib.backend_bases import FigureCanvasBase
-
-    return tuple(f".{k}" for k in sorted(FigureCanvasBase.get_supported_filetypes()))
-
-
 def output_path(path: str | None, what: str, image: bool = False) -> Path | None:
-    """A file to write, checked before any work: its folder exists and takes files, it is not a
-    folder, and an image has a suffix matplotlib writes."""
+    """A file to write, checked before any work (`topovae._checks.output_file`)."""
     if path is None:
         return None
-    p = Path(path)
-    if not p.parent.exists():
-        raise InputError(f"{what} {path!r}: folder {str(p.parent)!r} does not exist")
-    if p.is_dir():
-        raise InputError(f"{what} {path!r} is a folder; give a file name")
-    if image and p.suffix.lower() not in (allowed := image_suffixes()):
-        raise InputError(
-            f"{what} {path!r}: unknown image type {p.suffix or '(none)'!r}; use one of "
-            + ", ".join(allowed)
-        )
-    writable(p.parent, what, path)
-    return p
+    return _checks.output_file(path, what, InputError, image=image)
 
 
 def output_folder(path: str, what: str = "--out", parents: bool = False) -> Path:
-    """A folder to write into, checked before any work: not a file, and its nearest existing
-    folder (its parent unless ``parents``) takes files."""
-    if not str(path).strip():  # Path("") is the current folder: a run would land among its files
-        raise InputError(f"{what} must name a folder, got {path!r}")
-    p = Path(path)
-    if p.exists() and not p.is_dir():
-        raise InputError(f"{what} {path!r} is a file; give a folder")
-    base = p if p.exists() else p.parent
-    if parents:
-        while not base.exists():
-            base = base.parent
-    elif not base.exists():
-        raise InputError(f"{what} {path!r}: folder {str(base)!r} does not exist")
-    writable(base, what, path)
-    return p
+    """A folder to write into, checked before any work (`topovae._checks.output_folder`)."""
+    return _checks.output_folder(path, what, InputError, parents=parents)
 
 
 def check_device(device: str | None) -> None:

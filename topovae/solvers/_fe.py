@@ -16,9 +16,9 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from .._checks import check_problem
+from .._checks import check_problem, real_array
 from ._linear import LinearSolver, make_linear_solver
-from ._problem import Problem, check_size
+from ._problem import Problem, ProblemError, _finite_number, check_size
 
 E0 = 1.0  # Young's modulus of solid material
 EMIN = 1e-9  # Young's modulus of void, keeps K non-singular
@@ -26,7 +26,10 @@ NU = 0.3  # Poisson's ratio
 
 
 def element_stiffness(nu: float = NU) -> np.ndarray:
-    """(8, 8) stiffness of a unit square Q4 element with E = 1, plane stress (top88's KE)."""
+    """(8, 8) stiffness of a unit square Q4 element with E = 1, plane stress (top88's KE);
+    Poisson's ratio ``nu`` in (-1, 0.5)."""
+    if not -1 < _finite_number("nu", nu) < 0.5:
+        raise ProblemError(f"nu must be in (-1, 0.5) (Poisson's ratio), got {nu!r}")
     k = np.array(
         [
             1 / 2 - nu / 6,
@@ -109,12 +112,25 @@ class FEModel:
         )
         self.solver.set_pattern(indptr, indices)
 
+    @staticmethod
+    def _array(value, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        a = real_array(value, name, ProblemError)
+        if a.shape != shape:
+            raise ProblemError(f"{name} must have shape {shape}, got {a.shape}")
+        if not np.isfinite(a).all():
+            raise ProblemError(f"{name} must be finite")
+        return a
+
     @property
     def linear_solver_name(self) -> str:
         return self.solver.name
 
     def solve(self, young: np.ndarray) -> np.ndarray:
-        """(nele,) element moduli -> (ndof, ncases) displacements (zero on fixed DOFs)."""
+        """(nele,) element moduli, finite and > 0 -> (ndof, ncases) displacements (zero on
+        fixed DOFs)."""
+        young = self._array(young, "young", (self.nelx * self.nely,))
+        if not young.min() > 0:
+            raise ProblemError(f"young must be > 0 (element moduli), got {young.min()}")
         self.solver.factorize(self._scatter @ young)
         u = np.zeros((self.ndof, self._f_free.shape[1]))
         u[self.free] = self.solver.solve(self._f_free)
@@ -122,11 +138,13 @@ class FEModel:
 
     def element_energy(self, u: np.ndarray) -> np.ndarray:
         """(ndof, ncases) displacements -> (nele,) sum over cases of u_e^T KE u_e."""
+        u = self._array(u, "u", self.forces.shape)
         ue = u[self.edof]  # (nele, 8, ncases)
         return np.einsum("eac,ab,ebc->e", ue, KE, ue, optimize=True)
 
     def compliance(self, u: np.ndarray) -> float:
         """Sum over load cases of f^T u."""
+        u = self._array(u, "u", self.forces.shape)
         return float(np.einsum("dc,dc->", self.forces, u))
 
 

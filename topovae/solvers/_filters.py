@@ -88,7 +88,21 @@ def filter_matrix(nelx: int, nely: int, rmin: float) -> tuple[sp.csr_matrix, np.
 
 
 def heaviside(x: np.ndarray, beta: float, eta: float) -> np.ndarray:
-    """tanh projection of densities in [0, 1] towards {0, 1} with threshold eta."""
+    """tanh projection of densities in [0, 1] towards {0, 1} with threshold eta (beta > 0,
+    eta in (0, 1)); the arguments are checked (the solver's loop calls `_heaviside`)."""
+    from .._checks import check_unit_range, real_array
+    from ._problem import ProblemError, _finite_number
+
+    if not _finite_number("beta", beta) > 0:
+        raise ProblemError(f"beta must be > 0, got {beta!r}")
+    if not 0 < _finite_number("eta", eta) < 1:
+        raise ProblemError(f"eta must be in (0, 1), got {eta!r}")
+    x = real_array(x, "x", ProblemError)
+    check_unit_range(x, "x", ProblemError)
+    return _heaviside(x, beta, eta)
+
+
+def _heaviside(x: np.ndarray, beta: float, eta: float) -> np.ndarray:
     t = math.tanh(beta * eta)
     return (t + np.tanh(beta * (x - eta))) / (t + math.tanh(beta * (1 - eta)))
 

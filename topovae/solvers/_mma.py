@@ -37,6 +37,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from .._checks import real_array
+from ._problem import ProblemError, _finite_number, physical_memory
+
 __all__ = ["MMA", "mmasub", "subsolv"]
 
 FloatArray = NDArray[np.float64]
@@ -45,14 +48,17 @@ FloatArray = NDArray[np.float64]
 EPSIMIN = 1e-7
 
 
-def _vec(v: ArrayLike, size: int) -> FloatArray:
-    """Return ``v`` as a float64 1-D array of length ``size`` (scalars are broadcast)."""
-    arr = np.asarray(v, dtype=np.float64)
+def _vec(v: ArrayLike, size: int, name: str = "value") -> FloatArray:
+    """Return ``v`` as a finite float64 1-D array of length ``size`` (scalars are broadcast);
+    a ProblemError naming it otherwise."""
+    arr = real_array(v, name, ProblemError)
+    if not np.isfinite(arr).all():
+        raise ProblemError(f"{name} must be finite")
     if arr.ndim == 0:
         return np.full(size, float(arr))
     arr = arr.reshape(-1)
     if arr.size != size:
-        raise ValueError(f"expected {size} entries, got {arr.size}")
+        raise ProblemError(f"{name} must have {size} entries, got {arr.size}")
     return arr
 
 
@@ -411,15 +417,30 @@ class MMA:
         unknown = set(asymptote_params) - allowed
         if unknown:
             raise TypeError(f"unknown MMA parameter(s): {sorted(unknown)}")
+        for name, v in (("n", n), ("m", m)):
+            if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
+                raise ProblemError(f"MMA {name} must be a positive integer, got {v!r}")
+        have = physical_memory()
+        if have is not None and 8 * 40 * (n + m * n) > have:  # ~40 working vectors (and dfdx)
+            raise ProblemError(
+                f"MMA with n={n} variables and m={m} constraints needs about "
+                f"{8 * 40 * (n + m * n) / 2**30:,.0f} GiB; this machine has {have / 2**30:.0f} GiB"
+            )
         self.n = int(n)
         self.m = int(m)
-        self.xmin = xmin
-        self.xmax = xmax
+        self.xmin = _vec(xmin, self.n, "xmin")
+        self.xmax = _vec(xmax, self.n, "xmax")
+        if np.any(self.xmin > self.xmax):
+            raise ProblemError("MMA bounds must satisfy xmin <= xmax")
+        if not 0 < _finite_number("move", move) <= 1:
+            raise ProblemError(f"move must be in (0, 1], got {move!r}")
+        if not _finite_number("a0", a0) > 0:
+            raise ProblemError(f"a0 must be > 0, got {a0!r}")
         self.move = float(move)
         self.a0 = float(a0)
-        self.a = np.zeros(m) if a is None else _vec(a, m)
-        self.c = np.full(m, 1000.0) if c is None else _vec(c, m)
-        self.d = np.ones(m) if d is None else _vec(d, m)
+        self.a = np.zeros(m) if a is None else _vec(a, m, "a")
+        self.c = np.full(m, 1000.0) if c is None else _vec(c, m, "c")
+        self.d = np.ones(m) if d is None else _vec(d, m, "d")
         self.asymptote_params = dict(asymptote_params)
         self.iteration = 0
         self.xold1: FloatArray | None = None
@@ -434,11 +455,18 @@ class MMA:
     ) -> FloatArray:
         """Return the next iterate given ``x`` (n,), ``f0val``, ``df0dx`` (n,), ``fval`` (m,)
         and ``dfdx`` (m, n) evaluated at ``x``."""
-        xval = _vec(x, self.n).copy()
-        xmin = _vec(self.xmin, self.n)
-        xmax = _vec(self.xmax, self.n)
+        xval = _vec(x, self.n, "x").copy()
+        xmin, xmax = self.xmin, self.xmax
         if np.any(xval < xmin) or np.any(xval > xmax):
-            raise ValueError("x must satisfy xmin <= x <= xmax")
+            raise ProblemError("x must satisfy xmin <= x <= xmax")
+        _finite_number("f0val", f0val)
+        df0dx = _vec(df0dx, self.n, "df0dx")
+        fval = _vec(fval, self.m, "fval")
+        dfdx = real_array(dfdx, "dfdx", ProblemError)
+        if dfdx.shape != (self.m, self.n) or not np.isfinite(dfdx).all():
+            raise ProblemError(
+                f"dfdx must be a finite ({self.m}, {self.n}) array, got shape {dfdx.shape}"
+            )
         self.iteration += 1
         xold1 = xval if self.xold1 is None else self.xold1
         xold2 = xold1 if self.xold2 is None else self.xold2

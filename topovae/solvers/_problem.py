@@ -92,6 +92,8 @@ def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
 def _finite_number(name: str, value: Any) -> float:
     if isinstance(value, np.ndarray) and value.ndim:  # float() of a (1,) array only warns
         raise ProblemError(f"{name} must be a number, got an array of shape {value.shape}")
+    if isinstance(value, str | bytes | bool | np.bool_):  # float("3") and float(True) work
+        raise ProblemError(f"{name} must be a number, got {value!r}")
     kind = value.dtype.kind if isinstance(value, np.ndarray | np.generic) else None
     if isinstance(value, complex) or kind == "c":  # float() of numpy complex only warns
         raise ProblemError(f"{name} must be a real number, got {value!r}")

@@ -33,7 +33,7 @@ import numpy as np
 from .._checks import check_problem, check_unit_range, real_array
 from ._backend import check_backend, choose_backend, torch_unsupported
 from ._fe import E0, EMIN, FEModel, simp_modulus, to_field, to_vector
-from ._filters import ConeFilter, heaviside, heaviside_grad
+from ._filters import ConeFilter, _heaviside, heaviside_grad
 from ._mma import MMA
 from ._problem import MAX_PENAL, Problem, ProblemError, _finite_number
 
@@ -126,7 +126,7 @@ class DesignMap:
             xt = np.clip((self.h @ x) / self.hs, 0.0, 1.0)  # round-off can exceed 1
             if self.kind == "heaviside":
                 self._dphys = heaviside_grad(xt, self.beta, self.eta)
-                xphys = heaviside(xt, self.beta, self.eta)
+                xphys = _heaviside(xt, self.beta, self.eta)
             else:
                 xphys = xt
         return self.fix_passive(xphys)
@@ -138,7 +138,7 @@ class DesignMap:
         if self.kind == "density":
             return float(self._volume_weights @ x) + float(self.solid.sum())
         t = np.clip((self.h @ x) / self.hs, 0.0, 1.0)
-        return float(self.fix_passive(heaviside(t, self.beta, self.eta)).sum())
+        return float(self.fix_passive(_heaviside(t, self.beta, self.eta)).sum())
 
     def volume_gradient(self) -> np.ndarray:
         """d sum(x^) / dx at the last `physical` call."""
@@ -190,7 +190,29 @@ def oc_update(
     target: float,
     fix: Callable[[np.ndarray], np.ndarray],
 ) -> np.ndarray:
-    """Optimality-criteria update with top88's bisection on the multiplier (eq. (7)-(8))."""
+    """Optimality-criteria update with top88's bisection on the multiplier (eq. (7)-(8)): x,
+    dc, dv (n,) finite, x in [0, 1], dv >= 0; ``volume`` and ``fix`` callables (as
+    `DesignMap.volume` and `DesignMap.fix_passive`); the arguments are checked (the solver's
+    loop calls `_oc_update`)."""
+    x, dc, dv = (
+        real_array(v, name, ProblemError) for v, name in ((x, "x"), (dc, "dc"), (dv, "dv"))
+    )
+    if x.ndim != 1 or dc.shape != x.shape or dv.shape != x.shape:
+        raise ProblemError(
+            f"x, dc and dv must be 1D arrays of one length, got {x.shape}, {dc.shape}, {dv.shape}"
+        )
+    check_unit_range(x, "x", ProblemError)
+    if not (np.isfinite(dc).all() and np.isfinite(dv).all()):
+        raise ProblemError("dc and dv must be finite")
+    if not 0 < _finite_number("move", move) <= 1:
+        raise ProblemError(f"move must be in (0, 1], got {move!r}")
+    _finite_number("target", target)
+    if not (callable(volume) and callable(fix)):
+        raise TypeError("volume and fix must be callables (DesignMap.volume, .fix_passive)")
+    return _oc_update(x, dc, dv, move, volume, target, fix)
+
+
+def _oc_update(x, dc, dv, move, volume, target, fix) -> np.ndarray:
     ratio = np.divide(np.maximum(-dc, 0.0), dv, out=np.zeros_like(dc), where=dv > 0)
     lo, hi = np.maximum(0.0, x - move), np.minimum(1.0, x + move)
     l1, l2 = 0.0, 1e9
@@ -327,7 +349,7 @@ def _solve(
                 dc = design.filter_sensitivity(x, dc)
             # 5. design update
             if mma is None:
-                xnew = oc_update(x, dc, dv, s.move, design.volume, target, design.fix_passive)
+                xnew = _oc_update(x, dc, dv, s.move, design.volume, target, design.fix_passive)
             else:
                 act = design.active
                 c_scale = c_scale or c  # objective scaled to start at 1 (Svanberg's advice)

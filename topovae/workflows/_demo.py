@@ -26,6 +26,11 @@ from typing import Any
 
 import numpy as np
 
+from .._checks import output_folder
+from ..solvers import ProblemError
+from ..solvers.batched import resolve_device
+from ._latent import WorkflowError
+
 
 @dataclass(frozen=True)
 class DemoPlan:
@@ -65,7 +70,11 @@ def run_demo(
     from ._search import METHODS, search
 
     plan = PLANS["quick" if quick else "full"]
-    out = Path(out)
+    out = output_folder(out, "out", WorkflowError, parents=True)
+    try:  # before the data is generated: a bad device used to fail only at training
+        resolve_device(device)
+    except ProblemError as e:
+        raise WorkflowError(f"device: {e}") from None
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     timings: dict[str, float] = {}

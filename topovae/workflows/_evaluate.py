@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._checks import check_model, check_path
+from .._checks import check_model, check_path, output_folder
 from ..solvers import ProblemError, solve
 from ..solvers._problem import MAX_ITERATIONS
 from ._judge import SCORE_KEYS, ComplianceOracle, ce_text, score
@@ -237,7 +237,8 @@ def write_report(report: dict[str, Any], out: str | Path) -> dict[str, Path]:
     SIMP stopped after as many iterations; ce.png: the CE distributions) into the folder ``out``."""
     from ..plotting import save_ce_histogram, save_design_grid
 
-    out = Path(out)
+    _check_report(report, "_designs", "_problems")
+    out = output_folder(out, "out", WorkflowError, parents=True)
     out.mkdir(parents=True, exist_ok=True)
     public = {k: v for k, v in report.items() if not k.startswith("_")}
     paths = {"json": out / "report.json", "md": out / "report.md", "html": out / "report.html"}
@@ -270,7 +271,25 @@ def _pct(x) -> str:
     return "n/a" if x is None else f"{100 * x:.2f} %"
 
 
+_REPORT_KEYS = ("metrics", "model", "data", "split", "problems", "k", "polish_iterations", "seed",
+                "project", "per_problem")  # fmt: skip
+
+
+def _check_report(report: Any, *extra: str) -> None:
+    """A WorkflowError unless ``report`` is the dict `evaluate` returns (with ``extra`` keys)."""
+    missing = [
+        k for k in (*_REPORT_KEYS, *extra) if not isinstance(report, dict) or k not in report
+    ]
+    if missing:
+        raise WorkflowError(
+            f"report must be the dict evaluate returns; it lacks {', '.join(missing)}"
+        )
+
+
 def markdown_report(report: dict[str, Any], figures: list[str] = ()) -> str:
+    _check_report(report)
+    if not isinstance(figures, list | tuple) or not all(isinstance(f, str) for f in figures):
+        raise WorkflowError("figures must be a list of file names")
     m = report["metrics"]
     lines = [
         f"# Evaluation of a {report['model']['kind']} on {md_escape(report['data'])} "

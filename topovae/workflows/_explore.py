@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._checks import check_model, check_path, check_problem
+from .._checks import check_model, check_path, check_problem, output_file, real_array
 from ..solvers import Problem
 from ._judge import caption, score
 from ._latent import LatentDecoder, WorkflowError, check_count, check_seed
@@ -30,6 +30,18 @@ INTERPOLATIONS = ("linear", "slerp")
 def slerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """Spherical interpolation (B,) steps between two latent vectors (d,), (B, d) out; falls back
     to linear when they are (anti-)parallel."""
+    for name, v in (("z0", z0), ("z1", z1), ("t", t)):
+        if not isinstance(v, torch.Tensor) or v.ndim != 1 or not v.is_floating_point():
+            what = (
+                f"a {v.ndim}D {v.dtype} tensor" if isinstance(v, torch.Tensor) else type(v).__name__
+            )
+            raise WorkflowError(f"{name} must be a 1D float tensor, got {what}")
+        if not torch.isfinite(v).all():
+            raise WorkflowError(f"{name} must be finite")
+    if z0.shape != z1.shape:
+        raise WorkflowError(
+            f"z0 and z1 must have one shape, got {tuple(z0.shape)} and {tuple(z1.shape)}"
+        )
     t = t[:, None]
     a, b = z0 / z0.norm(), z1 / z1.norm()
     omega = torch.arccos(torch.clamp((a * b).sum(), -1.0, 1.0))
@@ -125,6 +137,14 @@ def save_scored_grid(
     ``problem``: one for all designs or a list, one per design (``reference`` then (B, H, W))."""
     from ..plotting import save_design_grid
 
+    path = output_file(path, "path", WorkflowError, image=True)
+    designs = real_array(designs, "designs", WorkflowError)
+    if designs.ndim != 3 or len(designs) == 0:
+        raise WorkflowError(
+            f"designs must be a non-empty (B, H, W) array, got shape {designs.shape}"
+        )
+    if ncols is not None:
+        check_count(ncols, "ncols", high=None)
     labels = labels or [""] * len(designs)
     s = None
     problems = problem if isinstance(problem, list) else [problem] * len(designs)
@@ -266,6 +286,9 @@ def save_latent_map(m: dict, path: str | Path) -> tuple[Path, Path | None]:
 
     from ..plotting import _pyplot, save_design_grid
 
+    path = output_file(path, "path", WorkflowError, image=True)
+    if not isinstance(m, dict) or not {"tiles", "xy", "values", "tile_scores"} <= m.keys():
+        raise WorkflowError("m must be a latent map (the dict latent_map returns)")
     plt = _pyplot()
     tiles = m["tiles"]
     grid, (h, w) = tiles.shape[0], tiles.shape[2:]
@@ -327,6 +350,12 @@ def with_load_angle(problem: Problem, degrees: float) -> Problem:
     in the dataset distributions), each node's force magnitude kept."""
     if check_problem(problem).loads.shape[0] != 1:
         raise WorkflowError("a load-angle sweep needs a problem with one load case")
+    if (
+        isinstance(degrees, bool)
+        or not isinstance(degrees, numbers.Real)
+        or not np.isfinite(degrees)
+    ):
+        raise WorkflowError(f"degrees must be a finite number, got {degrees!r}")
     magnitude = np.hypot(problem.loads[0, 0], problem.loads[0, 1])
     t = np.radians(degrees)
     return problem.replace(loads=np.stack([magnitude * np.cos(t), magnitude * np.sin(t)])[None])

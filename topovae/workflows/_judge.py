@@ -190,8 +190,12 @@ def _check(d: np.ndarray, problems: list[Problem]) -> None:
 def greyness(density: np.ndarray, problem: Problem) -> float:
     """Mnd = 4 mean(rho (1 - rho)) over the design domain, in [0, 1]."""
     check_problem(problem)
+    d = real_array(density, "density", JudgeError)
+    if d.shape != problem.shape:
+        raise JudgeError(f"density must have shape {problem.shape} (nely, nelx), got {d.shape}")
+    check_unit_range(d, "density", JudgeError, tol=1e-9)
     free = ~(problem.passive_solid | problem.passive_void)
-    rho = np.clip(density[free], 0.0, 1.0)
+    rho = np.clip(d[free], 0.0, 1.0)
     return float(4.0 * np.mean(rho * (1.0 - rho))) if rho.size else 0.0
 
 

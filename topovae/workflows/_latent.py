@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .._checks import MAX_DESIGNS, check_model, check_problem
+from .._checks import MAX_DESIGNS, check_model, check_problem, real_array
 from ..datasets._torch import BASE_CHANNELS, problem_condition
 from ..models._losses import project_volume
 from ..solvers import Problem
@@ -131,13 +131,13 @@ class LatentDecoder:
 
     def logits(self, u: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         """Whitened latent vectors (B, D) -> logits (B, H, W)."""
-        u = torch.as_tensor(u, dtype=torch.float32, device=self.device)
+        u = self._tensor(u, "latent vectors", (self.latent_dim,))
         return self.model.decode_whitened(u, self._c(u.shape[0], c))[:, 0]
 
     def encode(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         """Whitened posterior means of designs (B, H, W) (under ``c`` or this problem's
         condition)."""
-        x = torch.as_tensor(x, dtype=torch.float32, device=self.device)
+        x = self._tensor(x, "designs", (self.model.config.height, self.model.config.width))
         c = self._c(x.shape[0], c)
         with torch.no_grad():
             feats = self.model.condition_features(c)
@@ -159,6 +159,20 @@ class LatentDecoder:
         rho = torch.sigmoid(logits)
         rho = torch.where(self._solid, torch.ones_like(rho), rho)
         return torch.where(self._void, torch.zeros_like(rho), rho)
+
+    def _tensor(self, value, name: str, trailing: tuple[int, ...]) -> torch.Tensor:
+        """``value`` as a float32 tensor on the device, (B, *trailing) and finite, or a
+        WorkflowError naming it (a grad-tracking tensor keeps its graph)."""
+        if not isinstance(value, torch.Tensor):
+            value = torch.as_tensor(real_array(value, name, WorkflowError))
+        if value.is_complex() or value.dtype == torch.bool:
+            raise WorkflowError(f"{name} must be real numbers, got {value.dtype}")
+        if value.ndim != 1 + len(trailing) or tuple(value.shape[1:]) != trailing:
+            want = ", ".join(["B", *map(str, trailing)])
+            raise WorkflowError(f"{name} must have shape ({want}), got {tuple(value.shape)}")
+        if not torch.isfinite(value.detach()).all():
+            raise WorkflowError(f"{name} must be finite")
+        return value.to(self.device, torch.float32)
 
     def numpy(self, z, project: bool = False, c=None) -> np.ndarray:
         """`designs` as numpy; projected designs with their load paths connected (see the

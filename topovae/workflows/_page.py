@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._checks import output_file
 from ..solvers import Problem
 from ._judge import ce_text, score
 from ._latent import LatentDecoder, WorkflowError
@@ -291,6 +292,10 @@ def write_explorer_page(
     design, ``data-cell="i,j"``), ``score``, ``u``, sliders ``ux`` and ``uy``; the sweep:
     ``vf`` (slider), ``vf-design`` (``data-index``), ``vf-score``, ``vf-value``; the sweep
     starts at the step nearest the problem's volume fraction."""
+    out = output_file(out, "out", WorkflowError)
+    keys = {"grid", "values", "designs", "scores", "dims"}
+    if not isinstance(data, dict) or not keys <= data.keys():
+        raise WorkflowError("data must be the dict explorer_data returns")
     grid, values = int(data["grid"]), np.asarray(data["values"], np.float64)
     designs = np.asarray(data["designs"])
     scores = data["scores"]
