@@ -33,7 +33,7 @@ H, W, CC = 12, 12, 7  # grid and condition channels of the generated dataset
 PNG = b"\x89PNG\r\n\x1a\n"
 CHECKPOINT_KEYS = {
     "format", "version", "model_config", "train_config", "model", "optimizer", "scheduler",
-    "step", "epoch", "best", "rng", "data", "metrics", "digest",
+    "step", "epoch", "best", "rng", "data", "metrics", "digest", "init",
 }  # fmt: skip
 COLUMNS = [
     "epoch", "step", "lr", "seconds",
@@ -469,6 +469,116 @@ def test_the_compliance_term_trains_and_is_logged(splits, tmp_path):
     assert len(trainer._problem_cache) > 0
 
 
+def test_the_physics_term_judges_the_prior_mean_design_of_a_cvae(splits, tmp_path):
+    """compliance_decode: a cvae's term judges its first designs (the prior-mean decodes), an
+    unconditional model's its reconstructions; only the first compliance_samples of a batch are
+    judged, and their SIMP compliance is solved once per sample, matching the CPU solver."""
+    from topovae.solvers import compliance
+
+    assert model_config("cvae", compliance_weight=1.0).compliance_decode == "prior_mean"
+    assert model_config("vae", compliance_weight=1.0).compliance_decode == "posterior"
+    with pytest.raises(ConfigError, match="'prior_mean' needs a cvae"):
+        model_config("vae", compliance_decode="prior_mean")
+    physics = {"compliance_weight": 0.5, "compliance_samples": 3}
+    trainer = make_trainer(splits, tmp_path, "cvae", epochs=1, model_kw=physics)
+    history = trainer.fit(progress=False)
+    assert math.isfinite(history[0]["train_compliance"]) and history[0]["train_compliance"] > 0
+    train, _ = splits
+    assert len(trainer._reference) == 2 * 3  # 2 steps, 3 judged samples each
+    for position, value in trainer._reference.items():
+        density = train[position]["density"][0].double().numpy()
+        assert value == pytest.approx(compliance(density, train.problem(position)), rel=1e-6)
+
+
+def test_forward_decodes_the_prior_mean_of_the_first_samples(splits):
+    train, _ = splits
+    torch.manual_seed(0)
+    model = DesignVAE(model_config("cvae")).eval()
+    x = torch.stack([train[k]["density"] for k in range(4)])
+    c = torch.stack([train[k]["condition"] for k in range(4)])
+    out = model(x, c, prior_mean=2)
+    assert out.prior_logits.shape == (2, 1, H, W)
+    mu, _ = model.prior(c)
+    torch.testing.assert_close(out.prior_logits, model.decode(mu[:2], c[:2]))
+    torch.testing.assert_close(out.prior_logits, model.decode_whitened(torch.zeros(2, 4), c[:2]))
+    assert model(x, c).prior_logits is None
+
+
+def test_physics_terms_with_a_known_reference_equals_solving_it(splits):
+    from topovae.models import physics_terms
+
+    train, _ = splits
+    x = torch.stack([train[k]["density"] for k in range(3)])
+    problems = [train.problem(k) for k in range(3)]
+    logits = torch.logit(x.double().clamp(0.05, 0.95)) + 0.3 * torch.randn(3, 1, H, W).double()
+    solved = physics_terms(logits, x, problems)
+    from topovae.solvers import compliance
+
+    reference = torch.tensor([compliance(x[k, 0].double().numpy(), problems[k]) for k in range(3)])
+    torch.testing.assert_close(physics_terms(logits, x, problems, reference), solved)
+    with pytest.raises(ConfigError, match="one Problem per design"):
+        physics_terms(logits, x, problems[:2])
+
+
+def test_a_run_can_start_from_a_checkpoints_weights(splits, tmp_path):
+    """initialise_from (train --init): a fine-tune from another run's weights with other loss
+    settings; another architecture is refused naming what differs; the checkpoints say where
+    the weights came from."""
+    base = make_trainer(splits, tmp_path / "base", "cvae", epochs=1)
+    base.fit(progress=False)
+    fine = make_trainer(splits, tmp_path / "fine", "cvae", epochs=1,
+                        model_kw={"compliance_weight": 0.5, "compliance_samples": 2})  # fmt: skip
+    fine.initialise_from(tmp_path / "base" / "last.pt")
+    assert_same_weights(fine.model.state_dict(), base.model.state_dict())
+    fine.fit(progress=False)
+    ckpt = read_checkpoint(tmp_path / "fine" / "last.pt")
+    assert ckpt["init"]["checkpoint"] == str(tmp_path / "base" / "last.pt")
+    assert ckpt["init"]["digest"] == read_checkpoint(tmp_path / "base" / "last.pt")["digest"]
+    assert ckpt["step"] == 2  # a fresh schedule
+    tcfg = TrainConfig(epochs=1, batch_size=16, device="cpu", plots=False)
+    wider = VAEConfig(kind="cvae", height=H, width=W, cond_channels=CC, latent_dim=3,
+                      base_width=4, depth=2)  # fmt: skip
+    other = Trainer(wider, tcfg, *splits, tmp_path / "other")
+    with pytest.raises(
+        ConfigError, match="another architecture: latent_dim 3 \\(the checkpoint has 4\\)"
+    ):
+        other.initialise_from(tmp_path / "base" / "last.pt")
+    with pytest.raises(ConfigError, match="has already trained"):
+        fine.initialise_from(tmp_path / "base" / "last.pt")
+
+
+def test_train_init_on_the_command_line(data, tmp_path):
+    args = ["train", str(data), "--model", "cvae", "--latent-dim", "4", "--base-width", "4",
+            "--depth", "2", "--epochs", "1", "--batch-size", "16", "--device", "cpu",
+            "-q"]  # fmt: skip
+    runner = CliRunner()
+    assert runner.invoke(main, [*args, "--out", str(tmp_path / "a")]).exit_code == 0
+    first = str(tmp_path / "a" / "last.pt")
+    r = runner.invoke(main, [*args, "--out", str(tmp_path / "b"), "--init", first,
+                             "--compliance-weight", "1", "--compliance-samples", "2"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    ckpt = read_checkpoint(tmp_path / "b" / "last.pt")
+    assert ckpt["init"]["checkpoint"] == first
+    assert ckpt["model_config"]["compliance_decode"] == "prior_mean"
+    assert ckpt["metrics"][0]["train_compliance"] > 0
+    r = runner.invoke(main, [*args, "--out", str(tmp_path / "a"), "--init", first, "--resume"])
+    assert_one_line_error(r, "--init starts a run")
+    r = runner.invoke(main, [*args, "--out", str(tmp_path / "c"), "--init", str(tmp_path / "x.pt")])
+    assert_one_line_error(r, "x.pt")
+    assert not (tmp_path / "c").exists()
+
+
+def test_a_format_2_checkpoint_judged_the_posterior(tmp_path):
+    """Before compliance_decode (format 2) the physics term judged the reconstruction."""
+    cfg = model_config("cvae")
+    config_v2 = {k: v for k, v in cfg.to_dict().items()
+                 if k not in ("compliance_decode", "compliance_samples")}  # fmt: skip
+    path = tmp_path / "v2.pt"
+    torch.save({"format": "topovae-checkpoint", "version": 2, "model_config": config_v2,
+                "model": DesignVAE(cfg).state_dict()}, path)  # fmt: skip
+    assert load(path).config.compliance_decode == "posterior"
+
+
 def test_a_format_1_checkpoint_loads_as_the_conv_backbone(tmp_path):
     """Checkpoints written before the U-Net (format 1) have no arch or prior in their config:
     every model then was the conv backbone with the N(0, I) prior."""
@@ -602,7 +712,7 @@ def test_cli_train_bad_input(data, run, tmp_path):
     assert_one_line_error(train(data, "--seed", 2**70), "seed", "2^32")
     # an empty --out is the current folder: refused, not filled with the run's files
     r = run("train", data, "--latent-dim", 4, "--epochs", 1, "--out", "", "-q")
-    assert_one_line_error(r, "--out must name a folder")
+    assert_one_line_error(r, "--out is empty")
     assert not (tmp_path / "last.pt").exists()
     assert not (tmp_path / "r" / "last.pt").exists()
 

@@ -68,6 +68,33 @@ from ._common import (
     show_default=True,
     help="Weight of the decoded-volume vs volume-fraction term.",
 )
+@click.option(
+    "--compliance-weight",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Weight of the physics term: log of the FE compliance of the volume-projected decode "
+    "over the SIMP design's (0: off; each judged design costs one FE solve per step).",
+)
+@click.option("--compliance-start", type=int, default=0, show_default=True,
+              help="Step at which the physics term starts.")  # fmt: skip
+@click.option("--compliance-ramp", type=int, default=0, show_default=True,
+              help="Steps over which its weight ramps up linearly.")  # fmt: skip
+@click.option(
+    "--compliance-decode",
+    default="auto",
+    show_default=True,
+    help="prior_mean: the term judges the model's first design for each problem (a cvae's "
+    "default) | posterior: the reconstruction.",
+)
+@click.option("--compliance-samples", type=int, default=0, show_default=True,
+              help="Designs of each batch the physics term judges (0: all).")  # fmt: skip
+@click.option(
+    "--init",
+    "init",
+    help="Start from this checkpoint's weights (same architecture; the loss settings may "
+    "differ): a fine-tune, e.g. with the physics term. A fresh optimizer and schedule.",
+)
 @click.option("--epochs", type=int, default=50, show_default=True)
 @click.option("--batch-size", type=int, default=256, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True)
@@ -91,7 +118,9 @@ from ._common import (
 def train(
     data: str, kind: str, latent_dim: int, base_width: int, depth: int, arch: str, prior: str,
     augment: bool, beta: float | None,
-    free_bits: float, kl_warmup: int, volume_weight: float, epochs: int, batch_size: int,
+    free_bits: float, kl_warmup: int, volume_weight: float, compliance_weight: float,
+    compliance_start: int, compliance_ramp: int, compliance_decode: str,
+    compliance_samples: int, init: str | None, epochs: int, batch_size: int,
     lr: float, seed: int, out: str, device: str, resume: bool, compile_: bool, ema: float,
     fields: bool,
     in_memory: bool, quiet: bool,
@@ -104,6 +133,15 @@ def train(
 
     output_folder(out, parents=True)
     check_device(device)
+    if init is not None:
+        if resume:
+            raise InputError("--init starts a run from a checkpoint; --resume continues one")
+        from ..models import ConfigError, read_checkpoint
+
+        try:
+            read_checkpoint(init)
+        except ConfigError as e:
+            raise InputError(f"--init: {e}") from None
     header = dataset_header(data)
     with h5py.File(data, "r") as f:
         has_conditions = "problem/loads" in f
@@ -123,12 +161,17 @@ def train(
             kind=kind, height=d.nely, width=d.nelx, cond_channels=cc, latent_dim=latent_dim,
             base_width=base_width, depth=depth, arch=arch, prior=prior, beta=beta,
             free_bits=free_bits, kl_warmup_steps=kl_warmup, volume_weight=volume_weight,
+            compliance_weight=compliance_weight, compliance_start=compliance_start,
+            compliance_ramp=compliance_ramp, compliance_decode=compliance_decode,
+            compliance_samples=compliance_samples,
         )  # fmt: skip
         tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
                            compile=compile_, augment=augment, ema=ema)  # fmt: skip
         fingerprint = {"file": Path(data).name, "distribution": stored_distribution,
                        "seed": header["seed"], "n": header["n"], "fields": fields}  # fmt: skip
         trainer = Trainer(mcfg, tcfg, train_set, val_set, out, data_fingerprint=fingerprint)
+        if init is not None:
+            trainer.initialise_from(init)
         history = trainer.fit(resume=resume, progress=not quiet)
     except (ConfigError, ValueError) as e:
         raise InputError(str(e)) from None

@@ -20,6 +20,7 @@ PRIORS = ("auto", "dependent", "independent")
 NORMS = ("batch", "group", "none")
 ACTIVATIONS = ("silu", "relu", "gelu", "leaky_relu")
 LIKELIHOODS = ("bernoulli", "gaussian")
+COMPLIANCE_DECODES = ("auto", "prior_mean", "posterior")
 
 
 MAX_PARAMETERS = 2**30  # ~16 GiB of weights, gradients and AdamW moments in float32
@@ -59,6 +60,12 @@ class VAEConfig:
         through the batched differentiable FE (0: off); it starts at step ``compliance_start``
         and ramps up linearly over ``compliance_ramp`` steps. Needs a training set that gives
         each sample's `Problem` (as `TopologyDataset` does).
+    compliance_decode: which decode the physics term judges: "prior_mean" (the design at u = 0
+        under the sample's condition, the model's first design for the problem: a cvae's
+        default), "posterior" (the reconstruction from z ~ q(z | x, c): the only choice for
+        unconditional models, whose prior mean is one design for every problem) or "auto".
+    compliance_samples: designs of each batch the term judges (the first ones of the shuffled,
+        augmented batch; 0: all). Each costs one FE solve per step.
     """
 
     kind: str = "vae"
@@ -85,6 +92,8 @@ class VAEConfig:
     compliance_weight: float = 0.0
     compliance_start: int = 0
     compliance_ramp: int = 0
+    compliance_decode: str = "auto"
+    compliance_samples: int = 0
 
     def __post_init__(self) -> None:
         def choice(name: str, allowed: tuple[str, ...]) -> None:
@@ -103,6 +112,15 @@ class VAEConfig:
             raise ConfigError(
                 f"a dependent prior needs a cvae on the unet backbone, not a {self.kind!r} on "
                 f"{self.arch!r}; use prior 'independent'"
+            )
+        choice("compliance_decode", COMPLIANCE_DECODES)
+        if self.compliance_decode == "auto":
+            decode = "prior_mean" if self.kind == "cvae" else "posterior"
+            object.__setattr__(self, "compliance_decode", decode)
+        if self.compliance_decode == "prior_mean" and self.kind != "cvae":
+            raise ConfigError(
+                f"compliance_decode 'prior_mean' needs a cvae (a {self.kind!r} decodes one design "
+                "at its prior mean for every problem); use 'posterior'"
             )
         choice("norm", NORMS)
         choice("activation", ACTIVATIONS)
@@ -145,7 +163,8 @@ class VAEConfig:
             raise ConfigError(
                 f"a beta-vae needs beta > 1 or a capacity schedule, got beta={self.beta}"
             )
-        for name in ("capacity_steps", "kl_warmup_steps", "compliance_start", "compliance_ramp"):
+        for name in ("capacity_steps", "kl_warmup_steps", "compliance_start", "compliance_ramp",
+                     "compliance_samples"):  # fmt: skip
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_STEPS:
                 raise ConfigError(f"{name} must be an integer in 0..{MAX_STEPS}, got {v!r}")

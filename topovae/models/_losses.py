@@ -28,7 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._config import VAEConfig
+from .._checks import check_problem
+from ._config import ConfigError, VAEConfig
 
 
 def gaussian_kl(
@@ -141,12 +142,34 @@ def project_volume(logits: torch.Tensor, free: torch.Tensor, target: torch.Tenso
     return logits + (s0 - residual / slope.detach().clamp_min(1e-12))[:, None, None]
 
 
-def physics_terms(logits: torch.Tensor, x: torch.Tensor, problems) -> torch.Tensor:
+def physics_terms(
+    logits: torch.Tensor,
+    x: torch.Tensor,
+    problems,
+    reference: torch.Tensor | None = None,
+    tol: float = 1e-10,
+) -> torch.Tensor:
     """log(C(P(x_hat)) / C(x)) per design, (B,): logits (B, 1, H, W) of the decoder, x the SIMP
     designs (B, 1, H, W), ``problems`` their `Problem` values (as augmented). Both designs are
     judged as physical densities with the passive regions imposed, by one batched FE call
-    (float64); gradients reach the logits through the adjoint and the volume projection."""
+    (float64; CG to relative residual ``tol``); gradients reach the logits through the adjoint
+    and the volume projection. ``reference``: C(x) (B,) when known (it does not change under
+    the symmetry transforms, so the trainer keeps it per sample), else solved here."""
     from ..solvers.batched import compliance
+
+    problems = list(problems) if isinstance(problems, list | tuple) else problems
+    if (
+        not isinstance(problems, list)
+        or len(problems) != logits.shape[0]
+        or x.shape != logits.shape
+    ):
+        raise ConfigError(
+            f"physics_terms needs one Problem per design and x shaped like the logits; got "
+            f"{len(problems) if isinstance(problems, list) else type(problems).__name__} "
+            f"problems, logits {tuple(logits.shape)} and x {tuple(x.shape)}"
+        )
+    for k, p in enumerate(problems):
+        check_problem(p, f"problems[{k}]")
 
     dev = logits.device
     solid = torch.as_tensor(np.stack([p.passive_solid for p in problems]), device=dev)
@@ -157,7 +180,10 @@ def physics_terms(logits: torch.Tensor, x: torch.Tensor, problems) -> torch.Tens
     target = (vf * n - solid.sum((1, 2))) / free.sum((1, 2)).clamp_min(1)
     rho = torch.sigmoid(project_volume(logits[:, 0].double(), free, target))
     rho = torch.where(solid, 1.0, torch.where(void, 0.0, rho))
-    ref = torch.where(solid, 1.0, torch.where(void, 0.0, x[:, 0].double()))
-    c = compliance(torch.cat([rho, ref]), list(problems) * 2, physical=False)
-    b = len(problems)
-    return torch.log(c[:b] / c[b:].detach())
+    if reference is None:
+        ref = torch.where(solid, 1.0, torch.where(void, 0.0, x[:, 0].double()))
+        c = compliance(torch.cat([rho, ref]), problems * 2, physical=False, tol=tol)
+        b = len(problems)
+        return torch.log(c[:b] / c[b:].detach())
+    c = compliance(rho, problems, physical=False, tol=tol)
+    return torch.log(c / reference.to(c))

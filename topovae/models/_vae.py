@@ -51,6 +51,7 @@ class VAEOutput(NamedTuple):
     logvar: torch.Tensor  # (B, D)
     prior_mu: torch.Tensor  # (B, D) zeros for the independent prior
     prior_logvar: torch.Tensor  # (B, D)
+    prior_logits: torch.Tensor | None = None  # (n, Cin, H, W) decodes at the prior mean
 
 
 def normalise_condition(c: torch.Tensor) -> torch.Tensor:
@@ -290,15 +291,26 @@ class DesignVAE(nn.Module):
         feats = self.condition_features(c)
         return self.decode(self.to_latent_coordinates(u, c, feats), c, feats)
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None, generator=None):
-        """Reparameterised pass: a `VAEOutput`."""
+    def forward(
+        self, x: torch.Tensor, c: torch.Tensor | None = None, generator=None, prior_mean: int = 0
+    ):
+        """Reparameterised pass: a `VAEOutput`. With ``prior_mean`` = n > 0 its
+        ``prior_logits`` are the decodes at the prior mean (u = 0) of the first n samples'
+        conditions: the model's first designs for their problems (the physics term's input)."""
         c = self._check(x, c)
         feats = self.condition_features(c)
         mu, logvar = self.encode(x, c, feats)
         prior_mu, prior_logvar = self.prior(c, n=x.shape[0], feats=feats)
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         z = mu + eps * torch.exp(0.5 * logvar)
-        return VAEOutput(self.decode(z, c, feats), mu, logvar, prior_mu, prior_logvar)
+        first = None
+        if prior_mean > 0:
+            n = prior_mean
+            first = self.decode(
+                prior_mu[:n], None if c is None else c[:n],
+                None if feats is None else [f[:n] for f in feats],
+            )  # fmt: skip
+        return VAEOutput(self.decode(z, c, feats), mu, logvar, prior_mu, prior_logvar, first)
 
     @torch.no_grad()
     def sample(
