@@ -61,10 +61,26 @@ class ProblemDistribution:
             v = getattr(self, n)
             if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 4:
                 raise ProblemError(f"{n} must be an integer >= 4, got {v!r}")
-        for n in ("volfrac", "loads", "load_angle", "magnitude", "holes"):
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ProblemError(f"name must be a non-empty string, got {self.name!r}")
+        if not isinstance(self.pads, bool | np.bool_):
+            raise ProblemError(f"pads must be True or False, got {self.pads!r}")
+        if not isinstance(self.settings, SIMPSettings):
+            raise ProblemError(
+                f"settings must be a SIMPSettings, got {type(self.settings).__name__}"
+            )
+        for n, integral in (("volfrac", False), ("loads", True), ("load_angle", False),
+                            ("magnitude", False), ("holes", True)):  # fmt: skip
             v = getattr(self, n)
-            if not isinstance(v, tuple | list) or len(v) != 2 or not v[0] <= v[1]:
-                raise ProblemError(f"{n} must be a (low, high) pair with low <= high, got {v!r}")
+            kind = (int, np.integer) if integral else (int, float, np.integer, np.floating)
+            if (
+                not isinstance(v, tuple | list) or len(v) != 2
+                or not all(isinstance(a, kind) and not isinstance(a, bool) for a in v)
+                or not all(np.isfinite(a) for a in v) or not v[0] <= v[1]
+            ):  # fmt: skip
+                what = "integers" if integral else "finite numbers"
+                raise ProblemError(f"{n} must be a (low, high) pair of {what} with low <= high, "
+                                   f"got {v!r}")  # fmt: skip
         for n, allowed in (("supports", SUPPORT_FAMILIES), ("load_kinds", LOAD_KINDS)):
             v = getattr(self, n)
             if not isinstance(v, tuple | list) or not v:
@@ -109,10 +125,16 @@ class ProblemDistribution:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ProblemDistribution:
+        if not isinstance(d, dict):
+            raise ProblemError(
+                f"a distribution must be a dict of its fields, got {type(d).__name__}"
+            )
         d = dict(d)
         d["settings"] = SIMPSettings.from_dict(d.get("settings", {}))
         for k in ("volfrac", "supports", "loads", "load_kinds", "load_angle", "magnitude", "holes"):
             if k in d:
+                if isinstance(d[k], str) or not isinstance(d[k], list | tuple):
+                    raise ProblemError(f"{k} must be a list, got {d[k]!r}")
                 d[k] = tuple(d[k])
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
         if unknown:

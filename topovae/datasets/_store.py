@@ -30,6 +30,7 @@ them and computes only what is missing.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import time
@@ -225,7 +226,26 @@ class DatasetWriter:
         shard_size: int = 64,
         shard_seconds: float = 10.0,
     ) -> None:
-        self.path = Path(path)
+        self.path = check_path(path, "the dataset path")
+        if not isinstance(dist, ProblemDistribution):
+            raise TypeError(f"dist must be a ProblemDistribution, got {type(dist).__name__}")
+        for name, v, low, high in (("seed", seed, 0, 2**63 - 1), ("n", n, 1, None),
+                                   ("shard_size", shard_size, 1, None)):  # fmt: skip
+            if (
+                isinstance(v, bool)
+                or not isinstance(v, int | np.integer)
+                or v < low
+                or (high is not None and v > high)
+            ):
+                allowed = f">= {low}" if high is None else f"in {low}..{high}"
+                raise DatasetError(f"{name} must be an integer {allowed}, got {v!r}")
+        if (
+            isinstance(shard_seconds, bool) or not isinstance(shard_seconds, int | float)
+            or not 0 < shard_seconds < math.inf
+        ):  # fmt: skip
+            raise DatasetError(f"shard_seconds must be a finite number > 0, got {shard_seconds!r}")
+        if isinstance(fields, str):
+            raise DatasetError(f"fields must be a tuple of field names, got {fields!r}")
         self.dist, self.seed, self.n, self.fields = dist, int(seed), int(n), tuple(fields)
         self.shard_size, self.shard_seconds = shard_size, shard_seconds
         self.layout = _layout(dist.nely, dist.nelx, self.fields)
