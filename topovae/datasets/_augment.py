@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .._checks import check_problem
-from ..solvers import Problem
+from ..solvers import Problem, ProblemError
 from ._store import FIELDS, DatasetError
 
 if TYPE_CHECKING:
@@ -94,6 +94,9 @@ def force_signs(code: int) -> tuple[bool, int, int]:
 
 def transforms(height: int, width: int) -> tuple[int, ...]:
     """The codes that keep an (height, width) grid's shape: all 8 if square, else 0..3."""
+    for name, v in (("height", height), ("width", width)):
+        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
+            raise DatasetError(f"{name} must be a positive integer, got {v!r}")
     return tuple(range(8)) if height == width else (0, 1, 2, 3)
 
 
@@ -216,6 +219,11 @@ def augment_batch(
     """
     import torch
 
+    for name, t in (("x", x), ("codes", codes)) + ((("c", c),) if c is not None else ()):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if codes.is_floating_point() or codes.is_complex() or codes.dtype == torch.bool:
+        raise DatasetError(f"codes must be integers (from random_codes), got {codes.dtype}")
     if x.ndim != 4:
         raise DatasetError(f"x must have shape (B, K, H, W), got {tuple(x.shape)}")
     b, _, h, w = x.shape
@@ -266,6 +274,21 @@ def random_codes(
     import torch
 
     n = len(transforms(height, width))  # the allowed codes are 0..n-1
+    if (
+        isinstance(batch, bool)
+        or not isinstance(batch, int | np.integer)
+        or not 0 <= batch <= 2**24
+    ):
+        raise DatasetError(f"batch must be an integer in 0..{2**24}, got {batch!r}")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    if device is not None:
+        from ..solvers.batched import resolve_device
+
+        try:
+            device = resolve_device(device)
+        except ProblemError as e:
+            raise DatasetError(str(e)) from None
     gen_device = generator.device if generator is not None else "cpu"
     codes = torch.randint(0, n, (batch,), generator=generator, device=gen_device)
     return codes if device is None else codes.to(device)

@@ -127,6 +127,11 @@ class TopologyDataset(torch.utils.data.Dataset):
         with h5py.File(self.path, "r") as f:
             # designs without problems (imported): no loads, supports or passive masks
             self.has_problems = "problem/loads" in f
+            if fields and not self.has_problems:
+                raise DatasetError(
+                    f"{str(self.path)!r} holds designs without problems: they have no "
+                    "full-material fields (use fields=False)"
+                )
             if in_memory:
                 self._memory = {k: read_rows(f, k, self.rows) for k in self._keys()}
         if not self.has_problems:
@@ -204,6 +209,7 @@ class TopologyDataset(torch.utils.data.Dataset):
 
     def position(self, index: int) -> int | None:
         """Where the sample with file index ``index`` is in this split (None: not in it)."""
+        _check_index(index)
         if self._memory is not None:
             indices = self._memory["index"]
         else:
