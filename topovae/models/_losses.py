@@ -32,6 +32,34 @@ from .._checks import check_problem
 from ._config import ConfigError, VAEConfig
 
 
+def _tensor(value, name: str, ndim: int | None = None) -> torch.Tensor:
+    """``value`` if it is a real torch tensor (of ``ndim`` dimensions), else a clear error."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if value.is_complex() or value.dtype == torch.bool:
+        raise ConfigError(f"{name} must be a real tensor, got {value.dtype}")
+    if ndim is not None and value.ndim != ndim:
+        raise ConfigError(f"{name} must have {ndim} dimensions, got shape {tuple(value.shape)}")
+    return value
+
+
+def _same_shape(a: torch.Tensor, b: torch.Tensor, names: str) -> None:
+    if a.shape != b.shape:
+        raise ConfigError(f"{names} must have one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+
+
+def _config(cfg) -> VAEConfig:
+    if not isinstance(cfg, VAEConfig):
+        raise TypeError(f"cfg must be a VAEConfig, got {type(cfg).__name__}")
+    return cfg
+
+
+def _step(step) -> int:
+    if isinstance(step, bool) or not isinstance(step, int | np.integer) or step < 0:
+        raise ConfigError(f"step must be an integer >= 0, got {step!r}")
+    return int(step)
+
+
 def gaussian_kl(
     mu: torch.Tensor,
     logvar: torch.Tensor,
@@ -40,6 +68,10 @@ def gaussian_kl(
 ) -> torch.Tensor:
     """Closed-form KL(N(mu, exp(logvar)) || N(prior_mu, exp(prior_logvar))) per sample and
     dimension, (B, D); the prior defaults to N(0, 1)."""
+    _same_shape(_tensor(mu, "mu"), _tensor(logvar, "logvar"), "mu and logvar")
+    if prior_mu is not None:
+        _same_shape(mu, _tensor(prior_mu, "prior_mu"), "mu and prior_mu")
+        _same_shape(mu, _tensor(prior_logvar, "prior_logvar"), "mu and prior_logvar")
     if prior_mu is None:
         return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
     return 0.5 * (
@@ -50,6 +82,7 @@ def gaussian_kl(
 
 def kl_weight(cfg: VAEConfig, step: int) -> float:
     """beta times the linear warm-up factor at optimisation step ``step``."""
+    cfg, step = _config(cfg), _step(step)
     warm = min(1.0, step / cfg.kl_warmup_steps) if cfg.kl_warmup_steps else 1.0
     return cfg.beta * warm
 
@@ -66,6 +99,13 @@ def loss_terms(
     prior_logvar: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """The named terms of the module docstring (scalars) plus "kl_per_dim" (D,)."""
+    cfg, step = _config(cfg), _step(step)
+    _same_shape(_tensor(logits, "logits", 4), _tensor(x, "x", 4), "logits and x")
+    _tensor(mu, "mu", 2)
+    if mu.shape[0] != x.shape[0]:
+        raise ConfigError(f"mu must have one row per design ({x.shape[0]}), got {mu.shape[0]}")
+    if volfrac is not None and _tensor(volfrac, "volfrac").shape != (x.shape[0],):
+        raise ConfigError(f"volfrac must have shape ({x.shape[0]},), got {tuple(volfrac.shape)}")
     b = x.shape[0]
     logits = logits.float()
     if cfg.likelihood == "bernoulli":
@@ -100,11 +140,19 @@ def loss_terms(
 def active_units(mu: torch.Tensor, threshold: float = 0.01) -> int:
     """Latent dimensions whose posterior mean varies across the data: Var_x[mu_d] > threshold
     (Burda et al. 2016). ``mu`` is (N, D) over a dataset."""
+    _tensor(mu, "mu", 2)
+    if (
+        isinstance(threshold, bool)
+        or not isinstance(threshold, int | float)
+        or not (0 <= threshold < float("inf"))
+    ):
+        raise ConfigError(f"threshold must be a finite number >= 0, got {threshold!r}")
     return int((mu.float().var(dim=0) > threshold).sum())
 
 
 def compliance_weight(cfg: VAEConfig, step: int) -> float:
     """The weight of the compliance term at optimisation step ``step`` (see the docstring)."""
+    cfg, step = _config(cfg), _step(step)
     if cfg.compliance_weight <= 0 or step < cfg.compliance_start:
         return 0.0
     ramp = (
@@ -121,6 +169,19 @@ def project_volume(logits: torch.Tensor, free: torch.Tensor, target: torch.Tenso
 
     The shift s is found by bisection (the mean is increasing in s) and returned as one Newton
     step from the root, so its value is the root and its gradient the implicit-function one."""
+    _tensor(logits, "logits", 3)
+    if not isinstance(free, torch.Tensor) or free.dtype != torch.bool:
+        raise TypeError(f"free must be a bool tensor, got {getattr(free, 'dtype', type(free))}")
+    if free.shape not in (logits.shape, logits.shape[1:]):
+        raise ConfigError(
+            f"free must have shape {tuple(logits.shape)} or {tuple(logits.shape[1:])}, got "
+            f"{tuple(free.shape)}"
+        )
+    t = torch.as_tensor(target, dtype=torch.float64)
+    if t.ndim > 1 or (t.ndim == 1 and t.shape[0] != logits.shape[0]):
+        raise ConfigError(f"target must be a scalar or ({logits.shape[0]},), got {tuple(t.shape)}")
+    if not bool(((t > 0) & (t < 1)).all()):
+        raise ConfigError(f"target volume fractions must lie in (0, 1), got {t.tolist()}")
     free = free.to(logits.dtype)
     count = free.sum((-2, -1))
     target = torch.as_tensor(target, dtype=logits.dtype, device=logits.device)

@@ -62,6 +62,9 @@ def normalise_condition(c: torch.Tensor) -> torch.Tensor:
     divided by the sample's largest load component; the fields span orders of magnitude from one
     problem to the next and are divided by their own maximum. Masks and the volume fraction
     are already in [0, 1]."""
+    if not isinstance(c, torch.Tensor) or c.ndim != 4:
+        what = f"shape {tuple(c.shape)}" if isinstance(c, torch.Tensor) else type(c).__name__
+        raise ConfigError(f"conditions must be a (B, Cc, H, W) tensor, got {what}")
     if c.shape[1] <= max(LOAD_CHANNELS):
         return c
     loads = c[:, LOAD_CHANNELS[0] : LOAD_CHANNELS[-1] + 1]
