@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from .._checks import check_path
-from ..solvers import Problem, SolveResult, full_material_fields, solve
+from ..solvers import Problem, ProblemError, SolveResult, full_material_fields, solve
 from ._sampling import ProblemDistribution, check_distribution, sample_problem
 from ._store import DatasetError, DatasetWriter
 
@@ -185,6 +185,13 @@ def generate(
         raise DatasetError(f"--workers must be an integer in 1..{MAX_WORKERS}, got {workers!r}")
     if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= MAX_BATCH:
         raise DatasetError(f"--batch must be an integer in 1..{MAX_BATCH}, got {batch!r}")
+    if device is not None:  # resolved before the file is made
+        from ..solvers.batched import resolve_device
+
+        try:
+            resolve_device(device)
+        except ProblemError as e:
+            raise DatasetError(str(e)) from None
     # no more worker processes than designs to solve (48 processes were forked for 2)
     workers = min(workers or os.cpu_count() or 1, n)
     # the executor first: a scheduler that cannot be reached must not leave a new file behind

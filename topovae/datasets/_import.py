@@ -180,6 +180,7 @@ def clean_info(path: str | os.PathLike) -> dict[str, Any] | None:
 
 def has_problems(path: str | os.PathLike) -> bool:
     """Whether the file's samples have problems (loads, supports): what a cvae needs."""
+    read_header(path)  # a clear DatasetError for a missing, foreign or damaged file
     with h5py.File(check_path(path, "the dataset path"), "r") as f:
         return "problem/loads" in f
 

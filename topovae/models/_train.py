@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._checks import check_path
+from .._checks import check_path, output_folder
 from .._lock import WriterLock
 from ._config import ConfigError, VAEConfig
 from ._losses import active_units, compliance_weight, loss_terms, physics_terms
@@ -214,9 +214,21 @@ class Trainer:
         data_fingerprint: dict[str, Any] | None = None,
         model_class: type[DesignVAE] = DesignVAE,
     ) -> None:
+        for name, value, kind in (("model_config", model_config, VAEConfig),
+                                  ("train_config", train_config, TrainConfig)):  # fmt: skip
+            if not isinstance(value, kind):
+                raise TypeError(f"{name} must be a {kind.__name__}, got {type(value).__name__}")
+        for name, value in (("train_set", train_set), ("val_set", val_set)):
+            if not (hasattr(value, "__len__") and hasattr(value, "__getitem__")):
+                raise TypeError(
+                    f"{name} must be a Dataset with __len__ and __getitem__ (as TopologyDataset), "
+                    f"got {type(value).__name__}"
+                )
+        if not (isinstance(model_class, type) and issubclass(model_class, DesignVAE)):
+            raise TypeError(f"model_class must be DesignVAE or a subclass, got {model_class!r}")
         self.mcfg, self.tcfg = model_config, train_config
         self.train_set, self.val_set = train_set, val_set
-        self.out = Path(out)
+        self.out = output_folder(out, "out", ConfigError, parents=True)
         self.fingerprint = data_fingerprint or {}
         self.device = _device(train_config.device)
         # torchrun sets WORLD_SIZE / RANK / LOCAL_RANK: one process per GPU, DDP

@@ -76,7 +76,15 @@ class ComplianceOracle:
     """
 
     def __init__(self, device: str | None = None) -> None:
-        self.device = None if device in (None, "cpu") else device
+        if device is not None:
+            from ..solvers import ProblemError
+            from ..solvers.batched import resolve_device
+
+            try:
+                device = resolve_device(device)
+            except ProblemError as e:
+                raise JudgeError(f"device: {e}") from None
+        self.device = None if device is None or device.type == "cpu" else device
         self._models: dict[int, tuple[Problem, FEModel]] = {}
 
     def _fe(self, problem: Problem) -> FEModel:

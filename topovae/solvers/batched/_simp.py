@@ -36,7 +36,13 @@ from ._multigrid import GridHierarchy, MultigridPCG, element_energy, element_ke
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """ "auto" -> CUDA when available, else CPU; "cuda" without a GPU is an error."""
     if isinstance(device, torch.device):
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ProblemError(f"device {str(device)!r} asked for, but no CUDA GPU is available")
         return device
+    if not isinstance(device, str):
+        raise ProblemError(
+            f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or a torch.device, got {device!r}"
+        )
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
