@@ -25,8 +25,8 @@ from topovae.datasets import (
     generate,
     read_header,
     sample_problem,
-    solve_sample,
 )
+from topovae.datasets._generate import solve_sample  # the worker function
 from topovae.solvers import Problem, ProblemError, compliance, full_material_fields, solve
 
 PROBLEM_KEYS = ("volfrac", "fixed_x", "fixed_y", "loads", "passive_solid", "passive_void")

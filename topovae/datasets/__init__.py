@@ -19,7 +19,7 @@ from ._augment import (
     transform_problem,
     transforms,
 )
-from ._generate import generate, sample_record, solve_sample
+from ._generate import generate
 from ._import import (
     clean_dataset,
     clean_info,
@@ -62,8 +62,6 @@ __all__ = [
     "random_codes",
     "read_header",
     "sample_problem",
-    "sample_record",
-    "solve_sample",
     "transform_design",
     "transform_problem",
     "transforms",

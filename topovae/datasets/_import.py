@@ -298,6 +298,12 @@ def import_images(
         )
     if pattern is not None and volfrac is not None:
         raise DatasetError("give the volume fractions by --pattern or by volfrac, not both")
+    if pattern is not None and not isinstance(pattern, str):
+        raise TypeError(
+            f"pattern must be a regular expression string, got {type(pattern).__name__}"
+        )
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be a callable or None, got {type(progress).__name__}")
     if pattern is not None:
         labels, how = _labels_from_names(files, pattern), "pattern"
     elif volfrac is not None:
@@ -390,8 +396,8 @@ def _at(where) -> str:
 
 
 def _numeric(name: str, a: np.ndarray) -> np.ndarray:
-    if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
-        raise DatasetError(f"{name} must be numbers, got dtype {a.dtype}")
+    if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool) or a.dtype.kind == "c":
+        raise DatasetError(f"{name} must be real numbers, got dtype {a.dtype}")
     a = a.astype(np.float64)
     bad = np.argwhere(~np.isfinite(a))
     if bad.size:
@@ -499,6 +505,8 @@ def import_arrays(
     source's. ``settings``: the SIMP settings the problems are re-solved with (the generated
     files' default). Returns a summary (samples, dropped, size, problems)."""
     check_path(out, "out")
+    if settings is not None and not isinstance(settings, SIMPSettings):
+        raise TypeError(f"settings must be a SIMPSettings or None, got {type(settings).__name__}")
     arrays, described = _load_source(source)
     given = {
         "loads": loads, "fixed_x": fixed_x, "fixed_y": fixed_y, "volfrac": volfrac,
@@ -561,9 +569,20 @@ def import_arrays(
 
 
 # -- ill-posed samples ---------------------------------------------------------------------------
+def _check_block(block) -> None:
+    if (
+        isinstance(block, bool)
+        or not isinstance(block, int | np.integer)
+        or not 1 <= block <= 2**20
+    ):
+        raise DatasetError(f"block must be an integer in 1..{2**20} (samples read at once), "
+                           f"got {block!r}")  # fmt: skip
+
+
 def ill_posed_samples(path: str | os.PathLike, block: int = 256) -> list[tuple[int, int, str]]:
     """(row, index, reason) of every sample whose `Problem` today's validation refuses (files
     made before a rule existed); [] for a file without problems (designs only)."""
+    _check_block(block)
     header = read_header(path)
     d = header["distribution"]
     bad = []
@@ -595,6 +614,7 @@ def clean_dataset(
     setting kept); records what it dropped in the ``cleaned`` attribute. Returns a summary:
     kept, dropped and the dropped samples' indices."""
     path, out = check_path(path, "path"), check_path(out, "out")
+    _check_block(block)
     header = read_header(path)
     if header["pending_shards"]:
         raise DatasetError(

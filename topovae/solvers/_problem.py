@@ -422,12 +422,19 @@ class Problem:
         )
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the problem as an .npz file (arrays + a JSON ``meta`` entry), atomically."""
-        path = Path(path)
+        """Write the problem as an .npz file (arrays + a JSON ``meta`` entry), atomically; the
+        path is checked first (its folder exists and takes files, it is not a folder)."""
+        from .._checks import output_file
+
+        path = output_file(path, "path", ProblemError)
         tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, meta=np.array(json.dumps(self.metadata())), **self.to_arrays())
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as f:
+                meta = np.array(json.dumps(self.metadata()))
+                np.savez_compressed(f, meta=meta, **self.to_arrays())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Problem:
