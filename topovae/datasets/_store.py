@@ -227,6 +227,8 @@ class DatasetWriter:
         shard_seconds: float = 10.0,
     ) -> None:
         self.path = check_path(path, "the dataset path")
+        if self.path.is_dir():
+            raise DatasetError(f"{str(self.path)!r} is a folder; give a file name")
         if not isinstance(dist, ProblemDistribution):
             raise TypeError(f"dist must be a ProblemDistribution, got {type(dist).__name__}")
         for name, v, low, high in (("seed", seed, 0, 2**63 - 1), ("n", n, 1, None),

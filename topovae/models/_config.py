@@ -189,6 +189,8 @@ class VAEConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> VAEConfig:
+        if not isinstance(d, dict):
+            raise ConfigError(f"a model config must be a dict, got {type(d).__name__}")
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ConfigError(f"unknown model config fields: {', '.join(sorted(unknown))}")

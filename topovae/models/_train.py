@@ -224,6 +224,13 @@ class Trainer:
                     f"{name} must be a Dataset with __len__ and __getitem__ (as TopologyDataset), "
                     f"got {type(value).__name__}"
                 )
+        if len(train_set) and not (
+            isinstance(item := train_set[0], dict) and {"density", "volfrac"} <= item.keys()
+        ):
+            raise TypeError(
+                "train_set items must be dicts with 'density', 'volfrac' (and 'condition' for a "
+                "cvae), as TopologyDataset yields"
+            )
         if not (isinstance(model_class, type) and issubclass(model_class, DesignVAE)):
             raise TypeError(f"model_class must be DesignVAE or a subclass, got {model_class!r}")
         self.mcfg, self.tcfg = model_config, train_config

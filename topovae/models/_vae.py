@@ -208,6 +208,11 @@ class DesignVAE(nn.Module):
 
     def _check(self, x: torch.Tensor | None, c: torch.Tensor | None, n: int | None = None):
         cfg = self.config
+        for name, t in (("x", x), ("c", c)):
+            if t is not None and not isinstance(t, torch.Tensor):
+                raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if x is None and n is None:
+            raise TypeError("x must be a torch.Tensor of designs (B, Cin, H, W), got None")
         if x is not None and tuple(x.shape[1:]) != (cfg.in_channels, cfg.height, cfg.width):
             raise ConfigError(
                 f"expected designs of shape (B, {cfg.in_channels}, {cfg.height}, {cfg.width}), "

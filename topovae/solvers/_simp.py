@@ -120,6 +120,12 @@ class DesignMap:
         return x
 
     def physical(self, x: np.ndarray) -> np.ndarray:
+        """Physical densities x^ (n,) of design variables x (n,), as the filter says."""
+        if not isinstance(x, np.ndarray) or x.shape != self.active.shape:
+            raise ProblemError(
+                f"x must be an array of shape {self.active.shape}, got "
+                + (f"shape {x.shape}" if isinstance(x, np.ndarray) else type(x).__name__)
+            )
         if self.kind == "sensitivity":
             xphys = x.copy()
         else:

@@ -113,7 +113,7 @@ def traverse(
         raise WorkflowError(
             f"--dim must be in [0, {d - 1}] for this {d}-dimensional model, got {dim}"
         )
-    values = np.asarray(values, np.float32)
+    values = real_array(values, "values", WorkflowError).astype(np.float32)
     if values.ndim != 1 or not np.isfinite(values).all():
         raise WorkflowError(
             f"values must be a 1D array of finite numbers, got shape {values.shape}"
@@ -146,6 +146,10 @@ def save_scored_grid(
     if ncols is not None:
         check_count(ncols, "ncols", high=None)
     labels = labels or [""] * len(designs)
+    if isinstance(labels, str) or len(labels) != len(designs):
+        raise WorkflowError(f"labels must be a list of {len(designs)} titles, one per design")
+    if not np.isfinite(designs).all():
+        raise WorkflowError("designs must be finite")
     s = None
     problems = problem if isinstance(problem, list) else [problem] * len(designs)
     if problem is not None:
@@ -397,6 +401,11 @@ def condition_sweep(
     if not check_model(model).config.conditional:
         raise WorkflowError("a condition sweep needs a cvae (this model takes no condition)")
     check_problem(problem)
+    for name, v in (("volfracs", volfracs), ("angles", angles)):
+        if v is not None:
+            a = real_array(v, name, WorkflowError)
+            if a.ndim != 1 or not np.isfinite(a).all():
+                raise WorkflowError(f"{name} must be a 1D sequence of finite numbers, got {v!r}")
     vfs = [problem.volfrac] if volfracs is None else [float(v) for v in volfracs]
     degs = [None] if angles is None else [float(a) for a in angles]
     check_count(len(vfs) * len(degs), "the sweep's designs (volume fractions x angles)")

@@ -226,6 +226,8 @@ def score(
     _check(d, problems)
     if reference is not None:  # checked before the designs are judged
         _designs(reference, "reference")
+    if oracle is not None and not isinstance(oracle, ComplianceOracle):
+        raise TypeError(f"oracle must be a ComplianceOracle or None, got {type(oracle).__name__}")
     oracle = oracle or ComplianceOracle()
     rho = np.stack([impose_passive(x, p) for x, p in zip(d, problems, strict=True)])
     binary = np.stack([binarize(x, p) for x, p in zip(d, problems, strict=True)])

@@ -138,6 +138,8 @@ class LatentDecoder:
         """Whitened posterior means of designs (B, H, W) (under ``c`` or this problem's
         condition)."""
         x = self._tensor(x, "designs", (self.model.config.height, self.model.config.width))
+        if x.numel() and not bool(((x >= 0) & (x <= 1)).all()):
+            raise WorkflowError("designs must be densities in [0, 1]")
         c = self._c(x.shape[0], c)
         with torch.no_grad():
             feats = self.model.condition_features(c)

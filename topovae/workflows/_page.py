@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._checks import output_file
+from .._checks import check_model, output_file
 from ..solvers import Problem
 from ._judge import ce_text, score
 from ._latent import LatentDecoder, WorkflowError
@@ -67,7 +67,7 @@ def explorer_data(
     ``problem.replace(volfrac=v)`` and judged on it. ``reference``: a SIMP design (H, W) of the
     problem, giving the plane's compliance errors ``ce`` (not the sweep's: other volumes).
     """
-    d = model.config.latent_dim
+    d = check_model(model).config.latent_dim
     if (
         len(dims) != 2
         or any(isinstance(x, bool) or not isinstance(x, int | np.integer) for x in dims)

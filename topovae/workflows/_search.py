@@ -22,6 +22,7 @@ that many more solves). Every random choice comes from ``seed``.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -111,6 +112,9 @@ def search(
     seed = check_seed(seed)
     check_count(polish, "--polish (SIMP iterations)", low=0, high=MAX_ITERATIONS)
     check_count(starts, "--starts")
+    for name, v in (("lr", lr), ("bound", bound)):
+        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < math.inf:
+            raise WorkflowError(f"{name} must be a finite number > 0, got {v!r}")
     dec = LatentDecoder(model, problem, device)
     oracle = ComplianceOracle(None if dec.device.type == "cpu" else dec.device)
     t0 = time.perf_counter()
