@@ -107,6 +107,19 @@ CASES = [
         ("explore", "page", MODEL, "-p", "mbb", "--sweep", "2:3:2", "--out", "p.html"),
         "--sweep '2:3:2': values must lie in (0, 1)",
     ),
+    (
+        ("train", "{data}", "--compliance-decode", "foo", "--out", "r"),
+        "unknown compliance_decode 'foo'; choose one of: auto, prior_mean, posterior",
+    ),
+    (
+        ("train", "{data}", "--compliance-samples", "-1", "--out", "r"),
+        "compliance_samples must be an integer in 0..1000000000, got -1",
+    ),
+    (
+        ("train", "{data}", "--model", "vae", "--compliance-decode", "prior_mean", "--out", "r"),
+        "compliance_decode 'prior_mean' needs a cvae",
+    ),
+    (("train", "{data}", "--init", "{file}", "--out", "r"), "--init:"),
     # the search's own limits, checked before its output folder is made
     (
         ("search", MODEL, *PROBLEM, "--budget", "1000000000000", "--out", "s"),
