@@ -94,6 +94,7 @@ CASES = [
         ("train", "{data}", "--base-width", "100000000", "--out", "r"),
         "base_width 100000000 is above max_width 256",
     ),
+    (("solve", "--nelx", "2000000", "--nely", "1"), "2,000,000 times longer than wide"),
     (("solve", "--penal", "1e12"), "penal must be in [1, 20], got 1000000000000.0"),
     (
         ("explore", "traverse", MODEL, *PROBLEM, "--range", "nan", "0", "--out", "t.png"),

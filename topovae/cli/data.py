@@ -120,7 +120,7 @@ def info(path: str) -> None:
     import h5py
 
     from ..datasets import clean_info, has_problems, ill_posed_samples, import_info
-    from ..datasets._store import read_rows
+    from ..datasets._store import read_rows, verify_dataset
     from ..solvers import ProblemError
 
     h = dataset_header(path)
@@ -187,6 +187,9 @@ def info(path: str) -> None:
             ]
         else:
             lines.append(f"no SIMP results (imported); {size / h['n'] / 1024:.1f} KiB per design")
+        with _corruption_as_input_error():
+            arrays = verify_dataset(path)
+        lines.append(f"integrity: all {arrays} arrays read back, every chunk's checksum verified")
         if problems:
             with _corruption_as_input_error():
                 bad = ill_posed_samples(path)
