@@ -21,20 +21,38 @@ from hypothesis.extra import numpy as hnp
 
 from topovae.datasets import (
     DatasetError,
+    DatasetWriter,
     TopologyDataset,
+    augment_batch,
     clean_dataset,
     distribution,
     generate,
     has_problems,
     import_arrays,
     import_images,
+    random_codes,
     read_header,
     sample_problem,
     transform_design,
     transform_problem,
+    transforms,
 )
-from topovae.models import ConfigError, DesignVAE, TrainConfig, VAEConfig, load, read_checkpoint
+from topovae.models import (
+    ConfigError,
+    DesignVAE,
+    TrainConfig,
+    Trainer,
+    VAEConfig,
+    gaussian_kl,
+    kl_weight,
+    load,
+    normalise_condition,
+    physics_terms,
+    project_volume,
+    read_checkpoint,
+)
 from topovae.solvers import (
+    MMA,
     DesignMap,
     FEModel,
     Problem,
@@ -43,8 +61,11 @@ from topovae.solvers import (
     choose_backend,
     compliance,
     edof_matrix,
+    element_stiffness,
     filter_matrix,
     full_material_fields,
+    heaviside,
+    oc_update,
     preset,
     solve,
 )
@@ -61,10 +82,13 @@ from topovae.workflows import (
     interpolate,
     latent_map,
     prior_samples,
+    save_scored_grid,
     score,
     search,
+    slerp,
     traverse,
     with_load_angle,
+    write_report,
 )
 
 NX, NY = 8, 4  # the grid of the table's problem and model
@@ -88,7 +112,19 @@ def ctx(tmp_path_factory):
         "cvae": DesignVAE(dataclasses.replace(cfg, kind="cvae", cond_channels=7)),
         "dist": distribution("mixed", 8, 8),
         "tmp": tmp,
+        "ckpt": _checkpoint(tmp / "m.pt", DesignVAE(cfg)),
     }
+
+
+def _checkpoint(path, model):
+    """A loadable checkpoint of ``model`` (what `load` reads)."""
+    from topovae.models._train import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, weights_digest
+
+    weights = model.state_dict()
+    torch.save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
+                "model_config": model.config.to_dict(), "model": weights,
+                "digest": weights_digest(weights)}, path)  # fmt: skip
+    return path
 
 
 def problem_with(c, **changes):
@@ -351,6 +387,86 @@ CASES = [
      WorkflowError, "--seed must be an integer in [0, 2^63), got 1180591620717411303424"),
     ("evaluate-seed-2^63", lambda c: evaluate(c["model"], c["data"], seed=2**63),
      WorkflowError, "--seed must be an integer in [0, 2^63), got 9223372036854775808"),
+    # the second sweep (each was an error from inside, an allocation failure or accepted)
+    ("SIMPSettings-penal-str", lambda c: SIMPSettings(penal="3"),
+     ProblemError, "penal must be a number, got '3'"),
+    ("ProblemDistribution-loads-float", lambda c: dataclasses.replace(c["dist"], loads=(1.5, 2)),
+     ProblemError, "loads must be a (low, high) pair of integers"),
+    ("ProblemDistribution-magnitude-inf",
+     lambda c: dataclasses.replace(c["dist"], magnitude=(1.0, math.inf)),
+     ProblemError, "magnitude must be a (low, high) pair of finite numbers"),
+    ("ProblemDistribution-settings-str", lambda c: dataclasses.replace(c["dist"], settings="x"),
+     ProblemError, "settings must be a SIMPSettings, got str"),
+    ("DatasetWriter-seed-negative",
+     lambda c: DatasetWriter(c["tmp"] / "w.h5", c["dist"], -1, 10),
+     DatasetError, "seed must be an integer in 0..9223372036854775807, got -1"),
+    ("DatasetWriter-interval-nan",
+     lambda c: DatasetWriter(c["tmp"] / "w.h5", c["dist"], 0, 10, shard_seconds=math.nan),
+     DatasetError, "shard_seconds must be a finite number > 0, got nan"),
+    ("generate-device-foo",
+     lambda c: generate(c["tmp"] / "g.h5", c["dist"], 2, device="foo"),
+     DatasetError, "unknown device 'foo'"),
+    ("random_codes-huge", lambda c: random_codes(10**12, 8, 8),
+     DatasetError, "batch must be an integer in 0..16777216, got 1000000000000"),
+    ("transforms-str", lambda c: transforms("a", 8),
+     DatasetError, "height must be a positive integer, got 'a'"),
+    ("augment_batch-float-codes",
+     lambda c: augment_batch(torch.rand(2, 1, 8, 8), None, torch.zeros(2), ()),
+     DatasetError, "codes must be integers"),
+    ("TopologyDataset-position-str", lambda c: c["ds"].position("a"),
+     TypeError, "index must be an integer, got str"),
+    ("MMA-huge", lambda c: MMA(10**12, 1, 0.0, 1.0), ProblemError, "needs about"),
+    ("MMA-move-nan", lambda c: MMA(3, 1, 0.0, 1.0, move=math.nan),
+     ProblemError, "move must be finite, got nan"),
+    ("heaviside-beta-nan", lambda c: heaviside(np.full(4, 0.5), math.nan, 0.5),
+     ProblemError, "beta must be finite, got nan"),
+    ("heaviside-eta-2", lambda c: heaviside(np.full(4, 0.5), 1.0, 2.0),
+     ProblemError, "eta must be in (0, 1), got 2.0"),
+    ("element_stiffness-nu", lambda c: element_stiffness(0.7),
+     ProblemError, "nu must be in (-1, 0.5) (Poisson's ratio), got 0.7"),
+    ("oc_update-shapes",
+     lambda c: oc_update(np.full(4, 0.5), np.ones(5), np.ones(4), 0.2, sum, 2.0, lambda v: v),
+     ProblemError, "x, dc and dv must be 1D arrays of one length"),
+    ("FEModel-solve-negative", lambda c: FEModel(c["p"]).solve(np.full(NX * NY, -1.0)),
+     ProblemError, "young must be > 0"),
+    ("Problem-save-folder", lambda c: c["p"].save(c["tmp"]),
+     ProblemError, "is a folder; give a file name"),
+    ("slerp-None", lambda c: slerp(None, None, None),
+     WorkflowError, "z0 must be a 1D float tensor, got NoneType"),
+    ("with_load_angle-degrees-str", lambda c: with_load_angle(c["p"], "a"),
+     WorkflowError, "degrees must be a finite number, got 'a'"),
+    ("greyness-1d", lambda c: greyness(np.ones(5), c["p"]),
+     JudgeError, f"density must have shape ({NY}, {NX}) (nely, nelx), got (5,)"),
+    ("LatentDecoder-nan", lambda c: LatentDecoder(c["model"]).numpy(np.full((2, 2), np.nan)),
+     WorkflowError, "latent vectors must be finite"),
+    ("LatentDecoder-width", lambda c: LatentDecoder(c["model"]).numpy(np.zeros((2, 99))),
+     WorkflowError, "latent vectors must have shape (B, 2), got (2, 99)"),
+    ("write_report-empty", lambda c: write_report({}, c["tmp"] / "rep"),
+     WorkflowError, "report must be the dict evaluate returns; it lacks metrics"),
+    ("save_scored_grid-proc",
+     lambda c: save_scored_grid(np.zeros((1, NY, NX)), None, "/proc/x.png"),
+     WorkflowError, "cannot write in folder '/proc'"),
+    ("ComplianceOracle-device", lambda c: ComplianceOracle(device="foo"),
+     JudgeError, "unknown device 'foo'"),
+    ("score-oracle-str", lambda c: score(c["d"], c["p"], oracle="x"),
+     TypeError, "oracle must be a ComplianceOracle or None, got str"),
+    ("load-device-int", lambda c: load(c["ckpt"], device=3),
+     ConfigError, "device must be 'auto', 'cpu', 'cuda', 'cuda:N' or a torch.device, got 3"),
+    ("Trainer-datasets-None",
+     lambda c: Trainer(c["model"].config, TrainConfig(), None, None, c["tmp"] / "t"),
+     TypeError, "train_set must be a Dataset"),
+    ("gaussian_kl-numpy", lambda c: gaussian_kl(np.zeros((2, 4)), np.zeros((2, 4))),
+     TypeError, "mu must be a torch.Tensor, got ndarray"),
+    ("kl_weight-step", lambda c: kl_weight(c["model"].config, -1),
+     ConfigError, "step must be an integer >= 0, got -1"),
+    ("project_volume-target", lambda c: project_volume(torch.zeros(2, 4, 4),
+                                                      torch.ones(4, 4, dtype=torch.bool), 1.5),
+     ConfigError, "target volume fractions must lie in (0, 1)"),
+    ("physics_terms-count", lambda c: physics_terms(torch.zeros(2, 1, NY, NX),
+                                                   torch.zeros(2, 1, NY, NX), [c["p"]] * 5),
+     ConfigError, "physics_terms needs one Problem per design"),
+    ("normalise_condition-2d", lambda c: normalise_condition(torch.zeros(2, 3)),
+     ConfigError, "conditions must be a (B, Cc, H, W) tensor, got shape (2, 3)"),
 ]  # fmt: skip
 
 
@@ -362,6 +478,16 @@ def test_a_bad_call_gets_the_projects_error_naming_the_value(ctx, call, error, f
         call(ctx)
     assert fragment in str(info.value), str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_a_bad_device_is_refused_before_any_file_is_made(ctx, tmp_path):
+    from topovae.workflows import run_demo
+
+    with pytest.raises(DatasetError, match="unknown device 'foo'"):
+        generate(tmp_path / "g.h5", ctx["dist"], 2, device="foo")
+    with pytest.raises(WorkflowError, match="unknown device 'foo'"):
+        run_demo(tmp_path / "demo", quick=True, device="foo", progress=False)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_the_case_ids_are_unique():
