@@ -139,6 +139,8 @@ class DesignMap:
 
     def volume(self, x: np.ndarray) -> float:
         """sum(x^) of a candidate x, as cheaply as the filter allows."""
+        if not isinstance(x, np.ndarray) or x.shape != self.active.shape:
+            raise ProblemError(f"x must be an array of shape {self.active.shape}")
         if self.kind == "sensitivity":
             return float(x[self.active].sum() + self.solid.sum())
         if self.kind == "density":
