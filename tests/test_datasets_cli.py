@@ -466,3 +466,22 @@ def test_info_and_show_name_a_corrupted_chunk_in_one_line(run, reference, tmp_pa
         fh.write(bytes(b ^ 0xFF for b in raw))
     args = ("info", "bad.h5") if command == "info" else ("show", "bad.h5", "--out", "g.png")
     assert_one_line_error(run(*args), "is corrupted: checksum mismatch in " + key)
+
+
+def test_clean_refuses_a_corrupted_file_leaving_nothing(run, reference, tmp_path):
+    """clean reads the whole source back before it takes the output's lock: a damaged chunk is
+    refused in one line and no output, temporary or lock file appears."""
+    import h5py
+
+    path = tmp_path / "bad.h5"
+    shutil.copy(reference, path)
+    with h5py.File(path, "r") as f:
+        chunk = f["density"].id.get_chunk_info(0)
+    with open(path, "r+b") as fh:
+        fh.seek(chunk.byte_offset + chunk.size // 2)
+        raw = fh.read(4)
+        fh.seek(chunk.byte_offset + chunk.size // 2)
+        fh.write(bytes(b ^ 0xFF for b in raw))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert_one_line_error(run("clean", "bad.h5", "--out", "c.h5"), "checksum mismatch in density")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before

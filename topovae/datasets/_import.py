@@ -69,6 +69,7 @@ from ._store import (
     create_samples,
     read_header,
     read_rows,
+    verify_dataset,
     write_header,
 )
 
@@ -626,6 +627,8 @@ def clean_dataset(
             f"{str(path)!r} holds designs without problems: no sample can be ill-posed"
         )
     _check_out(out, overwrite, [path])
+    # read every chunk back before the output's lock is taken: damage is refused leaving nothing
+    verify_dataset(path, block)
     bad = ill_posed_samples(path, block)
     n = header["n"]
     drop = {row for row, _, _ in bad}
