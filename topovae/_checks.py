@@ -99,12 +99,10 @@ def image_suffixes() -> tuple[str, ...]:
     return tuple(f".{k}" for k in sorted(FigureCanvasBase.get_supported_filetypes()))
 
 
-def output_file(
-    value: Any, what: str, error: type[Exception], image: bool = False, suffix: str | None = None
-) -> Path:
+def output_file(value: Any, what: str, error: type[Exception], image: bool = False) -> Path:
     """A file to write, checked before any work: a non-empty path whose folder exists and takes
-    files, not a folder itself; an image has a suffix matplotlib writes (``suffix``: that one
-    is required). ``error`` (naming ``what`` and the path) otherwise."""
+    files, not a folder itself; an image has a suffix matplotlib writes. ``error`` (naming
+    ``what`` and the path) otherwise."""
     p = check_path(value, what)
     if not str(value).strip():
         raise error(f"{what} is empty ({value!r}); give a file name")
@@ -117,8 +115,6 @@ def output_file(
             f"{what} {str(value)!r}: unknown image type {p.suffix or '(none)'!r}; use one of "
             + ", ".join(allowed)
         )
-    if suffix is not None and p.suffix.lower() != suffix:
-        raise error(f"{what} {str(value)!r}: the file name must end in {suffix}")
     _writable(p.parent, what, value, error)
     return p
 

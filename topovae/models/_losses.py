@@ -232,19 +232,32 @@ def physics_terms(
     for k, p in enumerate(problems):
         check_problem(p, f"problems[{k}]")
 
-    dev = logits.device
-    solid = torch.as_tensor(np.stack([p.passive_solid for p in problems]), device=dev)
-    void = torch.as_tensor(np.stack([p.passive_void for p in problems]), device=dev)
+    solid, void = _passive(problems, logits.device)
     free = ~(solid | void)
     n = solid[0].numel()
-    vf = torch.tensor([p.volfrac for p in problems], dtype=torch.float64, device=dev)
+    vf = torch.tensor([p.volfrac for p in problems], dtype=torch.float64, device=logits.device)
     target = (vf * n - solid.sum((1, 2))) / free.sum((1, 2)).clamp_min(1)
     rho = torch.sigmoid(project_volume(logits[:, 0].double(), free, target))
     rho = torch.where(solid, 1.0, torch.where(void, 0.0, rho))
     if reference is None:
-        ref = torch.where(solid, 1.0, torch.where(void, 0.0, x[:, 0].double()))
-        c = compliance(torch.cat([rho, ref]), problems * 2, physical=False, tol=tol)
-        b = len(problems)
-        return torch.log(c[:b] / c[b:].detach())
+        reference = simp_compliance(x, problems, tol)
     c = compliance(rho, problems, physical=False, tol=tol)
     return torch.log(c / reference.to(c))
+
+
+def _passive(problems, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The problems' passive solid and void masks, (B, H, W) bool each."""
+    solid = torch.as_tensor(np.stack([p.passive_solid for p in problems]), device=device)
+    void = torch.as_tensor(np.stack([p.passive_void for p in problems]), device=device)
+    return solid, void
+
+
+@torch.no_grad()
+def simp_compliance(x: torch.Tensor, problems, tol: float = 1e-10) -> torch.Tensor:
+    """C(x) (B,) float64 of SIMP designs x (B, 1, H, W) on their problems, passive regions
+    imposed: the physics term's reference (a constant: no gradient)."""
+    from ..solvers.batched import compliance
+
+    solid, void = _passive(problems, x.device)
+    ref = torch.where(solid, 1.0, torch.where(void, 0.0, x[:, 0].double()))
+    return compliance(ref, list(problems), physical=False, tol=tol)

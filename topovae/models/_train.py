@@ -30,13 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from .._checks import check_path, output_folder
 from .._lock import WriterLock
 from ._config import ConfigError, VAEConfig
-from ._losses import active_units, compliance_weight, loss_terms, physics_terms
+from ._losses import active_units, compliance_weight, loss_terms, physics_terms, simp_compliance
 from ._vae import DesignVAE
 
 CHECKPOINT_FORMAT = "topovae-checkpoint"
@@ -115,6 +114,15 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _differences(mine: dict, theirs: dict, whose: str, skip: tuple[str, ...] = ()) -> str:
+    """ "name mine (whose has theirs), ..." for every setting (not in ``skip``) that differs."""
+    return ", ".join(
+        f"{k} {mine.get(k)!r} ({whose} has {theirs.get(k)!r})"
+        for k in sorted(set(mine) | set(theirs))
+        if k not in skip and mine.get(k) != theirs.get(k)
+    )
 
 
 def _device(name: str) -> torch.device:
@@ -324,15 +332,10 @@ class Trainer:
             raise ConfigError("initialise_from starts a run; this one has already trained")
         ckpt = read_checkpoint(check_path(path, "the checkpoint path"))
         theirs = VAEConfig.from_dict(ckpt["model_config"]).to_dict()
-        mine = self.mcfg.to_dict()
-        diff = [
-            f"{k} {mine[k]!r} (the checkpoint has {theirs[k]!r})"
-            for k in mine
-            if k not in LOSS_FIELDS and mine[k] != theirs[k]
-        ]
+        diff = _differences(self.mcfg.to_dict(), theirs, "the checkpoint", skip=LOSS_FIELDS)
         if diff:
             raise ConfigError(
-                f"{str(path)!r} is another architecture: {', '.join(diff)}; cannot start from it"
+                f"{str(path)!r} is another architecture: {diff}; cannot start from it"
             )
         self.model.load_state_dict(ckpt["model"])
         if self.ema is not None:
@@ -380,12 +383,7 @@ class Trainer:
         if self.fingerprint and source(ckpt["data"]) != source(self.fingerprint):
             raise ConfigError(f"{str(path)!r} was trained on other data; cannot resume")
         if ckpt["model_config"] != self.mcfg.to_dict():
-            mine, theirs = self.mcfg.to_dict(), ckpt["model_config"]
-            diff = ", ".join(
-                f"{k} {mine.get(k)!r} (the run has {theirs.get(k)!r})"
-                for k in sorted(set(mine) | set(theirs))
-                if mine.get(k) != theirs.get(k)
-            )
+            diff = _differences(self.mcfg.to_dict(), ckpt["model_config"], "the run")
             raise ConfigError(
                 f"{str(path)!r} holds another model configuration: {diff}; cannot resume"
             )
@@ -477,19 +475,12 @@ class Trainer:
         """(problems, SIMP compliances) of the batch's first ``compliance_samples`` samples.
         The compliance of a sample's SIMP design is solved once: it is the same under every
         flip and turn of design and problem together."""
-        from ..solvers.batched import compliance
-
         n = min(self.mcfg.compliance_samples or x.shape[0], x.shape[0])
         problems = self._problems(positions[:n], None if codes is None else codes[:n])
         keys = positions[:n].tolist()
         todo = [k for k, key in enumerate(keys) if key not in self._reference]
         if todo:
-            probs = [problems[k] for k in todo]
-            solid = torch.as_tensor(np.stack([p.passive_solid for p in probs]), device=x.device)
-            void = torch.as_tensor(np.stack([p.passive_void for p in probs]), device=x.device)
-            ref = torch.where(solid, 1.0, torch.where(void, 0.0, x[todo, 0].double()))
-            with torch.no_grad():
-                values = compliance(ref, probs, physical=False, tol=PHYSICS_TOL)
+            values = simp_compliance(x[todo], [problems[k] for k in todo], PHYSICS_TOL)
             for k, v in zip(todo, values.tolist(), strict=True):
                 self._reference[keys[k]] = v
         reference = torch.tensor([self._reference[key] for key in keys], dtype=torch.float64)
