@@ -445,43 +445,49 @@ def test_generate_ctol_stops_earlier_and_the_file_keeps_the_rule(run, tmp_path):
     )
 
 
-@pytest.mark.parametrize("command, key", [("info", "problem/volfrac"), ("info", "problem/loads"),
-                                          ("info", "density"), ("info", "result/compliance"),
-                                          ("show", "density")])  # fmt: skip
-def test_info_and_show_name_a_corrupted_chunk_in_one_line(run, reference, tmp_path, command, key):
-    """info reads every array back (its integrity line), so damage anywhere is found; show
-    reads the designs."""
+def _damage(path, key):
+    """Invert 4 bytes inside the first chunk of ``key``: its fletcher32 checksum fails on read."""
     import h5py
 
-    assert "every chunk's checksum verified" in run("info", str(reference)).output
-
-    path = tmp_path / "bad.h5"
-    shutil.copy(reference, path)
     with h5py.File(path, "r") as f:
         chunk = f[key].id.get_chunk_info(0)
-    with open(path, "r+b") as fh:  # invert 4 bytes inside the first chunk
-        fh.seek(chunk.byte_offset + chunk.size // 2)
-        raw = fh.read(4)
-        fh.seek(chunk.byte_offset + chunk.size // 2)
-        fh.write(bytes(b ^ 0xFF for b in raw))
-    args = ("info", "bad.h5") if command == "info" else ("show", "bad.h5", "--out", "g.png")
-    assert_one_line_error(run(*args), "is corrupted: checksum mismatch in " + key)
-
-
-def test_clean_refuses_a_corrupted_file_leaving_nothing(run, reference, tmp_path):
-    """clean reads the whole source back before it takes the output's lock: a damaged chunk is
-    refused in one line and no output, temporary or lock file appears."""
-    import h5py
-
-    path = tmp_path / "bad.h5"
-    shutil.copy(reference, path)
-    with h5py.File(path, "r") as f:
-        chunk = f["density"].id.get_chunk_info(0)
     with open(path, "r+b") as fh:
         fh.seek(chunk.byte_offset + chunk.size // 2)
         raw = fh.read(4)
         fh.seek(chunk.byte_offset + chunk.size // 2)
         fh.write(bytes(b ^ 0xFF for b in raw))
+
+
+@pytest.mark.parametrize("command, key", [("info", "problem/volfrac"), ("info", "problem/loads"),
+                                          ("info", "density"), ("info", "result/compliance"),
+                                          ("show", "density"), ("train", "result/compliance"),
+                                          ("evaluate", "result/compliance")])  # fmt: skip
+def test_info_and_show_name_a_corrupted_chunk_in_one_line(run, reference, tmp_path, command, key):
+    """info reads every array back (its integrity line), so damage anywhere is found; show
+    reads the designs; train and evaluate verify the whole file up front, so damage even in an
+    array they never read (the SIMP compliances) is named before any work, leaving no run."""
+    assert "every chunk's checksum verified" in run("info", str(reference)).output
+
+    path = tmp_path / "bad.h5"
+    shutil.copy(reference, path)
+    _damage(path, key)
+    (tmp_path / "model.pt").write_bytes(b"")  # evaluate verifies the data before the model
+    args = {
+        "info": ("info", "bad.h5"),
+        "show": ("show", "bad.h5", "--out", "g.png"),
+        "train": ("train", "bad.h5", "--out", "run", "--epochs", "1"),
+        "evaluate": ("evaluate", "model.pt", "bad.h5", "--out", "report"),
+    }[command]
+    assert_one_line_error(run(*args), "is corrupted: checksum mismatch in " + key)
+    assert not (tmp_path / "run").exists() and not (tmp_path / "report").exists()
+
+
+def test_clean_refuses_a_corrupted_file_leaving_nothing(run, reference, tmp_path):
+    """clean reads the whole source back before it takes the output's lock: a damaged chunk is
+    refused in one line and no output, temporary or lock file appears."""
+    path = tmp_path / "bad.h5"
+    shutil.copy(reference, path)
+    _damage(path, "density")
     before = sorted(p.name for p in tmp_path.iterdir())
     assert_one_line_error(run("clean", "bad.h5", "--out", "c.h5"), "checksum mismatch in density")
     assert sorted(p.name for p in tmp_path.iterdir()) == before

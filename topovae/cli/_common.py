@@ -78,12 +78,18 @@ def main() -> None:
     """topovae: design-space generative topology optimization."""
 
 
-def dataset_header(path: str) -> dict[str, Any]:
+def dataset_header(path: str, verify: bool = False) -> dict[str, Any]:
+    """The file's header; ``verify``: also read every array back (checksums), for commands that
+    read most of a file, so that damage even in an array they do not use is named up front."""
     from ..datasets import read_header
+    from ..datasets._store import verify_dataset
     from ..solvers import ProblemError
 
     try:
-        return read_header(path)
+        header = read_header(path)
+        if verify:
+            verify_dataset(path)
+        return header
     except ProblemError as e:
         raise InputError(str(e)) from None
 

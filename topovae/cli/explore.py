@@ -151,7 +151,7 @@ def explore_map(checkpoint, data, split, projection, colour, grid, span, index, 
     check_device(device)
     if not 0 <= outliers <= MAX_DESIGNS:
         raise InputError(f"--outliers must be an integer in 0..{MAX_DESIGNS}, got {outliers}")
-    dataset_header(data)
+    dataset_header(data, verify=True)
     model = load_model(checkpoint)
     try:
         m = latent_map(model, data, split, projection=projection, colour=colour, grid=grid,

@@ -142,7 +142,7 @@ def train(
             read_checkpoint(init)
         except ConfigError as e:
             raise InputError(f"--init: {e}") from None
-    header = dataset_header(data)
+    header = dataset_header(data, verify=True)
     with h5py.File(data, "r") as f:
         has_conditions = "problem/loads" in f
         # the distribution as the file stores it: a re-serialised one would change whenever a

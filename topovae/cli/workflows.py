@@ -140,7 +140,7 @@ def evaluate(checkpoint, data, split, k, polish, limit, seed, project, connect, 
     check_device(device)
     if not 0 < k <= MAX_DESIGNS:
         raise InputError(f"-k must be an integer in 1..{MAX_DESIGNS}, got {k}")
-    dataset_header(data)
+    dataset_header(data, verify=True)
     model = load_model(checkpoint)
     try:
         report = run_evaluation(model, data, split, k=k, polish=polish, seed=seed, limit=limit,
