@@ -422,7 +422,9 @@ class MultigridPCG:
         """PCG for (B, C, 2, Ny, Nx) right-hand sides.
 
         Returns (solution, iterations (B, C), converged (B, C)); each (problem, case) stops on its
-        own ||r|| <= tol ||f||.
+        own ||r|| <= tol ||f||, or on a breakdown: p'Kp or r'z not positive and finite, which a
+        float32 V-cycle can give on designs of extreme contrast (large void regions at
+        E_min); such a system keeps its last iterate and is reported as not converged.
         """
         free = self.free0[:, None]
         f = f * free
@@ -438,19 +440,28 @@ class MultigridPCG:
         z = self.vcycle(r)
         p = z
         rz = (r * z).sum(dims)
+        broken = active & ~(torch.isfinite(rz) & (rz > 0))
+        active = active & ~broken
         for _ in range(max_iter):
+            if not bool(active.any()):
+                break
             ap = self.apply(p)
             pap = (p * ap).sum(dims)
+            stop = active & ~(torch.isfinite(pap) & (pap > 0))
+            broken, active = broken | stop, active & ~stop
             alpha = torch.where(active, rz / torch.where(active, pap, 1.0), 0.0)
-            x = x + alpha[..., None, None, None] * p
-            r = r - alpha[..., None, None, None] * ap
+            step = alpha[..., None, None, None]
+            x = x + torch.where(step != 0, step * p, 0.0)
+            r = r - torch.where(step != 0, step * ap, 0.0)
             iterations += active.long()
             active = active & (torch.linalg.vector_norm(r, dim=dims) > limit)
             if not bool(active.any()):
                 break
             z = self.vcycle(r)
             rz_new = (r * z).sum(dims)
+            stop = active & ~(torch.isfinite(rz_new) & (rz_new > 0))
+            broken, active = broken | stop, active & ~stop
             beta = torch.where(active, rz_new / torch.where(active, rz, 1.0), 0.0)
-            p = z + beta[..., None, None, None] * p
-            rz = rz_new
-        return x, iterations, ~active
+            p = torch.where(active[..., None, None, None], z + beta[..., None, None, None] * p, p)
+            rz = torch.where(active, rz_new, rz)
+        return x, iterations, ~(active | broken)

@@ -156,6 +156,17 @@ class BatchedFE:
             free, forces = free[index], forces[index]
         solver = MultigridPCG(self.grid, young, free)
         u, its, converged = solver.solve(forces, x0=x0, tol=self.tol, max_iter=self.max_iter)
+        if not bool(converged.all()) and self.grid.dtype != young.dtype:
+            # a float32 cycle can break down on extreme contrast (large void regions at E_min):
+            # those problems go on from their iterate with the cycle in CG's own dtype
+            redo = (~converged).any(dim=1).nonzero().flatten()
+            ny, nx = free.shape[-2] - 1, free.shape[-1] - 1
+            exact = grid_hierarchy(ny, nx, free.device, young.dtype)
+            u2, its2, conv2 = MultigridPCG(exact, young[redo], free[redo]).solve(
+                forces[redo], x0=u[redo], tol=self.tol, max_iter=self.max_iter
+            )
+            u, its, converged = u.clone(), its.clone(), converged.clone()
+            u[redo], its[redo], converged[redo] = u2, its[redo] + its2, conv2
         self.last_iterations = its
         if not bool(converged.all()):
             bad = int((~converged).sum())
