@@ -23,6 +23,7 @@ The y component points up, as in top88; the element stiffness is top88's KE.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -354,6 +355,19 @@ class Multigrid:
             self._chol = None
             self._lu = torch.linalg.lu_factor(coarse)
 
+    def subset(self, index: torch.Tensor) -> Multigrid:
+        """The hierarchy of the problems ``index`` of this batch (no recomputation)."""
+        out = copy.copy(self)
+        out.young = self.young[index]
+        out.free = [f[index] for f in self.free]
+        out.kel = [None if k is None else k[index] for k in self.kel]
+        out.dinv = [d[index] for d in self.dinv]
+        if self._chol is not None:
+            out._chol = self._chol[index]
+        else:
+            out._lu = tuple(t[index] for t in self._lu)
+        return out
+
     # -- operators -----------------------------------------------------------------------------
     def apply(self, u: torch.Tensor, level: int = 0) -> torch.Tensor:
         """D K D u on ``level`` (u is expected zero on fixed DOFs)."""
@@ -405,6 +419,12 @@ class MultigridPCG:
         self.dtype = young.dtype
         self.mg = Multigrid(grid, young.to(grid.dtype), free.to(grid.dtype), **kw)
 
+    def subset(self, index: torch.Tensor) -> MultigridPCG:
+        """The solver of the problems ``index`` of this batch (no recomputation)."""
+        out = copy.copy(self)
+        out.young, out.free0, out.mg = self.young[index], self.free0[index], self.mg.subset(index)
+        return out
+
     def apply(self, u: torch.Tensor) -> torch.Tensor:
         """D K D u on the fine grid, in CG's dtype."""
         return apply_elements(self.young, self.ke, u) * self.free0[:, None]
@@ -424,28 +444,40 @@ class MultigridPCG:
         Returns (solution, iterations (B, C), converged (B, C)); each (problem, case) stops on its
         own ||r|| <= tol ||f||, or on a breakdown: p'Kp or r'z not positive and finite, which a
         float32 V-cycle can give on designs of extreme contrast (large void regions at
-        E_min); such a system keeps its last iterate and is reported as not converged.
+        E_min); such a system keeps its last iterate and is reported as not converged. When
+        half of the problems still iterating have finished, the rest go on as a smaller batch,
+        so a few slow problems do not keep the whole batch's cost.
         """
         free = self.free0[:, None]
         f = f * free
         x = torch.zeros_like(f) if x0 is None else x0 * free
         r = f - self.apply(x) if x0 is not None else f.clone()
         dims = (2, 3, 4)
-        fnorm = torch.linalg.vector_norm(f, dim=dims)
-        limit = tol * fnorm
+        limit = tol * torch.linalg.vector_norm(f, dim=dims)
         active = torch.linalg.vector_norm(r, dim=dims) > limit
-        iterations = torch.zeros_like(fnorm, dtype=torch.long)
-        if not bool(active.any()):
-            return x, iterations, ~active
-        z = self.vcycle(r)
-        p = z
-        rz = (r * z).sum(dims)
-        broken = active & ~(torch.isfinite(rz) & (rz > 0))
-        active = active & ~broken
+        iterations = torch.zeros_like(limit, dtype=torch.long)
+        broken = torch.zeros_like(active)
+        out = (x, iterations, active, broken)  # the whole batch; written back on compaction
+        rows = torch.arange(f.shape[0], device=f.device)
+        solver = self
+        if bool(active.any()):
+            z = solver.vcycle(r)
+            p = z
+            rz = (r * z).sum(dims)
+            broken = active & ~(torch.isfinite(rz) & (rz > 0))
+            active = active & ~broken
         for _ in range(max_iter):
-            if not bool(active.any()):
+            live = active.any(1)
+            n_live = int(live.sum())
+            if n_live == 0:
                 break
-            ap = self.apply(p)
+            if n_live <= live.numel() // 2:  # go on with the problems still iterating
+                _write_back(out, rows, (x, iterations, active, broken))
+                keep = live.nonzero().flatten()
+                rows, solver = rows[keep], solver.subset(keep)
+                x, r, p, rz, limit = x[keep], r[keep], p[keep], rz[keep], limit[keep]
+                iterations, active, broken = iterations[keep], active[keep], broken[keep]
+            ap = solver.apply(p)
             pap = (p * ap).sum(dims)
             stop = active & ~(torch.isfinite(pap) & (pap > 0))
             broken, active = broken | stop, active & ~stop
@@ -453,15 +485,24 @@ class MultigridPCG:
             step = alpha[..., None, None, None]
             x = x + torch.where(step != 0, step * p, 0.0)
             r = r - torch.where(step != 0, step * ap, 0.0)
-            iterations += active.long()
+            iterations = iterations + active.long()
             active = active & (torch.linalg.vector_norm(r, dim=dims) > limit)
             if not bool(active.any()):
                 break
-            z = self.vcycle(r)
+            z = solver.vcycle(r)
             rz_new = (r * z).sum(dims)
             stop = active & ~(torch.isfinite(rz_new) & (rz_new > 0))
             broken, active = broken | stop, active & ~stop
             beta = torch.where(active, rz_new / torch.where(active, rz, 1.0), 0.0)
             p = torch.where(active[..., None, None, None], z + beta[..., None, None, None] * p, p)
             rz = torch.where(active, rz_new, rz)
+        x, iterations, active, broken = _write_back(out, rows, (x, iterations, active, broken))
         return x, iterations, ~(active | broken)
+
+
+def _write_back(full: tuple, rows: torch.Tensor, part: tuple) -> tuple:
+    """full[k][rows] = part[k] for each tensor (a part still the whole tensor is left as is)."""
+    for whole, piece in zip(full, part, strict=True):
+        if piece is not whole:
+            whole[rows] = piece
+    return full
