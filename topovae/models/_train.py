@@ -306,8 +306,9 @@ class Trainer:
                 "the compliance term needs each sample's Problem: the training set must have a "
                 "problem(position) method and items with a 'position' (as TopologyDataset has)"
             )
-        self._problem_cache: dict[tuple[int, int], Any] = {}
-        self._reference: dict[int, float] = {}  # SIMP compliance per training position
+        # per (dataset, position[, transform]): the Problem, and its SIMP design's compliance
+        self._problem_cache: dict[tuple[Any, int, int], Any] = {}
+        self._reference: dict[tuple[Any, int], float] = {}
         self.init: dict[str, Any] | None = None  # the checkpoint the weights started from
         self._logged = ("reconstruction", "kl", "weighted_kl", "volume", "total")
         if model_config.compliance_weight > 0:
@@ -471,13 +472,16 @@ class Trainer:
             terms["total"] = terms["total"] + w * physics
         return terms
 
-    def _judged(self, x: torch.Tensor, positions: torch.Tensor, codes) -> tuple[list, torch.Tensor]:
-        """(problems, SIMP compliances) of the batch's first ``compliance_samples`` samples.
-        The compliance of a sample's SIMP design is solved once: it is the same under every
-        flip and turn of design and problem together."""
+    def _judged(
+        self, x: torch.Tensor, positions: torch.Tensor, codes, dataset=None
+    ) -> tuple[list, torch.Tensor]:
+        """(problems, SIMP compliances) of the batch's first ``compliance_samples`` samples of
+        ``dataset`` (default the training set). The compliance of a sample's SIMP design is
+        solved once: it is the same under every flip and turn of design and problem together."""
+        dataset = self.train_set if dataset is None else dataset
         n = min(self.mcfg.compliance_samples or x.shape[0], x.shape[0])
-        problems = self._problems(positions[:n], None if codes is None else codes[:n])
-        keys = positions[:n].tolist()
+        problems = self._problems(positions[:n], None if codes is None else codes[:n], dataset)
+        keys = [(dataset, k) for k in positions[:n].tolist()]
         todo = [k for k, key in enumerate(keys) if key not in self._reference]
         if todo:
             values = simp_compliance(x[todo], [problems[k] for k in todo], PHYSICS_TOL)
@@ -486,16 +490,16 @@ class Trainer:
         reference = torch.tensor([self._reference[key] for key in keys], dtype=torch.float64)
         return problems, reference
 
-    def _problems(self, positions: torch.Tensor, codes: torch.Tensor | None) -> list:
-        """The (augmented) `Problem` of each training sample, cached."""
+    def _problems(self, positions: torch.Tensor, codes: torch.Tensor | None, dataset) -> list:
+        """The (augmented) `Problem` of each sample of ``dataset``, cached."""
         from ..datasets import transform_problem
 
         out = []
         codes = [0] * len(positions) if codes is None else codes.tolist()
         for pos, code in zip(positions.tolist(), codes, strict=True):
-            key = (pos, code)
+            key = (dataset, pos, code)
             if key not in self._problem_cache:
-                self._problem_cache[key] = transform_problem(self.train_set.problem(pos), code)
+                self._problem_cache[key] = transform_problem(dataset.problem(pos), code)
             out.append(self._problem_cache[key])
         return out
 
@@ -619,15 +623,25 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, dataset=None) -> dict[str, Any]:
-        """Held-out loss terms, active units, binarised reconstruction IoU, ELBO per sample."""
+        """Held-out loss terms, active units, binarised reconstruction IoU, ELBO per sample.
+        With the physics term on, it is judged here as in training (the first
+        ``compliance_samples`` of each batch, no flips), so ``total``, which picks best.pt, is
+        the training objective; a dataset without ``problem(position)`` gets no physics term."""
         model = self.eval_model.eval()
         dataset = dataset or self.val_set
+        judge = (
+            compliance_weight(self.mcfg, self.step) > 0
+            and hasattr(dataset, "problem")
+            and "position" in dataset[0]
+        )
         sums: dict[str, float] = {}
         mus, inter, union, n = [], 0.0, 0.0, 0
         kl_dim = None
         for item in self._loader(dataset, shuffle=False):
             x, c, vf = _batch(item, self.device, self.mcfg.conditional)
-            terms = self._terms(x, c, vf, model=model)  # unwrapped: no DDP collectives
+            judged = self._judged(x, item["position"], None, dataset) if judge else None
+            # unwrapped model: no DDP collectives
+            terms = self._terms(x, c, vf, model=model, judged=judged)
             b = x.shape[0]
             n += b
             for k in self._logged:
