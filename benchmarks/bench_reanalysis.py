@@ -24,7 +24,17 @@ k = 10 and 0.71x at k = 40 (39 against 55 ms), but each change of the set needs 
 analysis (symbolic + numeric 90 ms, 1.6 full factorisations). At most ~1.3x on the factorisation
 late in a run, far from the 2x the speed target needs, so it was not built.
 
+`--whole-run N` settles the reuse question in the real loop instead: N SIMP iterations of
+`solve` at that size, once as is and once per CG cap with factor reuse (each solve first tries CG
+on the new K preconditioned by the last factor, from the last displacements, to 1e-9; it
+refactorises only when CG needs more than the cap). Measured (2026-12-01, 300x100, 200
+iterations, one thread): no reuse 87.6 ms per iteration; cap 4: 108.2 ms (110 factorisations,
+90 reuses); cap 6: 105.1 ms (77 / 123); cap 10: 120.9 ms (60 / 140); the same compliance to 10
+digits in every row. Reuse is slower at every cap, because a CHOLMOD solve costs a large share of
+a factorisation at this size and CG needs 6-10 of them. So topovae refactorises every iteration.
+
     python benchmarks/bench_reanalysis.py [--size 300x100] [--at 2,5,10,20,40] [--void-at 10,40,100]
+    python benchmarks/bench_reanalysis.py --whole-run 200 [--reuse-its 4,6,10]
 """
 
 import os
@@ -51,6 +61,14 @@ def main() -> int:
     ap.add_argument("--size", default="300x100")
     ap.add_argument("--at", default="2,5,10,20,40")
     ap.add_argument("--void-at", default="10,20,40,100", help="iterations of the void-DOF table")
+    ap.add_argument(
+        "--whole-run",
+        type=int,
+        default=0,
+        metavar="N",
+        help="only the whole-run table: N SIMP iterations with and without reuse",
+    )
+    ap.add_argument("--reuse-its", default="4,6,10", help="CG iteration caps of --whole-run")
     a = ap.parse_args()
     if not cholmod_available():
         print("needs cvxopt (the fast extra)")
@@ -59,6 +77,10 @@ def main() -> int:
 
     nelx, nely = (int(v) for v in a.size.split("x"))
     p = preset("mbb", nelx, nely, rmin=1.5 * nelx / 60)
+    if a.whole_run:
+        whole_run(p.with_settings(max_iter=a.whole_run, linear_solver="cholmod"),
+                  [int(v) for v in a.reuse_its.split(",")])  # fmt: skip
+        return 0
     fe = FEModel(p, "cholmod")
     sol, b = fe.solver, fe._f_free
     n = fe.free.size
@@ -150,6 +172,77 @@ def void_dofs(fe, young, iterations) -> None:
         print(f"| {k} | {100 * void.mean():.1f} % | {100 * kept.size / fe.free.size:.1f} % | "
               f"{1e3 * full:.1f} | {1e3 * reduced:.1f} | {reduced / full:.2f} | "
               f"{1e3 * first:.1f} |")  # fmt: skip
+
+
+class _ReusingFEModel(FEModel):
+    """FEModel whose solve first tries CG on K(E) preconditioned by the last factor, from the last
+    displacements, and refactorises only when CG needs more than ``cap`` iterations to
+    ||r|| <= 1e-9 ||f|| (per load case)."""
+
+    cap = 0
+
+    def __init__(self, *args, **kw) -> None:
+        super().__init__(*args, **kw)
+        a = self.solver._a
+        self._rows, self._cols = np.array(a.I).ravel(), np.array(a.J).ravel()
+        self._x = None
+        self.counts = {"factorisations": 0, "reused": 0, "cg": 0}
+        _ReusingFEModel.last = self
+
+    def solve(self, young: np.ndarray) -> np.ndarray:
+        data, b = self._scatter @ young, self._f_free
+        x = self._x
+        if x is not None and self.cap > 0:
+            n = b.shape[0]
+            lower = sp.csc_matrix((data, (self._rows, self._cols)), shape=(n, n))
+            d = lower.diagonal()[:, None]
+
+            def mul(v):
+                return lower @ v + lower.T @ v - d * v
+
+            x = x.copy()
+            r = b - mul(x)
+            z = self.solver.solve(r)
+            p, rz, limit = z.copy(), (r * z).sum(0), 1e-9 * np.linalg.norm(b, axis=0)
+            for _ in range(self.cap):
+                q = mul(p)
+                alpha = rz / (p * q).sum(0)
+                x, r = x + alpha * p, r - alpha * q
+                self.counts["cg"] += 1
+                if np.all(np.linalg.norm(r, axis=0) <= limit):
+                    self.counts["reused"] += 1
+                    self._x = x
+                    u = np.zeros((self.ndof, b.shape[1]))
+                    u[self.free] = x
+                    return u
+                z = self.solver.solve(r)
+                rz, old = (r * z).sum(0), rz
+                p = z + (rz / old) * p
+        self.counts["factorisations"] += 1
+        u = super().solve(young)
+        self._x = u[self.free]
+        return u
+
+
+def whole_run(p, caps: list[int]) -> None:
+    """N SIMP iterations of the real loop with the default solve and with factor reuse."""
+    import topovae.solvers._simp as simp
+
+    print(f"whole run: MBB {p.nelx}x{p.nely}, {p.settings.max_iter} SIMP iterations, CG to 1e-9")
+    print("| reuse | ms per iteration | factorisations | reused | CG iterations | compliance |")
+    print("|---|---|---|---|---|---|")
+    default = simp.FEModel
+    try:
+        for cap in [0, *caps]:
+            _ReusingFEModel.cap = cap
+            simp.FEModel = _ReusingFEModel
+            res = solve(p, backend="direct")
+            c = _ReusingFEModel.last.counts
+            print(f"| {'off' if cap == 0 else f'CG <= {cap}'} | "
+                  f"{1e3 * res.seconds_per_iteration:.1f} | {c['factorisations']} | {c['reused']} "
+                  f"| {c['cg']} | {res.compliance:.10g} |")  # fmt: skip
+    finally:
+        simp.FEModel = default
 
 
 def _timed(fn, *args) -> float:
