@@ -629,17 +629,15 @@ class Trainer:
         the training objective; a dataset without ``problem(position)`` gets no physics term."""
         model = self.eval_model.eval()
         dataset = dataset or self.val_set
-        judge = (
-            compliance_weight(self.mcfg, self.step) > 0
-            and hasattr(dataset, "problem")
-            and "position" in dataset[0]
-        )
+        judge = compliance_weight(self.mcfg, self.step) > 0 and hasattr(dataset, "problem")
         sums: dict[str, float] = {}
         mus, inter, union, n = [], 0.0, 0.0, 0
         kl_dim = None
         for item in self._loader(dataset, shuffle=False):
             x, c, vf = _batch(item, self.device, self.mcfg.conditional)
-            judged = self._judged(x, item["position"], None, dataset) if judge else None
+            judged = None
+            if judge and "position" in item:
+                judged = self._judged(x, item["position"], None, dataset)
             # unwrapped model: no DDP collectives
             terms = self._terms(x, c, vf, model=model, judged=judged)
             b = x.shape[0]

@@ -482,7 +482,7 @@ class MultigridPCG:
             stop = active & ~(torch.isfinite(pap) & (pap > 0))
             broken, active = broken | stop, active & ~stop
             alpha = torch.where(active, rz / torch.where(active, pap, 1.0), 0.0)
-            step = alpha[..., None, None, None]
+            step = alpha[..., None, None, None]  # 0 for stopped systems, whose p may be NaN
             x = x + torch.where(step != 0, step * p, 0.0)
             r = r - torch.where(step != 0, step * ap, 0.0)
             iterations = iterations + active.long()

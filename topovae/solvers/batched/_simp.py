@@ -129,7 +129,9 @@ class BatchedFE:
     """Displacements of a batch for given densities, by multigrid-preconditioned CG.
 
     ``precond_dtype``: dtype of the multigrid V-cycle (default float32: half the time of a
-    float64 cycle, and CG in the batch's dtype still converges to its tolerance).
+    float64 cycle, and CG in the batch's dtype still converges to its tolerance). Problems that
+    do not converge with it (a float32 cycle can break down on extreme contrast) get up to
+    ``max_iter`` more iterations with the cycle in CG's dtype; `last_iterations` counts both.
     """
 
     def __init__(
