@@ -22,3 +22,4 @@ if __name__ == "__main__":
     trainer = Trainer(model, config, train, val, out)
     trainer.fit(progress=False)
     torch.save(trainer.model.state_dict(), os.path.join(states, f"rank{os.environ['RANK']}.pt"))
+    torch.distributed.destroy_process_group()

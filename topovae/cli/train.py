@@ -181,6 +181,10 @@ def train(
     except KeyboardInterrupt:
         click.echo(f"interrupted: {out}/last.pt holds the last finished epoch; --resume", err=True)
         sys.exit(130)
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():  # under torchrun: leave the group cleanly
+        dist.destroy_process_group()  # (gloo's threads abort a process that exits inside it)
     if not history:  # a torchrun rank other than 0: rank 0 evaluates, writes and reports
         return
     last = history[-1]

@@ -517,10 +517,15 @@ class Trainer:
             lock = WriterLock(self.out / ".lock", f"run folder {str(self.out)!r}", ConfigError)
             lock.acquire()
         try:
-            return self._fit(resume, progress)
+            history = self._fit(resume, progress)
         finally:
             if lock is not None:
                 lock.release()
+        if self.world > 1:  # the other ranks wait for rank 0's last evaluation and checkpoint
+            import torch.distributed as dist
+
+            dist.barrier()
+        return history
 
     def _fit(self, resume: bool, progress: bool) -> list[dict[str, float]]:
         last = self.out / "last.pt"
