@@ -23,6 +23,8 @@ The reported design is the physical density analysed in the last iteration, so `
 
 from __future__ import annotations
 
+import math
+
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -222,13 +224,17 @@ def oc_update(
 
 def _oc_update(x, dc, dv, move, volume, target, fix) -> np.ndarray:
     ratio = np.divide(np.maximum(-dc, 0.0), dv, out=np.zeros_like(dc), where=dv > 0)
+    scaled = x * np.sqrt(ratio)  # x sqrt(ratio / l) = scaled / sqrt(l): one division per step
     lo, hi = np.maximum(0.0, x - move), np.minimum(1.0, x + move)
     l1, l2 = 0.0, 1e9
+    xnew = np.empty_like(x)
     # top88's (l2 - l1) / (l1 + l2) > 1e-3, safe when the move limit keeps the volume below the
     # target for every multiplier (a warm start far from it): l2 then falls towards 0 and stops
     while l2 - l1 > 1e-3 * (l1 + l2) and l2 > 1e-40:
         lmid = 0.5 * (l2 + l1)
-        xnew = fix(np.clip(x * np.sqrt(ratio / lmid), lo, hi))
+        np.divide(scaled, math.sqrt(lmid), out=xnew)
+        np.maximum(xnew, lo, out=xnew)
+        xnew = fix(np.minimum(xnew, hi, out=xnew))
         if volume(xnew) > target:
             l1 = lmid
         else:
