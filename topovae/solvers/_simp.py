@@ -24,7 +24,6 @@ The reported design is the physical density analysed in the last iteration, so `
 from __future__ import annotations
 
 import math
-
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
