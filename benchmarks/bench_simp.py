@@ -5,10 +5,11 @@ values straight into a precomputed CSC pattern of the lower triangle of K(free, 
 analysing it once with its own ordering, the OC bisection on the filtered volume's constant
 weights): a reference must be the best version of the alternative. The faithful port below is
 kept for the self-test against the published figures and as the 88 lines' own cost. Measured
-2026-12-01 on 2 cores, three paired runs each: 300x100 (40 iterations) topovae 1.27x
-(1.22-1.34) the strong port's speed; 64x64 (100 iterations) 1.03x; one run of 60x20 (20
-iterations) 0.66x (topovae's Python per iteration shows on tiny grids); against the faithful
-port 2.1x to 4.7x.
+2026-12-01 on 2 cores, 60 iterations, five paired runs (``--repeat 5``): 300x100 topovae 1.38x
+(1.36-1.43) the strong port's speed, 150x50 1.21x, 60x20 0.89x (topovae's Python per iteration
+shows on tiny grids); against the faithful port 2.9x to 5.1x. Why not 2x at 300x100: the
+factorisation and solve alone take 1.6-1.9x less than the port's whole iteration
+(bench_linear.py).
 
 What it measures. For the half MBB beam (volume fraction 0.5, density filter, penalty 3, OC with
 move 0.2, tol 0.01) at 60x20, 150x50 and 300x100 elements (or ``--sizes``), it runs
