@@ -13,7 +13,15 @@ import math
 import numpy as np
 import pytest
 
-from topovae.solvers import DesignMap, FEModel, Problem, filter_matrix, heaviside, preset
+from topovae.solvers import (
+    DesignMap,
+    FEModel,
+    Problem,
+    ProblemError,
+    filter_matrix,
+    heaviside,
+    preset,
+)
 from topovae.solvers._filters import ConeFilter, heaviside_grad
 from topovae.solvers._simp import objective
 
@@ -239,8 +247,27 @@ def test_heaviside_limits() -> None:
     np.testing.assert_allclose(y[x > 0.31], 1, atol=1e-12)
 
 
+@pytest.mark.parametrize("method", ["fft", "matrix", "auto"])
 @pytest.mark.parametrize(("nelx", "nely", "rmin"), [(7, 5, 1.0), (12, 8, 1.5), (30, 9, 4.3)])
-def test_fft_cone_filter_equals_the_filter_matrix(nelx: int, nely: int, rmin: float) -> None:
+def test_cone_filter_equals_the_filter_matrix(nelx: int, nely: int, rmin: float, method) -> None:
     h, _ = filter_matrix(nelx, nely, rmin)
     v = np.random.default_rng(0).uniform(-1, 1, nelx * nely)
-    np.testing.assert_allclose(ConeFilter(nelx, nely, rmin) @ v, h @ v, rtol=0, atol=1e-12)
+    product = ConeFilter(nelx, nely, rmin, method) @ v
+    np.testing.assert_allclose(product, h @ v, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("nelx", "nely", "rmin", "method"),
+    [(60, 20, 2.4, "matrix"), (64, 64, 2.0, "matrix"), (64, 64, 4.5, "fft"),
+     (300, 100, 7.5, "fft")],
+)  # fmt: skip
+def test_cone_filter_stores_the_matrix_only_for_small_kernels(nelx, nely, rmin, method) -> None:
+    f = ConeFilter(nelx, nely, rmin)
+    assert f.method == method
+    if method == "matrix":
+        assert f._matrix.nnz <= 50_000 + 17 * nelx * nely
+
+
+def test_cone_filter_names_a_bad_method() -> None:
+    with pytest.raises(ProblemError, match="method must be 'auto', 'matrix' or 'fft', got 'x'"):
+        ConeFilter(8, 4, 1.5, "x")

@@ -105,19 +105,22 @@ class DesignMap:
         s = check_problem(problem).settings
         self.kind, self.eta = s.filter, s.eta
         self.beta = s.beta_init if s.filter == "heaviside" else None
-        self.h = ConeFilter(problem.nelx, problem.nely, s.rmin)  # H @ v by FFT
+        self.h = ConeFilter(problem.nelx, problem.nely, s.rmin)  # H @ v, sparse or by FFT
         self.hs = self.h @ np.ones(problem.nelx * problem.nely)
         self.solid = to_vector(problem.passive_solid)
         self.void = to_vector(problem.passive_void)
         self.active = ~(self.solid | self.void)
+        self._n_solid = float(self.solid.sum())
+        self._passive = not self.active.all()
         self._dphys: np.ndarray | None = None  # d x^ / d x~, stored by `physical`
         # The density-filtered volume is linear in x: sum(x^) = w . x + #solid (no filter call
         # needed inside the OC bisection).
         self._volume_weights = self.h @ (self.active / self.hs)
 
     def fix_passive(self, x: np.ndarray) -> np.ndarray:
-        x[self.solid] = 1.0
-        x[self.void] = 0.0
+        if self._passive:
+            x[self.solid] = 1.0
+            x[self.void] = 0.0
         return x
 
     def physical(self, x: np.ndarray) -> np.ndarray:
@@ -142,10 +145,13 @@ class DesignMap:
         """sum(x^) of a candidate x, as cheaply as the filter allows."""
         if not isinstance(x, np.ndarray) or x.shape != self.active.shape:
             raise ProblemError(f"x must be an array of shape {self.active.shape}")
+        return self._volume(x)
+
+    def _volume(self, x: np.ndarray) -> float:
         if self.kind == "sensitivity":
-            return float(x[self.active].sum() + self.solid.sum())
+            return float((x[self.active] if self._passive else x).sum() + self._n_solid)
         if self.kind == "density":
-            return float(self._volume_weights @ x) + float(self.solid.sum())
+            return float(self._volume_weights @ x) + self._n_solid
         t = np.clip((self.h @ x) / self.hs, 0.0, 1.0)
         return float(self.fix_passive(_heaviside(t, self.beta, self.eta)).sum())
 
@@ -362,7 +368,7 @@ def _solve(
                 dc = design.filter_sensitivity(x, dc)
             # 5. design update
             if mma is None:
-                xnew = _oc_update(x, dc, dv, s.move, design.volume, target, design.fix_passive)
+                xnew = _oc_update(x, dc, dv, s.move, design._volume, target, design.fix_passive)
             else:
                 act = design.active
                 c_scale = c_scale or c  # objective scaled to start at 1 (Svanberg's advice)
