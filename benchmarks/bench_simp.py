@@ -5,9 +5,9 @@ values straight into a precomputed CSC pattern of the lower triangle of K(free, 
 analysing it once with its own ordering, the OC bisection on the filtered volume's constant
 weights): a reference must be the best version of the alternative. The faithful port below is
 kept for the self-test against the published figures and as the 88 lines' own cost. Measured
-2026-12-01 on 2 cores, 60 iterations, five paired runs (``--repeat 5``): 300x100 topovae 1.38x
-(1.36-1.43) the strong port's speed, 150x50 1.21x, 60x20 0.89x (topovae's Python per iteration
-shows on tiny grids); against the faithful port 2.9x to 5.1x. Why not 2x at 300x100: the
+2026-12-01 on 2 cores, 60 iterations, five paired runs (``--repeat 5``): 300x100 topovae 1.36x
+(1.30-1.52) the strong port's speed, 150x50 1.22x, 60x20 0.96x (0.94-1.16; both spend ~60 % of
+an iteration in the same CHOLMOD factorisation there); against the faithful port 3.6x to 5.0x. Why not 2x at 300x100: the
 factorisation and solve alone take 1.6-1.9x less than the port's whole iteration
 (bench_linear.py).
 
