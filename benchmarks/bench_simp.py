@@ -7,9 +7,9 @@ weights): a reference must be the best version of the alternative. The faithful 
 kept for the self-test against the published figures and as the 88 lines' own cost. Measured
 2026-12-01 on 2 cores, 60 iterations, five paired runs (``--repeat 5``): 300x100 topovae 1.36x
 (1.30-1.52) the strong port's speed, 150x50 1.22x, 60x20 0.96x (0.94-1.16; both spend ~60 % of
-an iteration in the same CHOLMOD factorisation there); against the faithful port 3.6x to 5.0x. Why not 2x at 300x100: the
-factorisation and solve alone take 1.6-1.9x less than the port's whole iteration
-(bench_linear.py).
+an iteration in the same CHOLMOD factorisation there); against the faithful port 3.6x to 5.0x.
+Why not 2x at 300x100: the factorisation and solve alone take 1.6-1.9x less than the port's
+whole iteration (bench_linear.py).
 
 What it measures. For the half MBB beam (volume fraction 0.5, density filter, penalty 3, OC with
 move 0.2, tol 0.01) at 60x20, 150x50 and 300x100 elements (or ``--sizes``), it runs
