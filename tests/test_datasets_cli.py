@@ -73,7 +73,15 @@ def _start_generate(out: Path) -> subprocess.Popen:
         return subprocess.Popen(
             cmd, cwd=out.parent, env=_env(), start_new_session=True,
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+            preexec_fn=_terminal_sigint,
         )  # fmt: skip
+
+
+def _terminal_sigint() -> None:
+    """SIGINT as a terminal's foreground job has it. A test run started in the background
+    (`make test &`) inherits SIGINT ignored, and Python then installs no handler, so the
+    Ctrl-C test's child would ignore the signal and run to its end (rc 0)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _stderr(out: Path) -> Path:
