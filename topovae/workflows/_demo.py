@@ -46,9 +46,10 @@ class DemoPlan:
 
 
 # "full" trains 120 epochs: 150 took the demo to 9.5 of its 10 minutes on a busy 2-core machine;
-# 120 takes it to 6-7 and keeps every target of the report (fresh clone, 2026-12-01: first-design
-# median CE 3.06 % against 2.42 % with 150, pass 97.5 %, no floating material, best of 8 2.83 %,
-# polished 0.17 % against SIMP's 1.15 %)
+# 120 takes it to 6-7 and keeps every target of the report (fresh clone, 2026-12-02, two runs
+# with identical reports: first-design median CE 3.24 %, pass 96.25 %, no floating material,
+# best of 8 2.78 %, polished 0.16 % against SIMP's 1.15 %; an earlier fresh-clone run on
+# 2026-12-01 gave 3.06 %)
 PLANS = {
     "quick": DemoPlan(size=24, n=40, epochs=2, base_width=8, latent_dim=8, k=2, eval_limit=4,
                       budget=16, polish=3),
