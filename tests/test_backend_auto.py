@@ -171,7 +171,11 @@ def test_a_torch_device_is_taken():
 
 @pytest.mark.parametrize(
     ("settings", "fragment"),
-    [({"filter": "heaviside"}, "heaviside"), ({"optimizer": "mma"}, "MMA")],
+    [
+        ({"filter": "heaviside"}, "heaviside"),
+        ({"optimizer": "mma"}, "MMA"),
+        ({"reuse_tol": 1e-6}, "reuse_tol"),
+    ],
 )
 def test_torch_backend_refuses_what_it_cannot_run(settings, fragment):
     with pytest.raises(ProblemError, match=fragment):

@@ -36,7 +36,7 @@ def test_solve_options_reach_the_solver(run, tmp_path):
     result = run(
         "solve", "-q", "--problem", "cantilever", "--nelx", 24, "--nely", 12, "--penal", 2.5,
         "--rmin", 1.8, "--optimizer", "mma", "--max-iter", 7, "--tol", 1e-9,
-        "--linear-solver", "superlu", "--json", "c.json",
+        "--linear-solver", "superlu", "--reuse-tol", 1e-4, "--json", "c.json",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "c.json").read_text())
@@ -44,6 +44,8 @@ def test_solve_options_reach_the_solver(run, tmp_path):
     assert summary["linear_solver"] == "superlu"
     settings = summary["problem"]["settings"]
     assert (settings["penal"], settings["rmin"], settings["optimizer"]) == (2.5, 1.8, "mma")
+    assert settings["reuse_tol"] == 1e-4
+    assert f"{summary['factorizations']} factorisations" in result.output
 
 
 @pytest.mark.parametrize(
@@ -60,6 +62,8 @@ def test_solve_options_reach_the_solver(run, tmp_path):
         (["--optimizer", "sgd"], ["sgd", "oc, mma"]),
         (["--linear-solver", "umfpack"], ["umfpack"]),
         (["--max-iter", 0], ["max_iter"]),
+        (["--reuse-tol", -1e-6], ["reuse_tol", "-1e-06", "[0, 1)"]),
+        (["--reuse-tol", 1], ["reuse_tol", "[0, 1)"]),
         (["--out", "missing/dir/x.png"], ["missing/dir"]),
         (["--json", "missing/x.json"], ["missing"]),
         (["--problem-file", "nothere.npz"], ["nothere.npz", "does not exist"]),

@@ -23,6 +23,7 @@ from topovae.solvers import (
     NU,
     FEModel,
     Problem,
+    ProblemError,
     cholmod_available,
     compliance,
     edof_matrix,
@@ -319,6 +320,44 @@ def test_superlu_and_cholmod_agree() -> None:
         assert np.linalg.norm(u1 - u2) <= 1e-10 * np.linalg.norm(u1)
         ref = reference_solve(p, young)
         assert np.linalg.norm(u2 - ref) <= 1e-10 * np.linalg.norm(ref)
+
+
+@pytest.mark.parametrize("linear_solver", SOLVERS)
+def test_factor_reuse_solves_to_its_tolerance_or_refactorises(linear_solver: str) -> None:
+    """reuse_tol: a small change of the moduli is solved by CG on the old factor, to a residual
+    within reuse_tol ||f|| of the textbook assembly's; a large one refactorises and is then
+    exactly the solve of a fresh model."""
+    p, young = random_case(6)
+    f = p.force_matrix()
+    free = ~p.fixed_dofs()
+    fe = FEModel(p, linear_solver, reuse_tol=1e-8)
+    fe.solve(young)
+    assert (fe.factorizations, fe.reuses, fe.last_solve_exact) == (1, 0, True)
+    near = young * (1 + 1e-3 * np.random.default_rng(7).uniform(-1, 1, young.size))
+    u = fe.solve(near)
+    assert (fe.factorizations, fe.reuses, fe.last_solve_exact) == (1, 1, False)
+    residual = (assemble(p.nelx, p.nely, near) @ u - f)[free]
+    assert np.all(np.linalg.norm(residual, axis=0) <= 1e-8 * np.linalg.norm(f[free], axis=0))
+    ref = reference_solve(p, near)
+    assert 1e-14 < np.linalg.norm(u - ref) <= 1e-6 * np.linalg.norm(ref)  # inexact, but close
+    far = simp_modulus(np.random.default_rng(8).uniform(0.1, 1.0, young.size), 3.0)
+    u = fe.solve(far)  # the moduli change by up to 1000x: two CG iterations are not enough
+    assert (fe.factorizations, fe.reuses, fe.last_solve_exact) == (2, 1, True)
+    np.testing.assert_array_equal(u, FEModel(p, linear_solver).solve(far))
+    u = fe.solve(near, exact=True)  # exact: always a factorisation
+    assert (fe.factorizations, fe.reuses, fe.last_solve_exact) == (3, 1, True)
+    np.testing.assert_array_equal(u, FEModel(p, linear_solver).solve(near))
+
+
+def test_factor_reuse_is_off_by_default_and_checked() -> None:
+    p, young = random_case(9)
+    fe = FEModel(p)
+    for scale in (1.0, 1.001):
+        fe.solve(young * scale)
+    assert (fe.factorizations, fe.reuses) == (2, 0)
+    for bad in (-1e-3, 1.0, float("nan")):
+        with pytest.raises(ProblemError, match="reuse_tol"):
+            FEModel(p, reuse_tol=bad)
 
 
 def test_y_axis_points_up() -> None:

@@ -301,3 +301,40 @@ def test_ctol_zero_is_the_default_and_bad_values_are_refused():
     for bad in (-1e-3, 1.0, float("nan")):
         with pytest.raises(ProblemError, match="ctol"):
             SIMPSettings(ctol=bad)
+
+
+# -- factor reuse (reuse_tol) ---------------------------------------------------------------------
+@pytest.mark.parametrize(("filter_", "rmin"), TOP88)
+def test_reuse_tol_1e6_keeps_top88s_published_figures(filter_, rmin):
+    """At 60x20 the designs change too fast for much reuse (the density filter reuses the
+    factor in 5-13 iterations, the sensitivity filter in none), but every published digit and
+    iteration count stays."""
+    p = preset("mbb", 60, 20, 0.5, filter=filter_, rmin=rmin)
+    exact, reused = solve(p), solve(p.with_settings(reuse_tol=1e-6))
+    c_ref, it_ref = TOP88[filter_, rmin]
+    assert exact.factorizations == exact.iterations == it_ref
+    assert reused.iterations == it_ref and reused.converged
+    assert round(reused.compliance, 5) == pytest.approx(c_ref, abs=1e-12)  # all printed digits
+    assert reused.factorizations <= it_ref
+    if filter_ == "density":
+        assert reused.factorizations < it_ref
+    assert reused.summary()["factorizations"] == reused.factorizations
+
+
+def test_reuse_tol_reports_an_exact_final_compliance():
+    """With a loose tolerance the last iterations run on an older factor; the compliance the
+    result reports is re-solved exactly for the final design (the public scorer agrees to
+    rounding), not the CG estimate of the history."""
+    p = preset("mbb", 60, 20, 0.5, rmin=2.4, reuse_tol=1e-3, max_iter=79)
+    r = solve(p)
+    assert r.factorizations < r.iterations
+    assert score(r.density, p) == pytest.approx(r.compliance, rel=1e-11)
+    assert r.compliance == pytest.approx(r.history["compliance"][-1], rel=1e-3)
+    assert r.compliance != r.history["compliance"][-1]  # the last iteration's solve was CG
+
+
+def test_reuse_tol_zero_is_the_default_and_bad_values_are_refused():
+    assert SIMPSettings().reuse_tol == 0.0
+    for bad in (-1e-3, 1.0, float("nan")):
+        with pytest.raises(ProblemError, match="reuse_tol"):
+            SIMPSettings(reuse_tol=bad)

@@ -65,6 +65,16 @@ from ._common import (
     "--linear-solver", default=_D.linear_solver, show_default=True, help="auto | cholmod | superlu."
 )
 @click.option(
+    "--reuse-tol",
+    type=float,
+    default=_D.reuse_tol,
+    show_default=True,
+    help="Solve each new stiffness matrix by two CG iterations on the last factor to this "
+    "relative residual, refactorising only when that fails (0: factorise every iteration). "
+    "1e-6 keeps the compliance to ~1e-7 and is 1.7x faster at 300x100 over a whole run; it "
+    "does not pay below ~150x50.",
+)
+@click.option(
     "--backend",
     default="auto",
     show_default=True,
@@ -100,6 +110,7 @@ def solve(
     max_iter: int,
     tol: float,
     linear_solver: str,
+    reuse_tol: float,
     backend: str,
     device: str,
     threads: int,
@@ -135,6 +146,7 @@ def solve(
         max_iter=max_iter,
         tol=tol,
         linear_solver=linear_solver,
+        reuse_tol=reuse_tol,
     )
     try:
         if problem_file is not None:
@@ -157,7 +169,9 @@ def solve(
         f"{prob.name} {prob.nelx}x{prob.nely}: compliance {result.compliance:.6g}, "
         f"volume {result.volume:.4f}, {result.iterations} iterations "
         f"({'converged' if result.converged else 'NOT converged'}), "
-        f"{1e3 * result.seconds_per_iteration:.2f} ms/iteration ({result.linear_solver})"
+        f"{1e3 * result.seconds_per_iteration:.2f} ms/iteration ({result.linear_solver}"
+        + (f", {result.factorizations} factorisations" if reuse_tol else "")
+        + ")"
     )
     if js is not None:
         js.write_text(json.dumps(summary, indent=2) + "\n")

@@ -54,6 +54,8 @@ def torch_unsupported(settings: SIMPSettings) -> str | None:
         )
     if settings.update_rule == "mma":
         return "the batched SIMP uses OC; use the direct backend for MMA"
+    if settings.reuse_tol > 0:
+        return "reuse_tol reuses the direct backend's Cholesky factor; the batched SIMP has none"
     return None
 
 

@@ -23,6 +23,10 @@ from ._problem import Problem, ProblemError, _finite_number, check_size
 E0 = 1.0  # Young's modulus of solid material
 EMIN = 1e-9  # Young's modulus of void, keeps K non-singular
 NU = 0.3  # Poisson's ratio
+# Factor reuse (FEModel's reuse_tol): CG iterations tried on the last factor before refactorising
+# (1, 3 or 4 were slower at 300x100, and so was skipping tries after a failure:
+# benchmarks/bench_reanalysis.py).
+REUSE_MAX_CG = 2
 
 
 def element_stiffness(nu: float = NU) -> np.ndarray:
@@ -91,11 +95,17 @@ class FEModel:
     """The finite-element model of one problem's grid, supports and loads.
 
     Built once per solve; `solve(E)` factorises K(E) and returns the displacements of every load
-    case. `element_energy(U)` gives sum over cases of u_e^T KE u_e per element.
+    case (with ``reuse_tol`` > 0 it may instead solve by CG on the last factor, see `solve`;
+    ``factorizations`` and ``reuses`` count both). `element_energy(U)` gives sum over cases of
+    u_e^T KE u_e per element.
     """
 
-    def __init__(self, problem: Problem, linear_solver: str | None = None) -> None:
+    def __init__(
+        self, problem: Problem, linear_solver: str | None = None, reuse_tol: float = 0.0
+    ) -> None:
         check_problem(problem)
+        if not 0 <= _finite_number("reuse_tol", reuse_tol) < 1:
+            raise ProblemError(f"reuse_tol must be in [0, 1) (0: off), got {reuse_tol}")
         self.nelx, self.nely = problem.nelx, problem.nely
         self.edof = edof_matrix(self.nelx, self.nely)
         self.ndof = problem.ndof
@@ -111,6 +121,11 @@ class FEModel:
             self.edof, self.ndof, self.free, lower=self.solver.lower_only
         )
         self.solver.set_pattern(indptr, indices)
+        self._pattern = (indptr, indices)
+        self.reuse_tol = float(reuse_tol)
+        self.factorizations = self.reuses = 0
+        self.last_solve_exact = True  # False: the last solve was CG on an older factor
+        self._last: np.ndarray | None = None  # free-DOF displacements of the last solve
 
     @staticmethod
     def _array(value, name: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -125,16 +140,65 @@ class FEModel:
     def linear_solver_name(self) -> str:
         return self.solver.name
 
-    def solve(self, young: np.ndarray) -> np.ndarray:
+    def solve(self, young: np.ndarray, *, exact: bool = False) -> np.ndarray:
         """(nele,) element moduli, finite and > 0 -> (ndof, ncases) displacements (zero on
-        fixed DOFs)."""
+        fixed DOFs).
+
+        With ``reuse_tol`` > 0 (and not ``exact``) it first tries CG on the new stiffness matrix,
+        preconditioned by the last Cholesky factor and started from the last displacements, for
+        at most `REUSE_MAX_CG` iterations to a residual <= reuse_tol ||f|| per load case; only
+        when that fails does it refactorise (reanalysis: Amir, Bendsoe & Sigmund 2009)."""
         young = self._array(young, "young", (self.nelx * self.nely,))
         if not young.min() > 0:
             raise ProblemError(f"young must be > 0 (element moduli), got {young.min()}")
-        self.solver.factorize(self._scatter @ young)
+        data = self._scatter @ young
+        x = None if exact else self._reuse(data)
+        self.last_solve_exact = x is None
+        if x is None:
+            self.solver.factorize(data)
+            self.factorizations += 1
+            x = self.solver.solve(self._f_free)
+        if self.reuse_tol > 0:
+            self._last = x
         u = np.zeros((self.ndof, self._f_free.shape[1]))
-        u[self.free] = self.solver.solve(self._f_free)
+        u[self.free] = x
         return u
+
+    def _reuse(self, data: np.ndarray) -> np.ndarray | None:
+        """Free-DOF displacements by CG preconditioned with the last factor; None: refactorise."""
+        if self.reuse_tol <= 0 or self._last is None:
+            return None
+        n = self.free.size
+        k = sp.csc_matrix((data, self._pattern[1], self._pattern[0]), shape=(n, n))
+        if self.solver.lower_only:
+            diagonal = k.diagonal()[:, None]
+
+            def product(v: np.ndarray) -> np.ndarray:
+                return k @ v + k.T @ v - diagonal * v
+        else:
+
+            def product(v: np.ndarray) -> np.ndarray:
+                return k @ v
+
+        b = self._f_free
+        limit = self.reuse_tol * np.linalg.norm(b, axis=0)
+        x = self._last.copy()
+        r = b - product(x)
+        p = rz = None
+        for it in range(REUSE_MAX_CG + 1):
+            if np.all(np.linalg.norm(r, axis=0) <= limit):
+                self.reuses += 1
+                return x
+            if it == REUSE_MAX_CG:
+                break
+            z = self.solver.solve(r)
+            rz, old = np.einsum("ij,ij->j", r, z), rz
+            p = z if p is None else z + (rz / old) * p
+            q = product(p)
+            alpha = rz / np.einsum("ij,ij->j", p, q)
+            x += alpha * p
+            r -= alpha * q
+        return None
 
     def element_energy(self, u: np.ndarray) -> np.ndarray:
         """(ndof, ncases) displacements -> (nele,) sum over cases of u_e^T KE u_e."""
