@@ -12,7 +12,8 @@ Why not 2x at 300x100: the factorisation and solve alone take 1.6-1.9x less than
 whole iteration (bench_linear.py); 2026-12-02, three paired runs: 1.44x (1.40-1.50), 44 ms of
 topovae's 61 ms being the numeric factorisation. With ``--reuse-tol 1e-6`` (topovae refactorises
 only when two CG iterations on the last factor do not solve the new matrix) and ``--max-iter 0``
-(to convergence, 927 iterations): 2.33x (2.28-2.39, two paired runs), compliance within 3.0e-8.
+(to convergence, 927 iterations): 2.33x (2.28-2.39, two paired runs; 2.18x, 2.18-2.39, in a
+second command of three), compliance within 3.0e-8.
 
 What it measures. For the half MBB beam (volume fraction 0.5, density filter, penalty 3, OC with
 move 0.2, tol 0.01) at 60x20, 150x50 and 300x100 elements (or ``--sizes``), it runs
