@@ -307,14 +307,16 @@ def test_ctol_zero_is_the_default_and_bad_values_are_refused():
 @pytest.mark.parametrize(("filter_", "rmin"), TOP88)
 def test_reuse_tol_1e6_keeps_top88s_published_figures(filter_, rmin):
     """At 60x20 the designs change too fast for much reuse (the density filter reuses the
-    factor in 5-13 iterations, the sensitivity filter in none), but every published digit and
-    iteration count stays."""
+    factor in 5-13 iterations, the sensitivity filter in none), but the compliance stays within
+    1e-7 of the exact run's, which matches top88's printed digits, and the iteration count
+    stays."""
     p = preset("mbb", 60, 20, 0.5, filter=filter_, rmin=rmin)
     exact, reused = solve(p), solve(p.with_settings(reuse_tol=1e-6))
     c_ref, it_ref = TOP88[filter_, rmin]
     assert exact.factorizations == exact.iterations == it_ref
     assert reused.iterations == it_ref and reused.converged
-    assert round(reused.compliance, 5) == pytest.approx(c_ref, abs=1e-12)  # all printed digits
+    assert exact.compliance == pytest.approx(c_ref, abs=5e-6)  # every printed digit
+    assert reused.compliance == pytest.approx(exact.compliance, rel=1e-7)  # 0 to 7e-9 measured
     assert reused.factorizations <= it_ref
     if filter_ == "density":
         assert reused.factorizations < it_ref
