@@ -274,7 +274,8 @@ def test_a_sample_remade_alone_equals_its_row(reference, dist, i):
 def test_header_and_layout(reference, dist):
     h = read_header(reference)
     assert h["distribution"] == dist
-    assert (h["version"], h["seed"], h["n_requested"], h["n"]) == (1, SEED, N, N)
+    assert (h["version"], h["seed"], h["n_requested"], h["n"]) == (2, SEED, N, N)
+    assert (h["alternatives"], h["alternative_search"]) == (0, None)
     assert h["fields"] == FIELDS and h["pending_shards"] == 0
     with h5py.File(reference, "r") as f:
         assert f.attrs["format"] == "topovae-dataset"
@@ -380,11 +381,11 @@ def test_keyboard_interrupt_consolidates_finished_samples(tmp_path, dist, refere
     real_add = DatasetWriter.add
     seen = []
 
-    def add(self, record):
+    def add(self, records):  # all rows of one problem (one row each here)
         if len(seen) == 4:
             raise KeyboardInterrupt
-        seen.append(int(record["index"]))
-        real_add(self, record)
+        seen.append(int(records[0]["index"]))
+        real_add(self, records)
 
     monkeypatch.setattr(DatasetWriter, "add", add)
     with pytest.raises(KeyboardInterrupt):
@@ -473,7 +474,7 @@ def test_items_shapes_dtypes_and_condition_channels(reference):
     counts = _node_counts(12, 12)
     for k in range(N):
         item = ds[k]
-        assert set(item) == {"density", "condition", "volfrac", "index", "position"}
+        assert set(item) == {"density", "condition", "volfrac", "index", "alternative", "position"}
         assert int(item["position"]) == k and ds.problem(k).name.endswith(f"#{item['index']}")
         i = int(item["index"])
         assert item["density"].shape == (1, 12, 12) and item["density"].dtype == torch.float32

@@ -253,7 +253,7 @@ def test_generate_info_show(run, tmp_path):
     assert result.exit_code == 0, result.output
     out = result.output
     data = read_all(tmp_path / "d.h5", ["result/compliance", "result/converged"])
-    assert "d.h5: topovae dataset v1, 6 of 6 samples (12x12), seed 3" in out
+    assert "d.h5: topovae dataset v2, 6 of 6 samples (12x12), seed 3" in out
     assert "distribution mixed: volfrac (0.25, 0.6)" in out
     assert "fields: none" in out and "await merging" not in out
     assert f"converged {data['result/converged'].mean():.1%}" in out

@@ -147,19 +147,23 @@ def save_design_grid(
     ncols: int | None = None,
     dpi: int = 120,
 ) -> Path:
-    """(density, problem, title) triples drawn in a grid (near-square by default)."""
+    """(density, problem, title) triples drawn in a grid (near-square by default); a None item
+    leaves its cell empty (to start a row)."""
     plt = _pyplot()
     ncols = ncols or max(1, round(len(items) ** 0.5))
     nrows = -(-len(items) // ncols)
-    h, w = items[0][0].shape
+    h, w = next(item for item in items if item is not None)[0].shape
     cell = (3.6 * min(1.6, max(0.7, w / h)), 2.8)
     fig, axes = plt.subplots(
         nrows, ncols, figsize=(cell[0] * ncols, cell[1] * nrows), squeeze=False
     )
     for ax in axes.flat[len(items) :]:
         ax.axis("off")
-    for ax, (density, problem, title) in zip(axes.flat, items, strict=False):
-        draw_design(ax, density, problem, title=title)
+    for ax, item in zip(axes.flat, items, strict=False):
+        if item is None:
+            ax.axis("off")
+        else:
+            draw_design(ax, item[0], item[1], title=item[2])
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=dpi)

@@ -53,19 +53,32 @@ def parse_size(size: str) -> tuple[int, int]:
               help="Also stop a design when its compliance moved by at most CTOL (relative) "
               "over 5 iterations; 3e-4 labels 64x64 designs ~4x faster within a median 0.1 % "
               "of the converged compliance (bench_labels.py). Kept in the file.")  # fmt: skip
+@click.option("--alternatives", "-k", "alternatives", type=int, default=0, show_default=True,
+              help="Up to K distinct near-optimal designs per problem (restarts with deflation; "
+              "0: SIMP's one design). Rows of a problem share its index.")  # fmt: skip
+@click.option("--attempts", type=int, help="Restarts per problem with --alternatives "
+              "(default 2(K-1)).")  # fmt: skip
+@click.option(
+    "--alt-tol",
+    type=float,
+    default=0.05,
+    show_default=True,
+    help="Keep alternatives within this relative compliance of the best found.",
+)
 @click.option("--resume", is_flag=True, help="Continue an interrupted file with the same settings.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing file.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def generate(
     distribution: str, size: str, n: int, seed: int, out: str, workers: int | None,
     scheduler: str | None, device: str | None, batch: int, fields: bool, ctol: float,
-    resume: bool, overwrite: bool, quiet: bool,
+    alternatives: int, attempts: int | None, alt_tol: float, resume: bool, overwrite: bool,
+    quiet: bool,
 ) -> None:  # fmt: skip
     """Sample problems, solve them in parallel and store them in an HDF5 dataset."""
     from ..datasets import FIELDS
     from ..datasets import distribution as make_distribution
     from ..datasets import generate as run_generate
-    from ..solvers import ProblemError
+    from ..solvers import AlternativeSearch, ProblemError
 
     if resume and overwrite:
         raise InputError("--resume and --overwrite exclude each other")
@@ -76,24 +89,37 @@ def generate(
     nelx, nely = parse_size(size)
     output_path(out, "--out")
     check_device(device)
+    if not alternatives and (attempts is not None or alt_tol != 0.05):
+        raise InputError("--attempts and --alt-tol need --alternatives K (K >= 1)")
     mode = "resume" if resume else "overwrite" if overwrite else "new"
     try:
         dist = make_distribution(distribution, nelx, nely)
         if ctol:
             dist = dataclasses.replace(dist, settings=dataclasses.replace(dist.settings, ctol=ctol))
+        search = None
+        if alternatives:
+            search = AlternativeSearch(attempts=attempts, tol=alt_tol)
         summary = run_generate(
             out, dist, n, seed, workers=workers, scheduler=scheduler, device=device, batch=batch,
-            fields=FIELDS if fields else (), mode=mode, progress=not quiet,
+            fields=FIELDS if fields else (), alternatives=alternatives, search=search, mode=mode,
+            progress=not quiet,
         )  # fmt: skip
     except ProblemError as e:
         raise InputError(str(e)) from None
     except KeyboardInterrupt:
         click.echo(f"interrupted: finished samples are kept in {out}; --resume continues", err=True)
         sys.exit(130)
-    click.echo(
-        f"{out}: {summary['samples']} samples ({summary['solved']} solved now, "
-        f"{summary['solved'] / max(summary['seconds'], 1e-9):.2f} designs/s)"
-    )
+    rate = summary["solved"] / max(summary["seconds"], 1e-9)
+    if alternatives:
+        click.echo(
+            f"{out}: {summary['samples']} designs ({summary['solved']} problems solved now, "
+            f"{summary['designs']} designs, {rate:.2f} problems/s)"
+        )
+    else:
+        click.echo(
+            f"{out}: {summary['samples']} samples ({summary['solved']} solved now, "
+            f"{rate:.2f} designs/s)"
+        )
 
 
 def _describe_import(imported: dict) -> str:
@@ -130,9 +156,17 @@ def info(path: str) -> None:
     except ProblemError as e:
         raise InputError(str(e)) from None
     problems = has_problems(path)
+    g = None
+    if h["alternatives"] and h["n"]:
+        from ..datasets import alternatives_summary
+
+        with _corruption_as_input_error():
+            g = alternatives_summary(path)
+    count = f"{h['n']} of {h['n_requested']} samples"
+    if g is not None:
+        count = f"{g['problems']} of {h['n_requested']} problems, {g['designs']} designs"
     lines = [
-        f"{path}: topovae dataset v{h['version']}, {h['n']} of {h['n_requested']} samples "
-        f"({d.nelx}x{d.nely}), seed {h['seed']}",
+        f"{path}: topovae dataset v{h['version']}, {count} ({d.nelx}x{d.nely}), seed {h['seed']}",
     ]
     if imported is not None:
         lines.append(_describe_import(imported))
@@ -149,6 +183,18 @@ def info(path: str) -> None:
             + f"max {d.settings.max_iter} it"
         )
     lines.append(f"fields: {', '.join(h['fields']) or 'none'}")
+    if g is not None:
+        search = h["alternative_search"] or {}
+        lines.append(
+            f"alternatives: up to {h['alternatives']} distinct designs per problem (1 - IoU >= "
+            f"{search.get('min_distance', 0.15):g}, within {100 * search.get('tol', 0):g} % of "
+            f"the stiffest); per problem a median {g['designs_median']:g} "
+            f"({g['distinct_5_median']:g} within 5 %), "
+            f"pairwise 1 - IoU {g['pairwise_median']:.3f}, {g['seconds_per_problem']:.2f} s"
+        )
+        lines.append(
+            "problems with 1, 2, ... designs: " + ", ".join(str(c) for c in g["per_problem"][1:])
+        )
     if cleaned is not None:
         lines.append(
             f"cleaned from {cleaned.get('source', '?')!r} on {cleaned.get('date', '?')}: "
@@ -209,7 +255,8 @@ def info(path: str) -> None:
 @click.option("-n", "n", type=int, default=16, show_default=True, help="Designs to draw.")
 @click.option("--out", "out", required=True, help="PNG file to write.")
 def show(path: str, n: int, out: str) -> None:
-    """Draw the first n designs of a dataset with their loads and supports."""
+    """Draw the first n designs of a dataset with their loads and supports (a file with
+    alternatives: one problem per row, its designs stiffest first)."""
     import h5py
 
     from ..datasets._store import read_rows
@@ -228,9 +275,15 @@ def show(path: str, n: int, out: str) -> None:
     with h5py.File(path, "r") as f, _corruption_as_input_error():
         problems, solved = "problem/loads" in f, "result/compliance" in f
         names = f["imported/name"] if "imported/name" in f else None
+        index = read_rows(f, "index", slice(0, n))
+        alternative = read_rows(f, "alternative", slice(0, n)) if "alternative" in f else None
         for k in range(n):
             vf = float(read_rows(f, "problem/volfrac", k))
-            title = f"#{int(read_rows(f, 'index', k))} vf={vf:.2f}"
+            title = f"#{int(index[k])} vf={vf:.2f}"
+            if h["alternatives"]:
+                title = f"#{int(index[k])}.{int(alternative[k])} vf={vf:.2f}"
+                if k and index[k] != index[k - 1]:  # a new problem starts a new row
+                    items += [None] * (-len(items) % h["alternatives"])
             if names is not None:
                 name = names[k]
                 title = f"{name.decode() if isinstance(name, bytes) else name} vf={vf:.2f}"
@@ -248,7 +301,7 @@ def show(path: str, n: int, out: str) -> None:
                 except ProblemError:  # a sample from before a validation rule existed
                     title += " (ill-posed)"
             items.append((read_rows(f, "density", k), problem, title))
-    save_design_grid(items, png)
+    save_design_grid(items, png, ncols=h["alternatives"] or None)
     click.echo(f"wrote {png}")
 
 

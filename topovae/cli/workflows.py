@@ -1,4 +1,4 @@
-"""`topovae search`, `evaluate`, `demo`: the judged workflows."""
+"""`topovae search`, `alternatives`, `evaluate`, `demo`: the judged workflows."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from ._common import (
     main,
     model_problem,
     output_folder,
+    output_path,
     problem_options,
     workflow_errors,
 )
@@ -103,6 +104,86 @@ def search(checkpoint, problem, volfrac, problem_file, data, index, methods, bud
 
 @main.command()
 @click.argument("checkpoint")
+@problem_options
+@click.option("-k", "k", type=int, default=8, show_default=True,
+              help="At most this many distinct designs.")  # fmt: skip
+@click.option(
+    "--samples",
+    type=int,
+    default=64,
+    show_default=True,
+    help="Latent vectors decoded and judged (the prior mean and prior samples).",
+)
+@click.option(
+    "--polish",
+    type=int,
+    default=10,
+    show_default=True,
+    help="SIMP iterations from each promising design.",
+)
+@click.option(
+    "--tol",
+    type=float,
+    default=0.10,
+    show_default=True,
+    help="Mark the designs within this relative compliance of the stiffest.",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--simp/--no-simp", default=True, show_default=True,
+              help="Solve the problem with SIMP too, for the compliance error CE.")  # fmt: skip
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda.")
+@click.option("--out", required=True, help="The picture (PNG) of the distinct designs.")
+@click.option("--json", "json_out", help="Also write the designs' figures as JSON here.")
+def alternatives(checkpoint, problem, volfrac, problem_file, data, index, k, samples, polish,
+                 tol, seed, simp, device, out, json_out) -> None:  # fmt: skip
+    """Distinct good designs of one problem: sample, judge, polish, group, rank."""
+    from ..solvers import solve as simp_solve
+    from ..solvers._problem import MAX_ITERATIONS
+    from ..workflows import alternatives as find
+    from ..workflows import save_alternatives
+    from ..workflows._latent import check_count, check_seed
+
+    try:  # the library's own checks, before any work
+        check_count(k, "-k", high=64)
+        check_count(samples, "--samples", low=max(k, 1))
+        check_count(polish, "--polish (SIMP iterations)", low=0, high=MAX_ITERATIONS)
+        check_seed(seed)
+    except workflow_errors() as e:
+        raise InputError(str(e)) from None
+    if not 0 <= tol <= 10:
+        raise InputError(f"--tol must be a number in [0, 10] (relative compliance), got {tol}")
+    output_path(out, "--out", image=True)
+    output_path(json_out, "--json")
+    check_device(device)
+    model = load_model(checkpoint)
+    prob, reference = model_problem(model, problem, volfrac, problem_file, data, index)
+    if prob is None:
+        raise InputError("give the problem: --problem, --problem-file or --data with --index")
+    if reference is None and simp:
+        reference = simp_solve(prob).density
+    try:
+        alt = find(model, prob, k, samples=samples, polish=polish, tol=tol, seed=seed,
+                   reference=reference, device=device)  # fmt: skip
+    except workflow_errors() as e:
+        raise InputError(str(e)) from None
+    save_alternatives(alt, out, reference)
+    summary = alt.summary()
+    if json_out:
+        with open(json_out, "w") as f:
+            json.dump(summary, f, indent=2)
+    for d in summary["designs"]:
+        ce = "" if d["ce"] is None else f", CE {100 * d['ce']:+.2f} %"
+        mark = "" if d["within_tol"] else f" (beyond {100 * tol:g} % of the stiffest)"
+        click.echo(f"#{d['rank'] + 1}: C = {d['compliance']:.5g}{ce}{mark}")
+    click.echo(
+        f"{summary['distinct']} distinct designs ({summary['distinct_within_tol']} within "
+        f"{100 * tol:g} %), mean pairwise 1 - IoU {summary['pairwise_1_minus_iou']:.3f}, "
+        f"{summary['seconds']:.1f} s; wrote {out}" + (f" and {json_out}" if json_out else "")
+    )
+
+
+@main.command()
+@click.argument("checkpoint")
 @click.argument("data")
 @click.option("--split", default="test", show_default=True, help="train | val | test | all.")
 @click.option("-k", "k", type=int, default=8, show_default=True, help="Samples per problem.")
@@ -156,6 +237,12 @@ def evaluate(checkpoint, data, split, k, polish, limit, seed, project, connect, 
             f"median {100 * m[v]['ce_median']:.2f} %, "
             f"floating {100 * m[v]['floating_rate']:.1f} %, VFE {100 * m[v]['vfe_mean']:.2f} %"
         )
+    d = report["diversity"]
+    click.echo(
+        f"diversity over k = {k}: distinct within 5 % {d['distinct_5_median']:g}, within 10 % "
+        f"{d['distinct_10_median']:g} (medians), pairwise 1 - IoU {d['pairwise_median']:.3f}, "
+        f"coverage {100 * d['coverage_mean']:.1f} %, GED {d['ged_median']:.3f}"
+    )
     click.echo(f"wrote {paths['json']}, {paths['md'].name}, {paths['html'].name}")
 
 

@@ -20,6 +20,7 @@ from ._augment import (
     transforms,
 )
 from ._generate import generate
+from ._groups import alternatives_summary
 from ._import import (
     clean_dataset,
     clean_info,
@@ -49,6 +50,7 @@ __all__ = [
     "DatasetWriter",
     "ProblemDistribution",
     "TopologyDataset",
+    "alternatives_summary",
     "augment_batch",
     "clean_dataset",
     "clean_info",

@@ -14,6 +14,7 @@ index, so the file is the same whatever the order, the worker count or the inter
 from __future__ import annotations
 
 import concurrent.futures as cf
+import dataclasses
 import itertools
 import json
 import multiprocessing
@@ -27,6 +28,7 @@ import numpy as np
 
 from .._checks import check_path
 from ..solvers import Problem, ProblemError, SolveResult, full_material_fields, solve
+from ..solvers._alternatives import MAX_ALTERNATIVES, AlternativeSearch, find_alternatives
 from ._sampling import ProblemDistribution, check_distribution, sample_problem
 from ._store import DatasetError, DatasetWriter
 
@@ -35,11 +37,13 @@ MAX_BATCH = 65536  # designs per batched torch solve
 
 
 def sample_record(
-    index: int, problem: Problem, result: SolveResult, fields: tuple[str, ...]
-) -> dict[str, Any]:
+    index: int, problem: Problem, result: SolveResult, fields: tuple[str, ...],
+    alternative: int = 0,
+) -> dict[str, Any]:  # fmt: skip
     """One sample as the writer's flat dict of arrays."""
     rec: dict[str, Any] = {
         "index": index,
+        "alternative": alternative,
         "density": result.density.astype(np.float32),
         "problem/volfrac": problem.volfrac,
         "problem/fixed_x": problem.fixed_x,
@@ -61,13 +65,28 @@ def sample_record(
     return rec
 
 
-def solve_sample(dist_json: str, seed: int, index: int, fields: tuple[str, ...]) -> dict:
-    """Worker task: sample ``index`` of (dist, seed), solved with the sparse-direct SIMP."""
+def solve_sample(
+    dist_json: str, seed: int, index: int, fields: tuple[str, ...], alternatives: int = 0,
+    search_json: str = "null",
+) -> list[dict]:  # fmt: skip
+    """Worker task: the rows of sample ``index`` of (dist, seed), solved with the sparse-direct
+    SIMP: its one design, or (``alternatives`` > 0) up to that many distinct near-optimal ones
+    (`find_alternatives`, seeded by (seed, index)), stiffest first."""
     dist = ProblemDistribution.from_dict(json.loads(dist_json))
     problem = sample_problem(dist, seed, index)
-    # the direct route whatever `auto` would pick for the grid: a file's labels then come from
-    # one solver (an exact factorisation) on every machine, with or without CHOLMOD
-    return sample_record(index, problem, solve(problem, threads=1, backend="direct"), fields)
+    if not alternatives:
+        # the direct route whatever `auto` would pick for the grid: a file's labels then come
+        # from one solver (an exact factorisation) on every machine, with or without CHOLMOD
+        result = solve(problem, threads=1, backend="direct")
+        return [sample_record(index, problem, result, fields)]
+    search = AlternativeSearch(**json.loads(search_json))
+    own_seed = int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+    results = find_alternatives(problem, alternatives, seed=own_seed, search=search)
+    seconds = sum(r.seconds + r.setup_seconds for r in results)
+    records = [sample_record(index, problem, r, fields, j) for j, r in enumerate(results)]
+    for rec in records:  # the search's whole time, shared by the designs it kept
+        rec["result/seconds"] = seconds / len(records)
+    return records
 
 
 def _init_worker() -> None:
@@ -111,8 +130,9 @@ def _executor(workers: int | None, scheduler: str | None):
 
 
 def _run_executor(
-    todo: Iterable[int], dist: ProblemDistribution, seed: int, fields, executor
-) -> Iterator[dict]:
+    todo: Iterable[int], dist: ProblemDistribution, seed: int, fields, executor,
+    alternatives: int = 0, search_json: str = "null",
+) -> Iterator[list[dict]]:  # fmt: skip
     executor, in_flight, close = executor
     dist_json = dist.to_json()
     pending: set[cf.Future] = set()
@@ -120,7 +140,9 @@ def _run_executor(
     try:
         while True:
             for i in it:
-                pending.add(executor.submit(solve_sample, dist_json, seed, i, fields))
+                pending.add(executor.submit(
+                    solve_sample, dist_json, seed, i, fields, alternatives, search_json
+                ))  # fmt: skip
                 if len(pending) >= in_flight:
                     break
             if not pending:
@@ -136,7 +158,7 @@ def _run_executor(
 
 def _run_batched(
     todo: Iterable[int], dist: ProblemDistribution, seed: int, fields, device, batch: int
-) -> Iterator[dict]:
+) -> Iterator[list[dict]]:
     from ..solvers.batched import solve_batch
 
     it = iter(todo)
@@ -146,7 +168,7 @@ def _run_batched(
         for i, p, r in zip(chunk, problems, results, strict=True):
             rec = sample_record(i, p, r, fields)
             rec["result/seconds"] /= len(chunk)  # the batch's wall time, shared by its designs
-            yield rec
+            yield [rec]
 
 
 def generate(
@@ -160,10 +182,16 @@ def generate(
     device: str | None = None,
     batch: int = 64,
     fields: tuple[str, ...] = (),
+    alternatives: int = 0,
+    search: AlternativeSearch | None = None,
     mode: str = "new",
     progress: bool = True,
 ) -> dict[str, Any]:
     """Make samples 0..n-1 of (dist, seed) into ``path``; see the module docstring.
+
+    ``alternatives`` K > 0: each problem gets up to K distinct near-optimal designs
+    (`topovae.solvers.find_alternatives` with ``search``), rows sharing the problem's index
+    (direct solver only: not with ``device``).
 
     ``result/seconds`` is each design's solve time (with ``device``: the batch's time divided by
     its size).
@@ -185,6 +213,21 @@ def generate(
         raise DatasetError(f"--workers must be an integer in 1..{MAX_WORKERS}, got {workers!r}")
     if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= MAX_BATCH:
         raise DatasetError(f"--batch must be an integer in 1..{MAX_BATCH}, got {batch!r}")
+    if (
+        isinstance(alternatives, bool)
+        or not isinstance(alternatives, int)
+        or not (0 <= alternatives <= MAX_ALTERNATIVES)
+    ):
+        raise DatasetError(
+            f"--alternatives must be an integer in 0..{MAX_ALTERNATIVES}, got {alternatives!r}"
+        )
+    if search is not None and not isinstance(search, AlternativeSearch):
+        raise TypeError(f"search must be an AlternativeSearch, got {type(search).__name__}")
+    if alternatives and device is not None:
+        raise DatasetError("--alternatives runs on the direct solver: leave out --device")
+    search_json = json.dumps(dataclasses.asdict(search or AlternativeSearch()) if alternatives
+                             else None)  # fmt: skip
+    search_dict = json.loads(search_json)  # as the file gives it back (lists, not tuples)
     if device is not None:  # resolved before the file is made
         from ..solvers.batched import resolve_device
 
@@ -197,7 +240,10 @@ def generate(
     # the executor first: a scheduler that cannot be reached must not leave a new file behind
     executor = None if device is not None else _executor(workers, scheduler)
     try:
-        writer = DatasetWriter(Path(path), dist, seed, n, tuple(fields), mode=mode)
+        writer = DatasetWriter(
+            Path(path), dist, seed, n, tuple(fields), mode=mode, alternatives=alternatives,
+            search=search_dict,
+        )  # fmt: skip
     except BaseException:
         if executor is not None:
             executor[2]()
@@ -211,17 +257,21 @@ def generate(
     if device is not None:
         stream = _run_batched(todo, dist, seed, writer.fields, device, batch)
     else:
-        stream = _run_executor(todo, dist, seed, writer.fields, executor)
+        stream = _run_executor(
+            todo, dist, seed, writer.fields, executor, alternatives, search_json
+        )  # fmt: skip
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=n, initial=n - len(todo), desc=f"generate {dist.name}", unit="design")
-    solved = 0
+        unit = "problem" if alternatives else "design"
+        bar = tqdm(total=n, initial=n - len(todo), desc=f"generate {dist.name}", unit=unit)
+    solved = designs = 0
     try:
-        for record in stream:
-            writer.add(record)
+        for records in stream:
+            writer.add(records)
             solved += 1
+            designs += len(records)
             if bar is not None:
                 bar.update()
     finally:
@@ -231,4 +281,5 @@ def generate(
             total = writer.consolidate()  # also on Ctrl-C: finished work is kept
         finally:
             writer.close()
-    return {"samples": total, "solved": solved, "seconds": time.perf_counter() - t0}
+    return {"samples": total, "solved": solved, "designs": designs,
+            "seconds": time.perf_counter() - t0}  # fmt: skip

@@ -3,8 +3,13 @@
 Layout of ``data.h5`` (N samples, density shape (H, W), node shape (H+1, W+1)):
 
     attrs: format = "topovae-dataset", version, distribution (JSON), seed, n_requested,
-           fields (JSON list of optional physical fields), topovae_version
-    index (N,) int64                    sample i of the stream (seed, i), ascending
+           fields (JSON list of optional physical fields), topovae_version,
+           alternatives (version 2: K designs per problem at most; 0 = SIMP's one design),
+           alternative_search (version 2, with K > 0: the search settings as JSON)
+    index (N,) int64                    problem i of the stream (seed, i), ascending: the
+                                        problem id, shared by the rows of one problem
+    alternative (N,) int32              version 2: the design's rank among its problem's
+                                        alternatives, 0 = the stiffest (absent in version 1: 0)
     density (N, H, W) float32           SIMP design (physical density of the last iteration)
     problem/volfrac (N,) float64
     problem/fixed_x, fixed_y (N, H+1, W+1) bool
@@ -50,7 +55,7 @@ from ..solvers import ProblemError
 from ._sampling import ProblemDistribution
 
 FORMAT = "topovae-dataset"
-VERSION = 1
+VERSION = 2  # 2: several designs per problem (``alternative``); version 1 files still read
 FIELDS = ("strain_energy", "von_mises")
 
 
@@ -68,6 +73,7 @@ def _layout(h: int, w: int, fields: Iterable[str]) -> dict[str, tuple[tuple[int,
     nodes = (h + 1, w + 1)
     spec = {
         "index": ((), "int64"),
+        "alternative": ((), "int32"),
         "density": ((h, w), "float32"),
         "problem/volfrac": ((), "float64"),
         "problem/fixed_x": (nodes, "bool"),
@@ -135,6 +141,8 @@ def read_header(path: str | os.PathLike) -> dict[str, Any]:
             "seed": int(attrs["seed"]),
             "n_requested": int(attrs["n_requested"]),
             "fields": tuple(json.loads(attrs["fields"])),
+            "alternatives": int(attrs.get("alternatives", 0)),
+            "alternative_search": json.loads(attrs.get("alternative_search", "null")),
             "n": n,
             "pending_shards": len(list(shards_dir(path).glob("part-*.npz"))),
         }
@@ -178,8 +186,16 @@ def verify_dataset(path: str | os.PathLike, block: int = 4096) -> int:
     return len(keys)
 
 
+def _alternatives(f: h5py.File) -> list[int]:
+    """Each row's rank among its problem's alternatives (all 0 in a version 1 file)."""
+    if "alternative" not in f:
+        return [0] * f["index"].shape[0]
+    return read_rows(f, "alternative").tolist()
+
+
 def write_header(f: h5py.File, dist: ProblemDistribution, seed: int, n_requested: int,
-                 fields: Iterable[str]) -> None:  # fmt: skip
+                 fields: Iterable[str], alternatives: int = 0,
+                 search: dict | None = None) -> None:  # fmt: skip
     """The file attributes `read_header` reads."""
     f.attrs["format"] = FORMAT
     f.attrs["version"] = VERSION
@@ -187,6 +203,8 @@ def write_header(f: h5py.File, dist: ProblemDistribution, seed: int, n_requested
     f.attrs["seed"] = seed
     f.attrs["n_requested"] = n_requested
     f.attrs["fields"] = json.dumps(list(fields))
+    f.attrs["alternatives"] = alternatives
+    f.attrs["alternative_search"] = json.dumps(search)
     f.attrs["topovae_version"] = __version__
 
 
@@ -231,7 +249,9 @@ class DatasetWriter:
     """Appends finished samples to a dataset file safely; see the module docstring.
 
     ``mode``: "new" (the file must not exist), "resume" (continue a file with the same settings)
-    or "overwrite" (start again).
+    or "overwrite" (start again). ``alternatives`` > 0: each problem brings up to that many
+    designs (`add` takes all rows of one problem at once, so a problem is done or not done as a
+    whole); ``search`` is the alternative search's settings (a JSON-able dict).
     """
 
     def __init__(
@@ -244,6 +264,8 @@ class DatasetWriter:
         mode: str = "new",
         shard_size: int = 64,
         shard_seconds: float = 10.0,
+        alternatives: int = 0,
+        search: dict | None = None,
     ) -> None:
         self.path = check_path(path, "the dataset path")
         if self.path.is_dir():
@@ -269,11 +291,18 @@ class DatasetWriter:
             raise DatasetError(f"fields must be a tuple of field names, got {fields!r}")
         self.dist, self.seed, self.n, self.fields = dist, int(seed), int(n), tuple(fields)
         self.shard_size, self.shard_seconds = shard_size, shard_seconds
+        if (
+            isinstance(alternatives, bool)
+            or not isinstance(alternatives, int | np.integer)
+            or (alternatives < 0)
+        ):
+            raise DatasetError(f"alternatives must be an integer >= 0, got {alternatives!r}")
+        self.alternatives, self.search = int(alternatives), search
         self.layout = _layout(dist.nely, dist.nelx, self.fields)
         if not self.path.parent.is_dir():
             raise DatasetError(f"output folder {str(self.path.parent)!r} does not exist")
         if mode != "resume":  # the shards hold raw samples until they are consolidated
-            need = self.n * sample_bytes(self.layout)
+            need = self.n * max(1, self.alternatives) * sample_bytes(self.layout)
             free = shutil.disk_usage(self.path.parent).free
             if need > free:
                 raise DatasetError(
@@ -351,11 +380,13 @@ class DatasetWriter:
         return exists
 
     def _check_matches(self, header: dict[str, Any], quarantine: bool = True) -> None:
-        mine = (self.dist.to_dict(), self.seed, self.fields)
-        theirs = (header["distribution"].to_dict(), header["seed"], header["fields"])
+        mine = (self.dist.to_dict(), self.seed, self.fields, self.alternatives, self.search)
+        theirs = (header["distribution"].to_dict(), header["seed"], header["fields"],
+                  header["alternatives"], header["alternative_search"])  # fmt: skip
         if mine != theirs:
             raise DatasetError(
-                f"{str(self.path)!r} was made with other settings (distribution, seed or fields); "
+                f"{str(self.path)!r} was made with other settings (distribution, seed, fields or "
+                "alternatives); "
                 "pass --overwrite to replace it"
             )
         done = self.done_indices(quarantine)
@@ -378,10 +409,11 @@ class DatasetWriter:
         return Pending(self.n, self.done_indices())
 
     # -- writing -------------------------------------------------------------------------------
-    def add(self, record: dict[str, np.ndarray]) -> None:
-        """Buffer one finished sample; shards are written every ``shard_size`` samples or
-        ``shard_seconds`` seconds."""
-        self._buffer.append(record)
+    def add(self, record: dict[str, np.ndarray] | list[dict[str, np.ndarray]]) -> None:
+        """Buffer one finished sample, or the list of all rows of one problem; shards are
+        written every ``shard_size`` rows or ``shard_seconds`` seconds, never inside a
+        problem's rows."""
+        self._buffer.extend(record if isinstance(record, list) else [record])
         if (
             len(self._buffer) >= self.shard_size
             or time.monotonic() - self._last_flush >= self.shard_seconds
@@ -395,7 +427,9 @@ class DatasetWriter:
             return
         self.parts.mkdir(exist_ok=True)
         arrays = {
-            key.replace("/", "."): np.stack([np.asarray(r[key], dtype=dt) for r in self._buffer])
+            key.replace("/", "."): np.stack(
+                [np.asarray(r.get(key, 0), dtype=dt) for r in self._buffer]
+            )
             for key, (_, dt) in self.layout.items()
         }
         name = f"part-{int(arrays['index'].min()):09d}-{uuid.uuid4().hex[:8]}.npz"
@@ -410,18 +444,16 @@ class DatasetWriter:
         self.flush()
         shards = self._shards()
         with h5py.File(self.path, "r") as f:
-            main_index = read_rows(f, "index")
-        entries = [(int(i), -1, k) for k, i in enumerate(main_index)]
-        seen = set(main_index.tolist())
-        shard_index = []
+            main_keys = list(zip(read_rows(f, "index").tolist(), _alternatives(f), strict=True))
+        entries = [(*key, -1, k) for k, key in enumerate(main_keys)]
+        seen = set(main_keys)
         for s, shard in enumerate(shards):
             with np.load(shard) as z:
-                idx = z["index"]
-            shard_index.append(idx)
-            for k, i in enumerate(idx.tolist()):
-                if i not in seen:  # a sample finished twice (killed before its shard was
-                    seen.add(i)  # recorded as merged) is the same sample: keep one
-                    entries.append((i, s, k))
+                keys = zip(z["index"].tolist(), z["alternative"].tolist(), strict=True)
+            for k, key in enumerate(keys):
+                if key not in seen:  # a sample finished twice (killed before its shard was
+                    seen.add(key)  # recorded as merged) is the same sample: keep one
+                    entries.append((*key, s, k))
         entries.sort()
         block = 256
         blocks = (entries[a : a + block] for a in range(0, len(entries), block))
@@ -440,19 +472,22 @@ class DatasetWriter:
         cache: OrderedDict[int, dict[str, np.ndarray]] = OrderedDict()  # a few shards in memory
         try:
             with h5py.File(tmp, "w") as f:
-                write_header(f, self.dist, self.seed, self.n, self.fields)
+                write_header(f, self.dist, self.seed, self.n, self.fields, self.alternatives,
+                             self.search)  # fmt: skip
                 dsets = {
                     key: create_samples(f, key, total, shape, dt)
                     for key, (shape, dt) in self.layout.items()
                 }
                 start = 0
                 for entries in blocks:
-                    src = np.array([e[1] for e in entries])
-                    pos = np.array([e[2] for e in entries])
+                    src = np.array([e[2] for e in entries])
+                    pos = np.array([e[3] for e in entries])
                     for key, (shape, dt) in self.layout.items():
                         out = np.empty((len(entries), *shape), dtype=dt)
                         m = src == -1
-                        if m.any():
+                        if m.any() and key == "alternative" and key not in old:
+                            out[m] = 0  # a version 1 file being resumed
+                        elif m.any():
                             out[m] = read_rows(old, key, pos[m])  # increasing: h5py fancy read
                         for s in np.unique(src[~m]):
                             if s not in cache:

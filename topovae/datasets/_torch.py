@@ -2,7 +2,8 @@
 
     ds = TopologyDataset("data.h5", split="train")          # 80 / 10 / 10 by default
     item = ds[0]        # {"density": (1, H, W), "condition": (C, H, W), "volfrac": (), "index",
-                        #  "position": k, so that ds.problem(k) is the sample's Problem}
+                        #  "alternative", "position": k, so that ds.problem(k) is its Problem}
+    ds.group(k)         # positions of every design of item k's problem (its alternatives)
 
 The condition channels, at element resolution (node fields averaged over each element's four
 corners), in the order of `condition_channels`: volume fraction (constant), fx, fy, fixed x,
@@ -11,7 +12,9 @@ design (strain energy and von Mises stress, log1p-scaled): the file's when it st
 computed from each problem (one FE solve per sample, cached).
 A file of designs without problems (imported images or arrays, see `import_images`) has zero
 load, support and passive channels and no `problem`; ``has_problems`` tells.
-The split is a permutation of the file's samples by ``split_seed``, the same on every machine.
+The split is a permutation of the file's problems by ``split_seed``, the same on every machine;
+all designs of one problem (the rows sharing its index: alternatives) are on one side. For a
+file of one design per problem this is the permutation of its rows it always was.
 h5py handles are opened lazily in each DataLoader worker (a handle must not cross a fork).
 """
 
@@ -111,12 +114,25 @@ class TopologyDataset(torch.utils.data.Dataset):
             raise TypeError(f"split_seed must be an integer, got {type(split_seed).__name__}")
         if split_seed < 0:
             raise DatasetError(f"split_seed must be >= 0, got {split_seed}")
-        n = self.header["n"]
+        with h5py.File(self.path, "r") as f:
+            index = read_rows(f, "index")
+            alternative = read_rows(f, "alternative") if "alternative" in f else None
+        problems, first = np.unique(index, return_index=True)
+        n = len(problems)
         perm = np.random.default_rng(split_seed).permutation(n)
         a = round(fractions[0] * n)
         b = a + round(fractions[1] * n)
         part = {"train": perm[:a], "val": perm[a:b], "test": perm[b:], "all": perm}[split]
-        self.rows = np.sort(part)  # file rows; sorted reads are faster
+        if n == len(index):  # one design per problem (the rows' index ascends)
+            self.rows = np.sort(first[part])
+        else:
+            self.rows = np.flatnonzero(np.isin(index, problems[part]))  # file rows, sorted
+        self.indices = index[self.rows]  # each item's problem id
+        self.alternatives = (
+            np.zeros(len(self.rows), np.int64) if alternative is None
+            else alternative[self.rows].astype(np.int64)
+        )  # fmt: skip
+        self.n_problems = len(np.unique(self.indices))
         self.fields = FIELDS if fields else ()
         self._stored_fields = bool(fields) and tuple(self.header["fields"]) == FIELDS
         self._field_cache: dict[int, list[np.ndarray]] = {}
@@ -188,6 +204,7 @@ class TopologyDataset(torch.utils.data.Dataset):
             "condition": torch.from_numpy(condition),
             "volfrac": torch.tensor(vf),
             "index": torch.tensor(int(r["index"])),
+            "alternative": torch.tensor(int(self.alternatives[k])),
             "position": torch.tensor(k),  # in this split: `problem(position)` is its Problem
         }
 
@@ -208,14 +225,28 @@ class TopologyDataset(torch.utils.data.Dataset):
         return self._field_cache[k]
 
     def position(self, index: int) -> int | None:
-        """Where the sample with file index ``index`` is in this split (None: not in it)."""
+        """Where the (first) sample with file index ``index`` is in this split (None: not in
+        it)."""
         _check_index(index)
-        if self._memory is not None:
-            indices = self._memory["index"]
-        else:
-            indices = read_rows(self._handle(), "index")[self.rows]
-        where = np.flatnonzero(indices == index)
+        where = np.flatnonzero(self.indices == index)
         return int(where[0]) if where.size else None
+
+    def group(self, k: int) -> np.ndarray:
+        """Positions in this split of every design of item ``k``'s problem (itself included),
+        by alternative rank: the stiffest first."""
+        _check_index(k)
+        if not -len(self) <= k < len(self):
+            raise IndexError(f"index {k} out of range for a split of {len(self)} samples")
+        where = np.flatnonzero(self.indices == self.indices[k])
+        return where[np.argsort(self.alternatives[where], kind="stable")]
+
+    def first_designs(self) -> np.ndarray:
+        """Positions of one item per problem (its stiffest design), in file order."""
+        return (
+            np.flatnonzero(np.r_[True, self.indices[1:] != self.indices[:-1]])
+            if len(self)
+            else np.zeros(0, np.int64)
+        )
 
     def problem(self, k: int):
         """The `Problem` of item ``k`` (with the file's SIMP settings); a `ProblemError` for a

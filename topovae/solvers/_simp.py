@@ -33,6 +33,7 @@ import numpy as np
 
 from .._checks import check_problem, check_unit_range, real_array
 from ._backend import check_backend, choose_backend, torch_unsupported
+from ._deflation import Deflation
 from ._fe import E0, EMIN, FEModel, simp_modulus, to_field, to_vector
 from ._filters import ConeFilter, _heaviside, heaviside_grad
 from ._mma import MMA
@@ -263,6 +264,7 @@ def solve(
     progress: bool = False,
     threads: int | None = 1,
     x0: np.ndarray | None = None,
+    deflation: Deflation | None = None,
     backend: str = "auto",
     device: str = "auto",
 ) -> SolveResult:
@@ -270,6 +272,10 @@ def solve(
 
     ``x0`` (nely, nelx) in [0, 1] starts from a given design instead of the uniform one (a warm
     start, e.g. to polish a generated design with a few iterations: set ``max_iter``).
+
+    ``deflation`` (a `Deflation`) adds a penalty that keeps the design away from known designs,
+    so the loop finds another local optimum (direct backend); the reported compliance is the
+    plain one, without the penalty.
 
     ``progress`` shows a tqdm bar (rate, ETA, compliance); ``callback`` is called after each
     iteration with an `IterationInfo`. ``threads`` caps the BLAS threads during the solve (None
@@ -302,24 +308,35 @@ def solve(
             raise ProblemError(f"x0 must have shape {problem.shape} (nely, nelx), got {x0.shape}")
         if not np.all(np.isfinite(x0)) or x0.min() < 0 or x0.max() > 1:
             raise ProblemError("x0 values must be finite and in [0, 1]")
+    if deflation is not None:
+        if not isinstance(deflation, Deflation):
+            raise TypeError(f"deflation must be a Deflation, got {type(deflation).__name__}")
+        if deflation.designs.shape[1:] != problem.shape:
+            raise ProblemError(
+                f"deflation designs must have shape (n, {problem.nely}, {problem.nelx}), got "
+                f"{deflation.designs.shape}"
+            )
     if backend == "torch":
         why = torch_unsupported(problem.settings)
         if why is None and x0 is not None:
             why = "the torch backend starts from the uniform design; use the direct one for x0"
+        if why is None and deflation is not None:
+            why = "the torch backend has no deflation; use the direct one"
         if why is not None:
             raise ProblemError(why)
-    route = choose_backend(problem, backend, device, warm_start=x0 is not None)
+    warm = x0 is not None or deflation is not None
+    route = choose_backend(problem, backend, device, warm_start=warm)
     if threads is None:
-        return _run(route, problem, callback, progress, x0, device, threads)
+        return _run(route, problem, callback, progress, x0, deflation, device, threads)
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=threads):
-        return _run(route, problem, callback, progress, x0, device, threads)
+        return _run(route, problem, callback, progress, x0, deflation, device, threads)
 
 
-def _run(route, problem, callback, progress, x0, device, threads) -> SolveResult:
+def _run(route, problem, callback, progress, x0, deflation, device, threads) -> SolveResult:
     if route == "direct":
-        return _solve(problem, callback, progress, x0)
+        return _solve(problem, callback, progress, x0, deflation)
     from .batched import solve_batch
 
     hook = None if callback is None else lambda _, info: callback(info)
@@ -334,6 +351,7 @@ def _solve(
     callback: Callable[[IterationInfo], None] | None,
     progress: bool,
     x0: np.ndarray | None,
+    deflation: Deflation | None = None,
 ) -> SolveResult:
     t0 = time.perf_counter()
     s = problem.settings
@@ -348,7 +366,7 @@ def _solve(
     mma = None
     if s.update_rule == "mma":
         mma = MMA(n=int(design.active.sum()), m=1, xmin=0.0, xmax=1.0, move=s.move)
-    c_scale = None
+    c_scale = c_deflate = None
     hist: dict[str, list[float]] = {"compliance": [], "volume": [], "change": []}
     if design.beta is not None:
         hist["beta"] = []
@@ -365,6 +383,9 @@ def _solve(
             it += 1
             beta_age += 1
             c, dc, xphys = objective(x, fe, design, s.penal)  # steps 1-4
+            if deflation is not None:  # c + c_1 P(x^): the penalty in units of the first c
+                c_deflate = c_deflate or c
+                dc = dc + c_deflate * design.chain(deflation.gradient(xphys))
             dv = design.volume_gradient()
             if design.kind == "sensitivity":
                 dc = design.filter_sensitivity(x, dc)

@@ -15,6 +15,12 @@ floating material (mean share and rate of designs with any), load disrespect rat
 (CE < 100 %), greyness. Novelty is the mean absolute density difference of each best design to
 its nearest training design (with the same figure for the SIMP designs as the yardstick).
 Problems that today's validation refuses (files from before it) are skipped and counted.
+
+Diversity (a design space, not one design): over the k designs of each problem, `diversity`'s
+mean pairwise 1 - IoU, the number of distinct designs within 5 % and 10 % of the stiffest
+reference design, and, against the problem's reference designs (its alternatives when the file
+holds several per problem, else SIMP's one), coverage and the generalized energy distance. A
+file with alternatives is evaluated once per problem, against its stiffest design.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import torch
 from .._checks import check_model, check_path, output_folder
 from ..solvers import ProblemError, solve
 from ..solvers._problem import MAX_ITERATIONS
+from ._diversity import diversity
 from ._judge import SCORE_KEYS, ComplianceOracle, ce_text, score
 from ._latent import LatentDecoder, WorkflowError, check_count, check_seed
 from ._report import html_page, md_escape
@@ -89,6 +96,16 @@ def _summary(s: dict[str, np.ndarray]) -> dict[str, float]:
     }
 
 
+def _diversity_summary(spread: dict[str, list[float]]) -> dict[str, float]:
+    """Medians (and means) over the problems of the per-problem diversity figures."""
+    out = {}
+    for key, values in spread.items():
+        v = np.asarray(values, dtype=np.float64)
+        out[f"{key}_median"] = float(np.median(v))
+        out[f"{key}_mean"] = float(np.mean(v))
+    return out
+
+
 def _nearest_distance(x: np.ndarray, train: torch.Tensor) -> np.ndarray:
     """Mean absolute difference of each (H, W) design in ``x`` to its nearest training design."""
     q = torch.as_tensor(x.reshape(len(x), -1), dtype=torch.float32)
@@ -136,12 +153,13 @@ def evaluate(
     train_designs = torch.from_numpy(
         np.asarray(train._memory["density"], np.float32).reshape(len(train), -1)
     )
-    rows = range(len(ds) if limit is None else min(limit, len(ds)))
+    firsts = ds.first_designs()  # one row per problem: its stiffest design
+    rows = firsts if limit is None else firsts[:limit]
     g = torch.Generator().manual_seed(seed)
     keys = SCORE_KEYS
     scores = {v: {key: [] for key in keys} for v in VARIANTS}
     per_problem, designs, skipped = [], {v: [] for v in (*VARIANTS, "simp")}, []
-    problems = []
+    problems, spread = [], {}
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -158,6 +176,8 @@ def evaluate(
                 skipped.append({"index": int(ds[row]["index"]), "reason": str(e)})
                 continue
             item = ds[row]
+            group = ds.group(row)
+            references = np.stack([ds[int(j)]["density"][0].numpy() for j in group])
             dec = LatentDecoder(model, problem, device, connect=connect)
             oracle = ComplianceOracle(None if dec.device.type == "cpu" else dec.device)
             simp = item["density"][0].numpy().astype(np.float64)
@@ -184,11 +204,17 @@ def evaluate(
             designs["simp_k"].append(short)
             designs["simp"].append(simp)
             problems.append(problem)
+            c_ref = float(s["compliance"][0] / (1 + s["ce"][0]))
+            div = diversity(cand, problem, s["compliance"], best_reference=c_ref,
+                            references=references)  # fmt: skip
+            for key, val in div.items():
+                spread.setdefault(key, []).append(val)
             per_problem.append(
                 {
                     "index": int(item["index"]),
                     "volfrac": problem.volfrac,
-                    "simp_compliance": float(s["compliance"][0] / (1 + s["ce"][0])),
+                    "simp_compliance": c_ref,
+                    **{f"diversity_{key}": val for key, val in div.items()},
                     **{f"{v}_{key}": float(scores[v][key][-1]) for v in VARIANTS for key in keys},
                 }
             )
@@ -221,6 +247,7 @@ def evaluate(
         "connect": connect,
         "seconds": time.perf_counter() - t0,
         "metrics": {v: _summary(arrays[v]) for v in VARIANTS},
+        "diversity": _diversity_summary(spread),
         "novelty": {
             "best_mean": float(novelty.mean()),
             "simp_mean": float(novelty_simp.mean()),
@@ -325,5 +352,18 @@ def markdown_report(report: dict[str, Any], figures: list[str] = ()) -> str:
         f"{nov['best_mean']:.4f}; the SIMP designs themselves {nov['simp_mean']:.4f}.",
         "",
     ]
+    div = report.get("diversity")
+    if div:
+        lines += [
+            f"Diversity over the k = {report['k']} designs of each problem (distinct: 1 - IoU of "
+            "the binarised solids >= 0.15; medians over the problems): distinct designs within "
+            f"5 % of the stiffest reference {div['distinct_5_median']:g}, within 10 % "
+            f"{div['distinct_10_median']:g}; mean pairwise 1 - IoU {div['pairwise_median']:.3f}"
+            + (f"; coverage of the {div['references_median']:g} reference design(s) "
+               f"{_pct(div['coverage_mean'])} (mean), generalized energy distance "
+               f"{div['ged_median']:.3f}" if "coverage_median" in div else "")
+            + ".",
+            "",
+        ]  # fmt: skip
     lines += [f"![{f}]({f})" for f in figures]
     return "\n".join(lines) + "\n"

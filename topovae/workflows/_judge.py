@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from .._checks import check_problem, check_unit_range, real_array, type_name
-from ..solvers import FEModel, Problem
+from ..solvers import FEModel, Problem, solid
 from ..solvers._connectivity import bare_loads, load_carrying
 from ..solvers._fe import simp_modulus, to_field, to_vector
 
@@ -58,14 +58,7 @@ def binarize(density: np.ndarray, problem: Problem) -> np.ndarray:
         )
     if not np.isfinite(d).all():
         raise JudgeError("density must be finite")
-    rho = impose_passive(d, problem)
-    n_solid = round(problem.volfrac * rho.size)
-    free = ~(problem.passive_solid | problem.passive_void)
-    k = max(0, min(int(free.sum()), n_solid - int(problem.passive_solid.sum())))
-    out = problem.passive_solid.astype(np.float64)
-    values = np.where(free, rho, -1.0).ravel()  # C order, as np.put reads flat indices
-    np.put(out, np.argsort(-values, kind="stable")[:k], 1.0)
-    return out
+    return solid(d, problem).astype(np.float64)
 
 
 class ComplianceOracle:
