@@ -106,6 +106,17 @@ def test_explorer_data_of_a_cvae(cvae, mbb, cvae_data):
     np.testing.assert_allclose(s["scores"]["volume"], s["volfracs"], atol=1e-3)
     k = int(np.argmin(np.abs(s["volfracs"] - mbb.volfrac)))  # 0.5: the centre cell's design
     np.testing.assert_allclose(s["designs"][k], d["designs"][GRID // 2, GRID // 2], atol=1e-6)
+    # the plane's spread: distinct designs, counted pairwise from the tiles' solids
+    from topovae.solvers import DISTINCT, pairwise_distances, solid
+
+    tiles = d["designs"].reshape(GRID * GRID, TINY, TINY)
+    order = np.argsort(d["scores"]["compliance"].ravel(), kind="stable")
+    dist = pairwise_distances(np.stack([solid(x, mbb) for x in tiles[order]]))
+    kept = []
+    for i in range(len(order)):
+        if all(dist[i, j] >= DISTINCT for j in kept):
+            kept.append(i)
+    assert d["distinct"] == len(kept) >= 2  # a span of 30 reaches other designs
 
 
 def test_explorer_data_options_and_reference(cvae, mbb):

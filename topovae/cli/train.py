@@ -89,6 +89,10 @@ from ._common import (
 )
 @click.option("--compliance-samples", type=int, default=0, show_default=True,
               help="Designs of each batch the physics term judges (0: all).")  # fmt: skip
+@click.option("--condition-dropout", type=float, default=0.0, show_default=True,
+              help="Partial conditions (cvae): leave out each condition group (volume fraction, "
+              "loads, supports) with this probability in training, so the model also answers "
+              "a partial problem (workflows' --drop).")  # fmt: skip
 @click.option(
     "--init",
     "init",
@@ -120,7 +124,8 @@ def train(
     augment: bool, beta: float | None,
     free_bits: float, kl_warmup: int, volume_weight: float, compliance_weight: float,
     compliance_start: int, compliance_ramp: int, compliance_decode: str,
-    compliance_samples: int, init: str | None, epochs: int, batch_size: int,
+    compliance_samples: int, condition_dropout: float, init: str | None, epochs: int,
+    batch_size: int,
     lr: float, seed: int, out: str, device: str, resume: bool, compile_: bool, ema: float,
     fields: bool,
     in_memory: bool, quiet: bool,
@@ -163,7 +168,7 @@ def train(
             free_bits=free_bits, kl_warmup_steps=kl_warmup, volume_weight=volume_weight,
             compliance_weight=compliance_weight, compliance_start=compliance_start,
             compliance_ramp=compliance_ramp, compliance_decode=compliance_decode,
-            compliance_samples=compliance_samples,
+            compliance_samples=compliance_samples, condition_dropout=condition_dropout,
         )  # fmt: skip
         tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
                            compile=compile_, augment=augment, ema=ema)  # fmt: skip

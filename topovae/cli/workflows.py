@@ -132,16 +132,18 @@ def search(checkpoint, problem, volfrac, problem_file, data, index, methods, bud
 @click.option("--simp/--no-simp", default=True, show_default=True,
               help="Solve the problem with SIMP too, for the compliance error CE.")  # fmt: skip
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda.")
+@click.option("--drop", default="", help="Condition groups to leave out, e.g. loads,supports "
+              "(a model trained with --condition-dropout).")  # fmt: skip
 @click.option("--out", required=True, help="The picture (PNG) of the distinct designs.")
 @click.option("--json", "json_out", help="Also write the designs' figures as JSON here.")
 def alternatives(checkpoint, problem, volfrac, problem_file, data, index, k, samples, polish,
-                 tol, seed, simp, device, out, json_out) -> None:  # fmt: skip
+                 tol, seed, simp, device, drop, out, json_out) -> None:  # fmt: skip
     """Distinct good designs of one problem: sample, judge, polish, group, rank."""
     from ..solvers import solve as simp_solve
     from ..solvers._problem import MAX_ITERATIONS
     from ..workflows import alternatives as find
     from ..workflows import save_alternatives
-    from ..workflows._latent import check_count, check_seed
+    from ..workflows._latent import check_count, check_drop, check_seed
 
     try:  # the library's own checks, before any work
         check_count(k, "-k", high=64)
@@ -156,6 +158,10 @@ def alternatives(checkpoint, problem, volfrac, problem_file, data, index, k, sam
     output_path(json_out, "--json")
     check_device(device)
     model = load_model(checkpoint)
+    try:
+        drop = check_drop(model, drop)
+    except workflow_errors() as e:
+        raise InputError(f"--drop: {e}") from None
     prob, reference = model_problem(model, problem, volfrac, problem_file, data, index)
     if prob is None:
         raise InputError("give the problem: --problem, --problem-file or --data with --index")
@@ -163,7 +169,7 @@ def alternatives(checkpoint, problem, volfrac, problem_file, data, index, k, sam
         reference = simp_solve(prob).density
     try:
         alt = find(model, prob, k, samples=samples, polish=polish, tol=tol, seed=seed,
-                   reference=reference, device=device)  # fmt: skip
+                   reference=reference, device=device, drop=drop)  # fmt: skip
     except workflow_errors() as e:
         raise InputError(str(e)) from None
     save_alternatives(alt, out, reference)
@@ -208,11 +214,13 @@ def alternatives(checkpoint, problem, volfrac, problem_file, data, index, k, sam
     show_default=True,
     help="Whether the first of the k latent vectors is the prior mean.",
 )
+@click.option("--drop", default="", help="Condition groups to leave out, e.g. loads (a model "
+              "trained with --condition-dropout).")  # fmt: skip
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda.")
 @click.option("--out", required=True, help="Report folder.")
 @click.option("--quiet", "-q", is_flag=True)
-def evaluate(checkpoint, data, split, k, polish, limit, seed, project, connect, mean_first, device,
-             out, quiet) -> None:  # fmt: skip
+def evaluate(checkpoint, data, split, k, polish, limit, seed, project, connect, mean_first, drop,
+             device, out, quiet) -> None:  # fmt: skip
     """Judge a model's designs against the SIMP designs of a dataset split."""
     from ..workflows import evaluate as run_evaluation
     from ..workflows import write_report
@@ -226,7 +234,7 @@ def evaluate(checkpoint, data, split, k, polish, limit, seed, project, connect, 
     try:
         report = run_evaluation(model, data, split, k=k, polish=polish, seed=seed, limit=limit,
                                 device=device, progress=not quiet, project=project,
-                                connect=connect, mean_first=mean_first)  # fmt: skip
+                                connect=connect, mean_first=mean_first, drop=drop)  # fmt: skip
     except workflow_errors() as e:
         raise InputError(str(e)) from None
     paths = write_report(report, folder)

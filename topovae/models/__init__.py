@@ -18,10 +18,11 @@ from ._losses import (
     project_volume,
 )
 from ._train import TrainConfig, Trainer, TrainingError, load, read_checkpoint
-from ._vae import DesignVAE, VAEOutput, normalise_condition
+from ._vae import CONDITION_GROUPS, DesignVAE, VAEOutput, drop_condition, normalise_condition
 
 __all__ = [
     "ACTIVATIONS",
+    "CONDITION_GROUPS",
     "KINDS",
     "LIKELIHOODS",
     "NORMS",
@@ -34,6 +35,7 @@ __all__ = [
     "VAEOutput",
     "active_units",
     "compliance_weight",
+    "drop_condition",
     "gaussian_kl",
     "kl_weight",
     "load",

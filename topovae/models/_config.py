@@ -66,6 +66,12 @@ class VAEConfig:
         unconditional models, whose prior mean is one design for every problem) or "auto".
     compliance_samples: designs of each batch the term judges (the first ones of the shuffled,
         augmented batch; 0: all). Each costs one FE solve per step.
+    condition_dropout: partial conditions (a unet cvae; 0: off). Training leaves out each
+        condition group (the volume fraction, the loads, the supports) of each sample with this
+        probability, as zeros (the full-material fields go with the loads and the supports),
+        and the condition encoder also sees one indicator image per group, so that one model
+        answers a full problem and a partial one ("any load on this support at VF 0.4";
+        `drop_condition`).
     """
 
     kind: str = "vae"
@@ -94,6 +100,7 @@ class VAEConfig:
     compliance_ramp: int = 0
     compliance_decode: str = "auto"
     compliance_samples: int = 0
+    condition_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         def choice(name: str, allowed: tuple[str, ...]) -> None:
@@ -159,6 +166,14 @@ class VAEConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= high:
                 raise ConfigError(f"{name} must be a number in [0, {high:g}], got {v!r}")
+        p = self.condition_dropout
+        if isinstance(p, bool) or not isinstance(p, int | float) or not 0 <= p < 1:
+            raise ConfigError(f"condition_dropout must be a probability in [0, 1), got {p!r}")
+        if p > 0 and (self.kind != "cvae" or self.arch != "unet"):
+            raise ConfigError(
+                f"condition_dropout needs a cvae on the unet backbone, not a {self.kind!r} on "
+                f"{self.arch!r}"
+            )
         if self.kind == "beta-vae" and self.beta <= 1 and self.capacity_max <= 0:
             raise ConfigError(
                 f"a beta-vae needs beta > 1 or a capacity schedule, got beta={self.beta}"
@@ -183,6 +198,11 @@ class VAEConfig:
     @property
     def conditional(self) -> bool:
         return self.kind == "cvae"
+
+    @property
+    def partial(self) -> bool:
+        """Whether the model takes partial conditions (trained with condition dropout)."""
+        return self.condition_dropout > 0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

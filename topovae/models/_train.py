@@ -202,6 +202,21 @@ def load(path: str | os.PathLike, device: str = "cpu") -> DesignVAE:
     return model.to(_device(device)).eval()
 
 
+def random_drop(c: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
+    """Each sample's condition groups left out independently with probability ``p`` (as
+    `drop_condition` leaves them out: zeros, the fields with loads or supports)."""
+    from ._vae import CONDITION_GROUPS, FIELD_START
+
+    b, cc = c.shape[:2]
+    drop = torch.rand(b, len(CONDITION_GROUPS), generator=generator) < p  # (B, G)
+    keep = torch.ones(b, cc)
+    for g, channels in enumerate(CONDITION_GROUPS.values()):
+        keep[:, list(channels)] *= (~drop[:, g : g + 1]).float()
+    fields = ~(drop[:, 1] | drop[:, 2])  # loads and supports
+    keep[:, FIELD_START:] *= fields[:, None].float()
+    return c * keep.to(c.device, c.dtype)[:, :, None, None]
+
+
 def _batch(item: dict, device: torch.device, conditional: bool):
     x = item["density"].to(device, non_blocking=True)
     c = item["condition"].to(device, non_blocking=True) if conditional else None
@@ -599,6 +614,8 @@ class Trainer:
 
                 codes = random_codes(x.shape[0], x.shape[-2], x.shape[-1], self.augmenter)
                 x, c = augment_batch(x, c, codes.to(x.device), self.channels)
+            if self.mcfg.partial:  # leave condition groups out at random (partial conditions)
+                c = random_drop(c, self.mcfg.condition_dropout, self.augmenter)
             judged = None
             if compliance_weight(self.mcfg, self.step) > 0:
                 judged = self._judged(x, item["position"], codes)

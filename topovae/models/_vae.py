@@ -43,6 +43,36 @@ from ._config import ConfigError, VAEConfig
 # physical fields (log1p strain energy and von Mises stress of the full-material design).
 LOAD_CHANNELS = (1, 2)
 FIELD_START = 7
+# The groups a partial condition may leave out, as zeros: no well-posed problem has a zero
+# volume fraction, no loads or no supports, so an all-zero group means "not given". The
+# full-material fields (channels FIELD_START on) depend on both loads and supports and are
+# left out with either.
+CONDITION_GROUPS = {"volfrac": (0,), "loads": (1, 2), "supports": (3, 4)}
+
+
+def drop_condition(c: torch.Tensor, groups) -> torch.Tensor:
+    """The condition (B, Cc, H, W) or (Cc, H, W) with the named groups (`CONDITION_GROUPS`)
+    left out: their channels, and with loads or supports the fields, set to 0."""
+    groups = tuple(groups)
+    unknown = [g for g in groups if g not in CONDITION_GROUPS]
+    if unknown:
+        raise ConfigError(
+            f"unknown condition group {unknown[0]!r}; choose from: {', '.join(CONDITION_GROUPS)}"
+        )
+    keep = torch.ones(c.shape[-3], dtype=c.dtype, device=c.device)
+    for g in groups:
+        keep[list(CONDITION_GROUPS[g])] = 0
+        if g != "volfrac":
+            keep[FIELD_START:] = 0
+    return c * keep[:, None, None]
+
+
+def given_groups(c: torch.Tensor) -> torch.Tensor:
+    """(B, len(CONDITION_GROUPS), H, W) indicator images: 1 where a group is given (not all
+    zero), from the condition (B, Cc, H, W) itself."""
+    flags = [c[:, list(ch)].abs().amax(dim=(1, 2, 3)) > 0 for ch in CONDITION_GROUPS.values()]
+    g = torch.stack(flags, dim=1).to(c.dtype)  # (B, G)
+    return g[:, :, None, None].expand(-1, -1, *c.shape[-2:])
 
 
 class VAEOutput(NamedTuple):
@@ -140,7 +170,8 @@ class DesignVAE(nn.Module):
 
         if cc:
             # condition encoder: (B, Cc, Hp, Wp) -> features f_k (B, widths[k], Hp/2^k, Wp/2^k)
-            self.cond_encoder = pyramid(cc, [0] * (depth + 1))
+            indicators = len(CONDITION_GROUPS) if cfg.partial else 0
+            self.cond_encoder = pyramid(cc + indicators, [0] * (depth + 1))
             if cfg.prior == "dependent":
                 self.prior_net = nn.Sequential(
                     nn.Flatten(), nn.Linear(self._flat, 4 * d), _act(cfg.activation),
@@ -175,7 +206,10 @@ class DesignVAE(nn.Module):
         the "conv" backbone). Compute once and pass to `encode` / `decode` / `prior`."""
         if c is None or self.config.arch != "unet":
             return None
-        return self._run_pyramid(self.cond_encoder, self._pad(normalise_condition(c)))
+        h = normalise_condition(c)
+        if self.config.partial:
+            h = torch.cat([h, given_groups(c)], dim=1)
+        return self._run_pyramid(self.cond_encoder, self._pad(h))
 
     def _film(self, k: int, h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         gamma, beta = self.film[k](z)[:, :, None, None].chunk(2, dim=1)

@@ -84,8 +84,10 @@ def alternatives(
     seed: int = 0,
     reference: np.ndarray | None = None,
     device=None,
+    drop: tuple[str, ...] = (),
 ) -> Alternatives:
-    """See the module docstring."""
+    """See the module docstring. ``drop``: condition groups to leave out (a partial condition,
+    `LatentDecoder`)."""
     check_model(model)
     check_problem(problem)
     k = check_count(k, "-k", high=64)
@@ -101,7 +103,7 @@ def alternatives(
                 f"reference must have shape {problem.shape} (nely, nelx), got {reference.shape}"
             )
     t0 = time.perf_counter()
-    dec = LatentDecoder(model, problem, device)
+    dec = LatentDecoder(model, problem, device, drop=drop)
     oracle = ComplianceOracle(None if dec.device.type == "cpu" else dec.device)
     g = torch.Generator().manual_seed(seed)
     u = torch.randn(samples, dec.latent_dim, generator=g)

@@ -34,11 +34,12 @@ import numpy as np
 import torch
 
 from .._checks import check_model, check_path, output_folder
+from ..models._vae import drop_condition
 from ..solvers import ProblemError, solve
 from ..solvers._problem import MAX_ITERATIONS
 from ._diversity import diversity
 from ._judge import SCORE_KEYS, ComplianceOracle, ce_text, score
-from ._latent import LatentDecoder, WorkflowError, check_count, check_seed
+from ._latent import LatentDecoder, WorkflowError, check_count, check_drop, check_seed
 from ._report import html_page, md_escape
 
 VARIANTS = ("first", "best", "polished", "simp_k")
@@ -130,6 +131,7 @@ def evaluate(
     mean_first: bool = True,
     project: bool = True,
     connect: bool = True,
+    drop: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """See the module docstring. ``mean_first``: the first of the k latent vectors is the prior
     mean (the model's most likely design for the problem), the others prior samples.
@@ -137,7 +139,9 @@ def evaluate(
     involved; a design that misses the volume fraction has an incomparable compliance); without
     it the raw decoder output is judged, and the volume fraction error shows how far off it is.
     ``connect``: projected designs get their load paths connected along their grey members
-    (`LatentDecoder`); False judges the decoder's projected design as it is.
+    (`LatentDecoder`); False judges the decoder's projected design as it is. ``drop``: leave
+    these condition groups out (a partial condition; a model trained with condition dropout):
+    how good are its designs for the problem when it is told less.
     Returns the report (JSON-ready) with per-problem rows under
     ``"problems"`` and arrays for figures under ``"_designs"`` (dropped when written)."""
     check_model(model)
@@ -147,6 +151,7 @@ def evaluate(
     seed = check_seed(seed)
     if limit is not None:
         check_count(limit, "--limit", high=None)
+    drop = check_drop(model, drop)
     t0 = time.perf_counter()
     ds = _load_split(model, data, split, split_seed)
     train = _load_split(model, data, "train", split_seed)
@@ -181,9 +186,10 @@ def evaluate(
             dec = LatentDecoder(model, problem, device, connect=connect)
             oracle = ComplianceOracle(None if dec.device.type == "cpu" else dec.device)
             simp = item["density"][0].numpy().astype(np.float64)
-            cand = dec.numpy(
-                z, project=project, c=item["condition"] if model.config.conditional else None
-            )
+            c = None
+            if model.config.conditional:
+                c = drop_condition(item["condition"], drop) if drop else item["condition"]
+            cand = dec.numpy(z, project=project, c=c)
             s = score(cand, problem, simp, oracle=oracle)
             b = int(np.argmin(s["compliance_binary"]))
             chosen = {"first": 0, "best": b}
@@ -245,6 +251,7 @@ def evaluate(
         "mean_first": mean_first,
         "project": project,
         "connect": connect,
+        "drop": list(drop),
         "seconds": time.perf_counter() - t0,
         "metrics": {v: _summary(arrays[v]) for v in VARIANTS},
         "diversity": _diversity_summary(spread),

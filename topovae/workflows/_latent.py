@@ -24,6 +24,7 @@ import torch
 from .._checks import MAX_DESIGNS, check_model, check_problem, real_array
 from ..datasets._torch import BASE_CHANNELS, problem_condition
 from ..models._losses import project_volume
+from ..models._vae import drop_condition
 from ..solvers import Problem
 from ._connect import connect
 
@@ -82,10 +83,33 @@ def condition_of(model, problem: Problem) -> torch.Tensor:
     return torch.from_numpy(problem_condition(problem, fields=cfg.conditional and extra > 0))
 
 
+def check_drop(model, drop) -> tuple[str, ...]:
+    """Condition groups to leave out (a partial condition), checked against the model."""
+    from ..models import CONDITION_GROUPS
+
+    if isinstance(drop, str):
+        drop = tuple(g.strip() for g in drop.split(",") if g.strip())
+    drop = tuple(drop)
+    for g in drop:
+        if g not in CONDITION_GROUPS:
+            raise WorkflowError(
+                f"unknown condition group {g!r} to leave out; choose from: "
+                f"{', '.join(CONDITION_GROUPS)}"
+            )
+    if drop and not model.config.partial:
+        raise WorkflowError(
+            "this model was trained on full conditions only: leaving out "
+            f"{', '.join(drop)} needs a model trained with condition dropout"
+        )
+    return drop
+
+
 class LatentDecoder:
     """See the module docstring. ``problem`` may be None for an unconditional model (no
     projection and no passive regions then), and for a CVAE whose every call passes its
-    conditions (``explicit_conditions``)."""
+    conditions (``explicit_conditions``). ``drop``: condition groups to leave out of the
+    problem's condition ("volfrac", "loads", "supports"), for a model trained with condition
+    dropout; the designs are still projected onto the problem and judged on it."""
 
     def __init__(
         self,
@@ -94,6 +118,7 @@ class LatentDecoder:
         device=None,
         explicit_conditions=False,
         connect: bool = True,
+        drop: tuple[str, ...] = (),
     ) -> None:
         check_model(model)
         if problem is not None:
@@ -104,11 +129,14 @@ class LatentDecoder:
         self.latent_dim = model.config.latent_dim
         self.connect = bool(connect)
         cfg = model.config
+        drop = check_drop(model, drop)
         self.condition = None
         if problem is not None:
             c = condition_of(model, problem)  # also checks the size
             if cfg.conditional:
                 self.condition = c.to(self.device)
+                if drop:
+                    self.condition = drop_condition(self.condition, drop)
             solid = torch.tensor(problem.passive_solid, device=self.device)
             void = torch.tensor(problem.passive_void, device=self.device)
             self._solid, self._void = solid, void

@@ -27,7 +27,8 @@ import numpy as np
 import torch
 
 from .._checks import check_model, output_file
-from ..solvers import Problem
+from ..solvers import Problem, distinct
+from ._diversity import solids
 from ._judge import ce_text, score
 from ._latent import LatentDecoder, WorkflowError
 
@@ -64,8 +65,10 @@ def explorer_data(
     name or None), ``volfrac`` (its volume fraction or None) and ``sweep``: None for an
     unconditional model or without a problem, else
     {"volfracs": (n,), "designs": (n, H, W), "scores": key -> (n,)}, each design decoded under
-    ``problem.replace(volfrac=v)`` and judged on it. ``reference``: a SIMP design (H, W) of the
-    problem, giving the plane's compliance errors ``ce`` (not the sweep's: other volumes).
+    ``problem.replace(volfrac=v)`` and judged on it; ``distinct``: how many distinct designs the
+    plane holds (1 - IoU >= 0.15 of the binarised solids; None without a problem).
+    ``reference``: a SIMP design (H, W) of the problem, giving the plane's compliance errors
+    ``ce`` (not the sweep's: other volumes).
     """
     d = check_model(model).config.latent_dim
     if (
@@ -110,9 +113,15 @@ def explorer_data(
             "designs": np.stack(sd),
             "scores": {k: np.concatenate([s[k] for s in ss]) for k in ss[0]},
         }
+    spread = None
+    if problem is not None:  # distinct designs of the plane, stiffest first (the one definition)
+        flat = designs.reshape(grid * grid, *shape)
+        order = np.argsort(np.asarray(scores["compliance"]).ravel(), kind="stable")
+        spread = len(distinct(solids(flat[order], problem)))
     return {
         "kind": model.config.kind,
         "problem": None if problem is None else problem.name,
+        "distinct": spread,
         "volfrac": None if problem is None else float(problem.volfrac),
         "shape": tuple(int(n) for n in shape),
         "dims": dims,
@@ -326,6 +335,8 @@ def write_explorer_page(
         about += f" · problem {data['problem']}"
     about += f" · plane of u[{d0}] and u[{d1}] in [-{data['span']:g}, {data['span']:g}]"
     about += f", {grid}x{grid} points, other coordinates 0"
+    if data.get("distinct") is not None:
+        about += f"; {data['distinct']} distinct designs (1 - IoU >= 0.15)"
     n = grid - 1
     sweep_html = ""
     if sweep is not None:
