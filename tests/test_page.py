@@ -1,23 +1,17 @@
 """The latent explorer page: its data, and the page itself driven in a real headless Chromium.
 
-The browser is driven over the Chrome DevTools Protocol on ``--remote-debugging-pipe`` (JSON
-messages ending in a NUL byte on the browser's file descriptors 3 and 4), with the standard
-library only: real mouse and key input goes through the browser's input pipeline, so the page's
-pointer and key handlers run as they would for a person. The browser tests are skipped only when
-no Chromium binary is found (CI installs one: see .ci/run).
+The browser is the system's Chromium, driven by Playwright (a `dev` extra; no browser download:
+it launches the binary found on PATH): real mouse and key input goes through the browser's input
+pipeline, so the page's pointer and key handlers run as they would for a person. The browser tests
+are skipped only when no Chromium binary is found (CI installs one: see .ci/run).
 """
 
 import base64
-import fcntl
 import io
 import json
 import os
 import re
-import select
 import shutil
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -49,11 +43,6 @@ needs_chromium = pytest.mark.skipif(
 )
 GRID = 5
 SPAN = 30.0  # the tiny model barely feels z: a wide plane, so that its tiles differ visibly
-# puts the pipes on the browser's fds 3 and 4 (dash cannot name fds above 9), then execs it
-TRAMPOLINE = (
-    "import os, sys; a, b = map(int, sys.argv[1:3]); os.dup2(a, 3); os.dup2(b, 4); "
-    "os.execv(sys.argv[3], sys.argv[3:])"
-)
 VIEW = (1200, 800)
 
 
@@ -184,115 +173,49 @@ def test_the_page_is_self_contained_escaped_and_written_atomically(cvae_data, tm
 
 # -- the page in a browser --------------------------------------------------------------------
 class Chromium:
-    """A headless Chromium and one CDP session on one page."""
+    """The system's headless Chromium driven by Playwright (the `dev` extra), one page: real
+    mouse and key input through the browser's input pipeline, so the page's pointer and key
+    handlers run as they would for a person."""
 
-    def __init__(self, profile):
-        to_r, to_w = os.pipe()  # we write, the browser reads on its fd 3
-        from_r, from_w = os.pipe()  # the browser writes on its fd 4, we read
-        a, b = (fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in (to_r, from_w))  # >= 10: no clash
-        os.close(to_r)
-        os.close(from_w)
-        args = [
-            CHROMIUM, "--headless", "--disable-gpu", "--no-sandbox", "--remote-debugging-pipe",
-            f"--user-data-dir={profile}", "--no-first-run", "--no-default-browser-check",
-            "--hide-scrollbars", "--force-color-profile=srgb", "--force-device-scale-factor=1",
-            "--disable-extensions", "--mute-audio", f"--window-size={VIEW[0]},{VIEW[1]}",
-            "about:blank",
-        ]  # fmt: skip
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", TRAMPOLINE, str(a), str(b), *args],
-            pass_fds=(a, b),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        os.close(a)
-        os.close(b)
-        self.w, self.r = to_w, from_r
-        self.buf, self.next_id, self.events, self.session = b"", 0, [], None
+    def __init__(self):
+        from playwright.sync_api import sync_playwright
 
-    def _message(self, deadline: float) -> dict:
-        while b"\0" not in self.buf:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self.r], [], [], left)[0]:
-                raise TimeoutError("no answer from chromium")
-            chunk = os.read(self.r, 1 << 20)
-            if not chunk:
-                raise RuntimeError(f"chromium closed the pipe (exit {self.proc.poll()})")
-            self.buf += chunk
-        msg, self.buf = self.buf.split(b"\0", 1)
-        return json.loads(msg)
-
-    def send(self, method: str, params: dict | None = None, timeout: float = 20.0, **kw):
-        self.next_id += 1
-        msg = {"id": self.next_id, "method": method, "params": params or kw}
-        if self.session and not method.startswith("Target."):
-            msg["sessionId"] = self.session
-        os.write(self.w, json.dumps(msg).encode() + b"\0")
-        deadline = time.monotonic() + timeout
-        while True:
-            reply = self._message(deadline)
-            if reply.get("id") == self.next_id:
-                if "error" in reply:
-                    raise RuntimeError(f"{method}: {reply['error']}")
-                return reply["result"]
-            if "method" in reply:
-                self.events.append(reply)
-
-    def js(self, expression: str, await_promise: bool = False):
-        r = self.send(
-            "Runtime.evaluate",
-            expression=expression,
-            returnByValue=True,
-            awaitPromise=await_promise,
-        )
-        if "exceptionDetails" in r:
-            raise RuntimeError(f"{expression}: {r['exceptionDetails']}")
-        return r["result"].get("value")
+        self._playwright = sync_playwright().start()
+        self._browser = self._playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--force-color-profile=srgb",
+                  "--hide-scrollbars"],
+        )  # fmt: skip
+        self.page, self._errors = None, []
 
     def open(self, url: str) -> None:
         """A fresh tab on ``url``, once the page's script has run (body data-ready="1")."""
-        target = self.send("Target.createTarget", url="about:blank")["targetId"]
-        self.session = self.send("Target.attachToTarget", targetId=target, flatten=True)[
-            "sessionId"
-        ]
-        self.send("Runtime.enable")
-        self.send("Page.enable")
-        self.send(
-            "Emulation.setDeviceMetricsOverride",
-            width=VIEW[0],
-            height=VIEW[1],
-            deviceScaleFactor=1,
-            mobile=False,
+        if self.page is not None:
+            self.page.close()
+        self.page = self._browser.new_page(
+            viewport={"width": VIEW[0], "height": VIEW[1]}, device_scale_factor=1
         )
-        self.send("Page.navigate", url=url)
-        deadline = time.monotonic() + 20
-        while self.js("document.body ? document.body.dataset.ready || '' : ''") != "1":
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the page did not get ready: {url}")
-            time.sleep(0.05)
+        self._errors = []
+        self.page.on("pageerror", lambda error: self._errors.append(error))
+        self.page.goto(url)
+        self.page.wait_for_function("document.body && document.body.dataset.ready === '1'")
+
+    def js(self, expression: str):
+        return self.page.evaluate(expression)
 
     def mouse(self, kind: str, x: float, y: float) -> None:
-        self.send(
-            "Input.dispatchMouseEvent",
-            type=kind,
-            x=x,
-            y=y,
-            button="left",
-            buttons=0 if kind == "mouseReleased" else 1,
-            clickCount=1,
-        )
+        m = self.page.mouse
+        if kind == "mousePressed":
+            m.move(x, y)
+            m.down()
+        elif kind == "mouseMoved":
+            m.move(x, y)
+        else:
+            m.move(x, y)
+            m.up()
 
-    def key(self, key: str, code: int) -> None:
-        for kind in ("rawKeyDown", "keyUp"):
-            self.send(
-                "Input.dispatchKeyEvent",
-                type=kind,
-                key=key,
-                code=key,
-                windowsVirtualKeyCode=code,
-                nativeVirtualKeyCode=code,
-            )
+    def key(self, key: str) -> None:
+        self.page.keyboard.press(key)
 
     def state(self) -> dict:
         """What the page shows now, once the shown images are decoded and painted."""
@@ -314,38 +237,29 @@ class Chromium:
                       vfSrc: $("vf-design") && $("vf-design").src,
                       vfBox: $("vf-design") && box($("vf-design")),
                       vfScore: $("vf-score") && $("vf-score").textContent};
-            })()""",
-            await_promise=True,
+            })()"""
         )
 
     def screenshot(self, clip=None) -> np.ndarray:
-        params = {"format": "png", "fromSurface": True}
+        kw = {}
         if clip is not None:
             x, y, w, h = clip
-            params["clip"] = {"x": x, "y": y, "width": w, "height": h, "scale": 1}
-        png = base64.b64decode(self.send("Page.captureScreenshot", params)["data"])
+            kw["clip"] = {"x": x, "y": y, "width": w, "height": h}
+        png = self.page.screenshot(**kw)
         return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), np.float64)
 
     def errors(self) -> list:
-        return [e for e in self.events if e["method"] == "Runtime.exceptionThrown"]
+        return list(self._errors)
 
     def close(self) -> None:
-        try:
-            self.send("Browser.close", timeout=5)
-        except (RuntimeError, TimeoutError, OSError):
-            pass
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        os.close(self.w)
-        os.close(self.r)
+        self._browser.close()
+        self._playwright.stop()
 
 
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    b = Chromium(tmp_path_factory.mktemp("chromium-profile"))
+def browser():
+    pytest.importorskip("playwright", reason="the browser tests drive Chromium by Playwright")
+    b = Chromium()
     try:
         yield b
     finally:
@@ -424,13 +338,13 @@ def test_the_page_follows_a_drag_and_shows_that_tiles_design_and_score(
     assert min(others) > max(4 * err, 3.0), (err, others)
 
     # arrow keys move along the two directions
-    browser.key("ArrowLeft", 37)
-    browser.key("ArrowDown", 40)
-    browser.key("ArrowDown", 40)
+    browser.key("ArrowLeft")
+    browser.key("ArrowDown")
+    browser.key("ArrowDown")
     s = browser.state()
     assert s["cell"] == f"{g - 2},{g - 3}" and s["score"] == score_text(d["scores"], (g - 2, g - 3))
-    browser.key("ArrowRight", 39)
-    browser.key("ArrowRight", 39)  # clamped at the edge
+    browser.key("ArrowRight")
+    browser.key("ArrowRight")  # clamped at the edge
     assert browser.state()["cell"] == f"{g - 1},{g - 3}"
     assert not browser.errors()
 
@@ -446,8 +360,8 @@ def test_the_sliders_and_the_address_pick_the_point_and_the_volume_fraction(
     assert s["vfIndex"] == "1" and s["vfSrc"] == design_png(sw["designs"][1])
     assert s["vfScore"] == score_text(sw["scores"], 1)
     browser.js(
-        "for (const [id, v] of [['ux', 1], ['uy', 3], ['vf', 6]]) { const e ="
-        " document.getElementById(id); e.value = v; e.dispatchEvent(new Event('input')); }"
+        "() => { for (const [id, v] of [['ux', 1], ['uy', 3], ['vf', 6]]) { const e ="
+        " document.getElementById(id); e.value = v; e.dispatchEvent(new Event('input')); } }"
     )
     s = browser.state()
     assert s["cell"] == "1,3" and s["score"] == score_text(d["scores"], (1, 3))
