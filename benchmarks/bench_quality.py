@@ -5,11 +5,16 @@ the same data with the same number of epochs and evaluated on the same held-out 
     python benchmarks/bench_quality.py                     # the demo's data (made if missing)
     python benchmarks/bench_quality.py --data d.h5 --models unet --epochs 60 --limit 80
     python benchmarks/bench_quality.py --models unet --search 8   # + FE solves to reach 1 %
+    python benchmarks/bench_quality.py --data alt.h5 --models unet --epochs 40 -k 16  # design space
+    python benchmarks/bench_quality.py --data one.h5 --eval-data alt.h5 ...  # the same problems
 
 Prints, per model, training seconds and the table of `evaluate` (first = prior mean, best of k,
 polished with --polish SIMP iterations, SIMP with the same iterations from its uniform start),
 once for the designs as workflows return them (load paths connected, `workflows._connect`) and
-once for the decoder alone (``connect=False``):
+once for the decoder alone (``connect=False``), and the design space the k samples of each problem
+span (`workflows.diversity`: distinct designs within 5 % / 10 % of the stiffest reference, mean
+pairwise 1 - IoU, coverage of the reference designs and the generalized energy distance; a file
+made with `generate --alternatives` holds several reference designs per problem):
 CE median / mean (raw and binarised), CE < 1 % / < 5 %, pass rate, the OAT convention (median
 and mean CE over passing designs only), floating designs, VFE, greyness; and writes everything to
 ``--out``/quality.json. ``--search N`` also runs gradient and CMA-ES latent search on N held-out
@@ -102,6 +107,23 @@ def table(name: str, seconds: float, metrics: dict) -> str:
     return head + "\n".join(lines)
 
 
+DIVERSITY_ROWS = [
+    ("distinct_5", "distinct within 5 %"), ("distinct_10", "distinct within 10 %"),
+    ("pairwise", "pairwise 1 - IoU"), ("coverage", "coverage of references"),
+    ("ged", "GED"), ("references", "reference designs"),
+]  # fmt: skip
+
+
+def diversity_table(name: str, report: dict) -> str:
+    d = report["diversity"]
+    lines = [f"\n{name}: design space over k = {report['k']} samples per problem",
+             f"| {'figure':<26} | {'median':>8} | {'mean':>8} |"]  # fmt: skip
+    for key, label in DIVERSITY_ROWS:
+        if f"{key}_median" in d:
+            lines.append(f"| {label:<26} | {d[key + '_median']:8.3f} | {d[key + '_mean']:8.3f} |")
+    return "\n".join(lines)
+
+
 def unseen_metrics(model, path: str, n_seen: int, a, connect: bool = True) -> dict:
     """`evaluate`'s summary over the test problems of ``path`` whose index is >= ``n_seen`` (a file
     of the same distribution and seed is the same stream, so those were in no split of --data)."""
@@ -166,6 +188,15 @@ def main() -> int:
         help="dataset (made like the demo's when missing: 800 TopoDiff-like 32x32)",
     )
     ap.add_argument("--n", type=int, default=800, help="designs when the data is made")
+    ap.add_argument(
+        "--eval-data",
+        default=None,
+        help="evaluate on this file's test split instead (same distribution and seed: the same "
+        "problems, e.g. with alternatives as references)",
+    )
+    ap.add_argument(
+        "--condition-dropout", type=float, default=0.0, help="partial conditions (unet models)"
+    )
     ap.add_argument("--models", default="conv,unet,regression")
     ap.add_argument("--epochs", type=int, default=150, help="the demo's")
     ap.add_argument("--batch-size", type=int, default=64)
@@ -228,7 +259,7 @@ def main() -> int:
         cfg, cls, augment = model_spec(
             name, size, len(train.condition_channels), a.latent_dim, a.base_width, a.depth,
             beta=a.beta, compliance_weight=a.compliance_weight, compliance_start=a.compliance_start,
-            compliance_ramp=a.compliance_ramp,
+            compliance_ramp=a.compliance_ramp, condition_dropout=a.condition_dropout,
         )  # fmt: skip
         run = out / name
         seconds = float("nan")
@@ -246,16 +277,19 @@ def main() -> int:
         model.load_state_dict(load(run / "best.pt").state_dict())
         model.eval()
         rep, alone = (
-            evaluate(model, data, "test", k=a.k, polish=a.polish, seed=0, limit=a.limit,
-                     device="cpu", connect=connect)
+            evaluate(model, a.eval_data or data, "test", k=a.k, polish=a.polish, seed=0,
+                     limit=a.limit, device="cpu", connect=connect)
             for connect in (True, False)
         )  # fmt: skip
         results[name] = {"train_seconds": seconds, "metrics": rep["metrics"],
-                         "metrics_unconnected": alone["metrics"],
-                         "problems": rep["problems"]}  # fmt: skip
+                         "metrics_unconnected": alone["metrics"], "problems": rep["problems"],
+                         "diversity": rep["diversity"],
+                         "diversity_unconnected": alone["diversity"]}  # fmt: skip
         print(table(f"{name}: {rep['problems']} held-out problems", seconds, rep["metrics"]))
         print(table(f"{name}: the same, decoder alone (load paths not connected)", seconds,
                     alone["metrics"]))  # fmt: skip
+        print(diversity_table(name, rep))
+        print(diversity_table(f"{name}, decoder alone", alone))
         sys.stdout.flush()
         if a.unseen:
             for connect, key in ((True, "unseen"), (False, "unseen_unconnected")):

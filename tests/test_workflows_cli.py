@@ -84,10 +84,18 @@ def test_demo_quick_runs_every_step_end_to_end(demo):
         assert (out / name).is_file(), name
     for name in ("data.png", "evaluation/cases.png", "evaluation/ce.png", "search/curves.png",
                  "search/designs.png", "search/simp.png", "explore/samples.png",
-                 "explore/interpolation.png"):  # fmt: skip
+                 "explore/interpolation.png", "alternatives/mbb.png",
+                 "alternatives/held_out.png"):  # fmt: skip
         assert is_png(out / name), name
-    plan = json.loads((out / "report.json").read_text())["plan"]
-    assert read_header(out / "data.h5")["n"] == plan["n"]
+    report = json.loads((out / "report.json").read_text())
+    plan = report["plan"]
+    header = read_header(out / "data.h5")
+    assert (header["n_requested"], header["alternatives"]) == (plan["n"], plan["alternatives"])
+    assert plan["n"] <= header["n"] <= plan["n"] * plan["alternatives"]
+    md = (out / "report.md").read_text()
+    for alt in report["alternatives"].values():  # the design space, in the report
+        assert alt["distinct"] == len(alt["designs"]) >= 1
+        assert (out / alt["picture"]).is_file() and alt["picture"] in md
     model = load(out / "model" / "best.pt")
     assert model.config.kind == "cvae"
     assert (model.config.height, model.config.width) == (plan["size"], plan["size"])
