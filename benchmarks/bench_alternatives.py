@@ -33,6 +33,9 @@ VARIANTS = {
     "deflate": AlternativeSearch(tol=0.10),
     "deflate-strong": AlternativeSearch(tol=0.10, gamma=0.15, delta=3.0),
     "restarts-same-radius": AlternativeSearch(tol=0.10, deflate=False, radius=(1.0, 1.0)),
+    # the demo's budget: 3 restarts, and the same with shorter restarts and a looser re-solve
+    "demo": AlternativeSearch(tol=0.10, attempts=3),
+    "demo-cheap": AlternativeSearch(tol=0.10, attempts=3, explore_iter=30, ctol=1e-3),
 }
 
 
@@ -78,7 +81,9 @@ def main() -> None:
         "uniform (share, median gain) | s/problem"
     )
     for name in a.variants.split(","):
-        search = dataclasses.replace(VARIANTS[name], attempts=a.attempts)
+        search = VARIANTS[name]
+        if a.attempts is not None:
+            search = dataclasses.replace(search, attempts=a.attempts)
         t = time.perf_counter()
         with cf.ProcessPoolExecutor(a.workers) as ex:
             rows = list(ex.map(one, [(dist, 0, i, a.k, search) for i in range(a.n)]))

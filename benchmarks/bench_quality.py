@@ -197,6 +197,7 @@ def main() -> int:
     ap.add_argument(
         "--condition-dropout", type=float, default=0.0, help="partial conditions (unet models)"
     )
+
     ap.add_argument("--models", default="conv,unet,regression")
     ap.add_argument("--epochs", type=int, default=150, help="the demo's")
     ap.add_argument("--batch-size", type=int, default=64)

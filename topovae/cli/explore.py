@@ -251,4 +251,5 @@ def explore_page(checkpoint, problem, volfrac, problem_file, data, index, dims, 
         write_explorer_page(page, path, title=title)
     except workflow_errors() as e:
         raise InputError(str(e)) from None
-    click.echo(f"wrote {path} (plane u{plane[0]} x u{plane[1]}, {grid}x{grid} designs)")
+    spread = "" if page["distinct"] is None else f", {page['distinct']} distinct"
+    click.echo(f"wrote {path} (plane u{plane[0]} x u{plane[1]}, {grid}x{grid} designs{spread})")

@@ -132,7 +132,7 @@ def search(checkpoint, problem, volfrac, problem_file, data, index, methods, bud
 @click.option("--simp/--no-simp", default=True, show_default=True,
               help="Solve the problem with SIMP too, for the compliance error CE.")  # fmt: skip
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda.")
-@click.option("--drop", default="", help="Condition groups to leave out, e.g. loads,supports "
+@click.option("--drop", default=None, help="Condition groups to leave out, e.g. loads,supports "
               "(a model trained with --condition-dropout).")  # fmt: skip
 @click.option("--out", required=True, help="The picture (PNG) of the distinct designs.")
 @click.option("--json", "json_out", help="Also write the designs' figures as JSON here.")
@@ -159,7 +159,7 @@ def alternatives(checkpoint, problem, volfrac, problem_file, data, index, k, sam
     check_device(device)
     model = load_model(checkpoint)
     try:
-        drop = check_drop(model, drop)
+        drop = check_drop(model, drop or ())
     except workflow_errors() as e:
         raise InputError(f"--drop: {e}") from None
     prob, reference = model_problem(model, problem, volfrac, problem_file, data, index)
@@ -214,7 +214,7 @@ def alternatives(checkpoint, problem, volfrac, problem_file, data, index, k, sam
     show_default=True,
     help="Whether the first of the k latent vectors is the prior mean.",
 )
-@click.option("--drop", default="", help="Condition groups to leave out, e.g. loads (a model "
+@click.option("--drop", default=None, help="Condition groups to leave out, e.g. loads (a model "
               "trained with --condition-dropout).")  # fmt: skip
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda.")
 @click.option("--out", required=True, help="Report folder.")
@@ -234,7 +234,8 @@ def evaluate(checkpoint, data, split, k, polish, limit, seed, project, connect, 
     try:
         report = run_evaluation(model, data, split, k=k, polish=polish, seed=seed, limit=limit,
                                 device=device, progress=not quiet, project=project,
-                                connect=connect, mean_first=mean_first, drop=drop)  # fmt: skip
+                                connect=connect, mean_first=mean_first,
+                                drop=drop or ())  # fmt: skip
     except workflow_errors() as e:
         raise InputError(str(e)) from None
     paths = write_report(report, folder)
