@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .._checks import check_model, check_problem
-from ..solvers import DISTINCT, Problem, distinct, solve
+from ..solvers import DISTINCT, Problem, distinct, pairwise_distances, solve
 from ..solvers._problem import MAX_ITERATIONS
 from ._diversity import solids
 from ._judge import ComplianceOracle, score
@@ -121,10 +121,7 @@ def alternatives(
     groups = [int(rank[i]) for i in distinct(solids(polished[rank], problem))][:k]
     ref = None if reference is None else np.broadcast_to(reference, (len(groups), *problem.shape))
     s = score(polished[groups], problem, ref, oracle=oracle)
-    final = solids(polished[groups], problem)
-    from ..solvers import pairwise_distances
-
-    d = pairwise_distances(final)
+    d = pairwise_distances(solids(polished[groups], problem))
     pairs = d[np.triu_indices(len(groups), 1)]
     chosen = [keep[j] for j in groups]
     return Alternatives(
