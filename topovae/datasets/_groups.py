@@ -21,7 +21,7 @@ from ..solvers._alternatives import binarized
 from ._store import read_header, read_rows
 
 
-def alternatives_summary(path: str | os.PathLike, block: int = 4096) -> dict[str, float]:
+def alternatives_summary(path: str | os.PathLike) -> dict[str, float]:
     """Per-problem figures of a dataset file (module docstring); a file of one design per
     problem gives groups of one."""
     header = read_header(path)
