@@ -53,6 +53,7 @@ for _v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ[_v] = "1"
 
 import argparse  # noqa: E402
+import dataclasses  # noqa: E402
 import math  # noqa: E402
 import re  # noqa: E402
 import shutil  # noqa: E402
@@ -359,11 +360,133 @@ def quality(args) -> None:
         )
 
 
+# -- part 0: the demo's training step, before and after --------------------------------------
+class ContiguousVAE(DesignVAE):
+    """The network as it was before channels-last weights (plain NCHW convolutions)."""
+
+    def __init__(self, config: VAEConfig) -> None:
+        super().__init__(config)
+        self.to(memory_format=torch.contiguous_format)
+
+
+class Competitor:
+    """A CPU-bound process (a Python busy loop) while the `with` block runs."""
+
+    def __enter__(self):
+        import subprocess
+
+        self.proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        time.sleep(0.5)
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def demo_step(args) -> None:
+    """Samples/s of the demo's training epochs (Trainer._train_epoch on the demo's data, model
+    and settings) before (NCHW weights, torch fixed on every core, as the demo ran until
+    2026-12-07) and after (channels-last weights, ThreadTuner), alone and beside one competing
+    CPU-bound process; then the validation loss over the first epochs of both, and of the new
+    one with another seed (the noise a difference must beat)."""
+    from topovae.datasets import TopologyDataset
+    from topovae.models import ThreadTuner
+    from topovae.workflows._demo import PLANS, training_configs
+
+    plan = PLANS["full"]
+    path = Path(args.data) if args.data else Path(args.cache) / "demo-topodiff-like-32x32.h5"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        print(f"generating the demo's data into {path} (about 100 s once)", flush=True)
+        generate(path, distribution("topodiff-like", plan.size, plan.size), plan.n, seed=0,
+                 workers=args.workers, progress=False)  # fmt: skip
+    train = TopologyDataset(path, "train", in_memory=True, fields=True)
+    val = TopologyDataset(path, "val", in_memory=True, fields=True)
+    for k in range(len(train)):  # the full-material fields, computed once, before any timing
+        train[k]
+    mcfg, tcfg = training_configs(plan, len(train.condition_channels), "cpu")
+    cores = os.cpu_count() or 1
+    variants = {
+        "before": (ContiguousVAE, dataclasses.replace(tcfg, threads=cores, plots=False)),
+        "after": (DesignVAE, dataclasses.replace(tcfg, plots=False)),
+    }
+    print(
+        f"\n== 0. the demo's training step: {len(train)} designs {plan.size}x{plan.size}, "
+        f"batch {tcfg.batch_size}, {args.demo_epochs} epochs a figure, {cores} cores =="
+    )
+    trainers = {}
+    tmp = Path(tempfile.mkdtemp())
+    try:
+        for name, (cls, cfg) in variants.items():
+            t = Trainer(mcfg, cfg, train, val, tmp / name, model_class=cls)
+            t.tuner = ThreadTuner(cores) if cfg.threads == 0 else None
+            trainers[name] = t
+        rates: dict[tuple[str, str], list[float]] = {}
+
+        def timed(name: str, phase: str) -> None:
+            t = trainers[name]
+            if t.tuner is None:
+                torch.set_num_threads(t.tcfg.threads)
+            start = time.perf_counter()
+            for _ in range(args.demo_epochs):
+                t._train_epoch(None)
+            rate = args.demo_epochs * len(train) / (time.perf_counter() - start)
+            rates.setdefault((name, phase), []).append(rate)
+            threads = "" if t.tuner is None else f", tuner at {t.tuner.current} thread(s)"
+            print(f"  {phase:<10} {name:<7} {rate:7.1f} samples/s{threads}", flush=True)
+
+        for name in trainers:  # warm-up: oneDNN primitives, the first data pass
+            timed(name, "warm-up")
+        for _ in range(args.demo_rounds):
+            for name in trainers:
+                timed(name, "alone")
+        with Competitor():
+            for _ in range(args.demo_rounds):
+                for name in trainers:
+                    timed(name, "contended")
+        torch.set_num_threads(cores)
+        med = {k: float(np.median(v)) for k, v in rates.items()}
+        print(f"\n{'variant':<8} {'alone':>12} {'contended':>12} {'slowdown':>9}")
+        for name in trainers:
+            a, c = med[(name, "alone")], med[(name, "contended")]
+            print(f"{name:<8} {a:>10.1f}/s {c:>10.1f}/s {a / c:>8.2f}x")
+        a = med[("after", "alone")] / med[("before", "alone")]
+        c = med[("after", "contended")] / med[("before", "contended")]
+        print(f"after / before: {a:.2f}x alone, {c:.2f}x contended (target: >= 2x alone; "
+              f"contended no more than 3x slower than alone)")  # fmt: skip
+
+        print(f"\nvalidation loss over the first {args.curve_epochs} epochs (fresh runs):")
+        curves = {}
+        for label, name, seed in (("before", "before", 0), ("after", "after", 0),
+                                  ("after, seed 1", "after", 1)):  # fmt: skip
+            cls, cfg = variants[name]
+            cfg = dataclasses.replace(cfg, epochs=args.curve_epochs, seed=seed)
+            torch.set_num_threads(cores)
+            t = Trainer(mcfg, cfg, train, val, tmp / f"curve-{label}", model_class=cls)
+            curves[label] = [r["val_total"] for r in t.fit(progress=False)]
+        for label, v in curves.items():
+            print(f"  {label:<14} " + " ".join(f"{x:8.2f}" for x in v))
+        layout = max(abs(a - b) for a, b in zip(curves["before"], curves["after"], strict=True))
+        seeds = max(
+            abs(a - b) for a, b in zip(curves["after"], curves["after, seed 1"], strict=True)
+        )
+        print(f"largest |before - after| {layout:.2f}; largest |seed 0 - seed 1| {seeds:.2f}")
+    finally:
+        torch.set_num_threads(cores)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--latent", type=int, default=32, help="latent dimensions (default 32)")
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--skip-quality", action="store_true")
+    g = ap.add_argument_group("the demo's training step (only this part runs with --demo-step)")
+    g.add_argument("--demo-step", action="store_true")
+    g.add_argument("--demo-epochs", type=int, default=3, help="epochs per timed figure")
+    g.add_argument("--demo-rounds", type=int, default=2, help="timed figures per variant")
+    g.add_argument("--curve-epochs", type=int, default=5)
     g = ap.add_argument_group("throughput")
     g.add_argument("--cpu-batches", default="64,256")
     g.add_argument("--threads", default="1,2", help="torch threads of the CPU rows")
@@ -398,6 +521,9 @@ def main() -> None:
         f"bench_train: torch {torch.__version__}, {os.cpu_count()} CPUs, CUDA "
         + (torch.cuda.get_device_name() if torch.cuda.is_available() else "not available")
     )
+    if args.demo_step:
+        demo_step(args)
+        return
     if not args.skip_throughput:
         throughput(args)
     if not args.skip_quality:

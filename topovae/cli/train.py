@@ -109,6 +109,10 @@ from ._common import (
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the model.")
 @click.option("--ema", type=float, default=0.0, show_default=True,
               help="Decay of a weight average saved as the model (0: off).")  # fmt: skip
+@click.option("--threads", type=int, default=0, show_default=True,
+              help="torch CPU threads; 0: torch's count, or 1 while that is faster because "
+              "other processes keep the cores busy (re-measured as it trains). Fix it for "
+              "bit-for-bit repeatable runs.")  # fmt: skip
 @click.option(
     "--fields/--no-fields",
     default=True,
@@ -127,7 +131,7 @@ def train(
     compliance_samples: int, condition_dropout: float, init: str | None, epochs: int,
     batch_size: int,
     lr: float, seed: int, out: str, device: str, resume: bool, compile_: bool, ema: float,
-    fields: bool,
+    threads: int, fields: bool,
     in_memory: bool, quiet: bool,
 ) -> None:  # fmt: skip
     """Train a design VAE on a dataset file."""
@@ -171,7 +175,8 @@ def train(
             compliance_samples=compliance_samples, condition_dropout=condition_dropout,
         )  # fmt: skip
         tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
-                           compile=compile_, augment=augment, ema=ema)  # fmt: skip
+                           compile=compile_, augment=augment, ema=ema,
+                           threads=threads)  # fmt: skip
         fingerprint = {"file": Path(data).name, "distribution": stored_distribution,
                        "seed": header["seed"], "n": header["n"], "fields": fields}  # fmt: skip
         trainer = Trainer(mcfg, tcfg, train_set, val_set, out, data_fingerprint=fingerprint)

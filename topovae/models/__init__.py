@@ -17,6 +17,7 @@ from ._losses import (
     physics_terms,
     project_volume,
 )
+from ._threads import ThreadTuner
 from ._train import TrainConfig, Trainer, TrainingError, load, read_checkpoint
 from ._vae import CONDITION_GROUPS, DesignVAE, VAEOutput, drop_condition, normalise_condition
 
@@ -28,6 +29,7 @@ __all__ = [
     "NORMS",
     "ConfigError",
     "DesignVAE",
+    "ThreadTuner",
     "TrainConfig",
     "Trainer",
     "TrainingError",

