@@ -470,8 +470,9 @@ def _peak_rss_mib() -> float:
 
 
 def _child(
-    code: str, nelx: int, nely: int, rmin: float, solver: str, max_iter: int, reuse_tol: float
-) -> dict:
+    code: str, nelx: int, nely: int, rmin: float, solver: str, max_iter: int,
+    reuse_tol: float | None,
+) -> dict:  # fmt: skip
     import gc
 
     from topovae.solvers import preset, solve
@@ -490,6 +491,8 @@ def _child(
             "s_it": res.seconds_per_iteration,
             "setup": res.setup_seconds,
             "solver": res.linear_solver,
+            "reuse_tol": res.reuse_tol,
+            "factorizations": res.factorizations,
         }
     elif code == "strong":
         stats = {}
@@ -888,9 +891,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--reuse-tol",
         type=float,
-        default=0.0,
-        help="topovae's SIMPSettings.reuse_tol (0: factorise every iteration, as the ports do)",
+        default=None,
+        help="topovae's SIMPSettings.reuse_tol (default: topovae's default, auto; 0: factorise "
+        "every iteration, as the ports do)",
     )
+    ap.add_argument("--rmin", type=float, help="one filter radius for every size (e.g. 1.5)")
     ap.add_argument(
         "--no-faithful", action="store_true", help="time only topovae and the strong port"
     )
@@ -907,7 +912,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--sizes: expected e.g. 60x20,300x100, got {args.sizes!r}")
     if args.repeat < 1:
         ap.error("--repeat must be >= 1")
-    if not 0 <= args.reuse_tol < 1:
+    if args.reuse_tol is not None and not 0 <= args.reuse_tol < 1:
         ap.error(f"--reuse-tol must be in [0, 1), got {args.reuse_tol}")
     if args.large:
         sizes = parse_sizes(args.sizes) if args.sizes else list(LARGE_PLAN)
@@ -926,9 +931,10 @@ def main(argv: list[str] | None = None) -> int:
 
         versions += f", cvxopt {cvxopt.__version__}"
     print(
-        f"bench_simp: MBB half beam, vf 0.5, density filter, rmin = min(1.5*nelx/60, "
-        f"{args.rmin_max:g}), max_iter {args.max_iter or 'none'}, repeat {args.repeat}"
-        + (f", topovae reuse_tol {args.reuse_tol:g}" if args.reuse_tol else "")
+        "bench_simp: MBB half beam, vf 0.5, density filter, "
+        + (f"rmin {args.rmin:g}" if args.rmin else f"rmin = min(1.5*nelx/60, {args.rmin_max:g})")
+        + f", max_iter {args.max_iter or 'none'}, repeat {args.repeat}, topovae reuse_tol "
+        + ("auto (its default)" if args.reuse_tol is None else f"{args.reuse_tol:g}")
     )
     print(
         f"python {platform.python_version()}, {versions}, {os.cpu_count()} CPUs, "
@@ -941,7 +947,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rows, breakdowns = [], []
     for nelx, nely in sizes:
-        rmin = min(1.5 * nelx / 60, args.rmin_max)
+        rmin = args.rmin or min(1.5 * nelx / 60, args.rmin_max)
         codes = ("topovae", "strong") if args.no_faithful else ("topovae", "strong", "top88")
         runs: dict[str, list[dict]] = {code: [] for code in codes}
         for _ in range(args.repeat):
@@ -958,7 +964,7 @@ def main(argv: list[str] | None = None) -> int:
                                                          strict=True)]  # fmt: skip
         ports = (st,) if args.no_faithful else (st, rf)
         rel = max(abs(tv["c"] - o["c"]) / abs(o["c"]) for o in ports)
-        if args.reuse_tol:  # inexact solves may end a few iterations apart
+        if tv["reuse_tol"]:  # inexact solves may end a few iterations apart
             good = rel <= REUSE_REL_TOL
         else:
             good = rel <= REL_TOL and all(tv["its"] == o["its"] for o in ports)
@@ -967,7 +973,7 @@ def main(argv: list[str] | None = None) -> int:
             (
                 f"{nelx}x{nely}",
                 f"{rmin:g}",
-                tv["solver"],
+                tv["solver"] + (f", {tv['factorizations']} fact." if tv["reuse_tol"] else ""),
                 f"{tv['its']}/{st['its']}/{rf['its']}",
                 f"{s_tv:.4f}",
                 f"{s_st:.4f}",

@@ -349,6 +349,32 @@ def test_factor_reuse_solves_to_its_tolerance_or_refactorises(linear_solver: str
     np.testing.assert_array_equal(u, FEModel(p, linear_solver).solve(near))
 
 
+def test_failed_reuse_tries_back_off_and_a_success_resets_them() -> None:
+    """After n >= 2 failed tries in a row the next 2^(n-2) solves refactorise untried; a
+    successful try starts the count again."""
+    p, young = random_case(6)
+    fe = FEModel(p, reuse_tol=1e-8)
+    rng = np.random.default_rng(3)
+    fe.solve(young)  # nothing to reuse yet
+    tried = []
+    for k in range(2, 14):  # every new design is far from the last: every try fails
+        before = fe.tries
+        fe.solve(simp_modulus(rng.uniform(0.1, 1.0, young.size), 3.0))
+        if fe.tries > before:
+            tried.append(k)
+    assert tried == [2, 3, 5, 8, 13]  # skips of 0, 1, 2, 4 solves
+    assert fe.reuses == 0 and fe.factorizations == 13
+    last = simp_modulus(rng.uniform(0.1, 1.0, young.size), 3.0)
+    for _ in range(8):  # the fifth failure in a row skips the next 8 solves
+        fe.solve(last)
+    assert (fe.reuses, fe.factorizations) == (0, 21)
+    fe.solve(last)  # then it tries again, and the unchanged design is reused
+    assert (fe.reuses, fe.factorizations) == (1, 21)
+    before = fe.tries
+    fe.solve(simp_modulus(rng.uniform(0.1, 1.0, young.size), 3.0))
+    assert fe.tries == before + 1  # tried at once again
+
+
 def test_factor_reuse_is_off_by_default_and_checked() -> None:
     p, young = random_case(9)
     fe = FEModel(p)
@@ -358,6 +384,19 @@ def test_factor_reuse_is_off_by_default_and_checked() -> None:
     for bad in (-1e-3, 1.0, float("nan")):
         with pytest.raises(ProblemError, match="reuse_tol"):
             FEModel(p, reuse_tol=bad)
+
+
+def test_auto_reuse_is_on_from_ten_thousand_free_dofs() -> None:
+    """reuse_tol=None (SIMPSettings' default): 1e-6 where a factorisation costs clearly
+    more than a try, 0 on small grids (top88's 60x20 factorises every iteration)."""
+    from topovae.solvers._fe import REUSE_AUTO_TOL, REUSE_MIN_DOFS
+
+    small, large = preset("mbb", 60, 20), preset("mbb", 150, 50)
+    assert FEModel(small, reuse_tol=None).free.size < REUSE_MIN_DOFS
+    assert FEModel(large, reuse_tol=None).free.size >= REUSE_MIN_DOFS
+    assert FEModel(small, reuse_tol=None).reuse_tol == 0.0
+    assert FEModel(large, reuse_tol=None).reuse_tol == REUSE_AUTO_TOL == 1e-6
+    assert FEModel(large, reuse_tol=0.0).reuse_tol == 0.0
 
 
 def test_y_axis_points_up() -> None:

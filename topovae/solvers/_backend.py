@@ -54,7 +54,7 @@ def torch_unsupported(settings: SIMPSettings) -> str | None:
         )
     if settings.update_rule == "mma":
         return "the batched SIMP uses OC; use the direct backend for MMA"
-    if settings.reuse_tol > 0:
+    if settings.reuse_tol:  # None (auto) and 0 mean the same on a route without a factor
         return "reuse_tol reuses the direct backend's Cholesky factor; the batched SIMP has none"
     return None
 

@@ -26,9 +26,19 @@ E0 = 1.0  # Young's modulus of solid material
 EMIN = 1e-9  # Young's modulus of void, keeps K non-singular
 NU = 0.3  # Poisson's ratio
 # Factor reuse (FEModel's reuse_tol): CG iterations tried on the last factor before refactorising
-# (1, 3 or 4 were slower at 300x100, and so was skipping tries after a failure:
-# benchmarks/bench_reanalysis.py).
+# (1, 3 or 4 were slower at 300x100: benchmarks/bench_reanalysis.py).
 REUSE_MAX_CG = 2
+# After n >= 2 failed tries in a row, the next min(2^(n-2), REUSE_BACKOFF) solves refactorise
+# without trying (0: always try): a design that changes fast wastes few tries (MBB 300x100,
+# rmin 1.5: 103 ms per iteration against 124 trying every solve and 107 without reuse). Skipping
+# after every single failure lost reuses where they pay (rmin 7.5: 39.9 against 33.6 ms).
+REUSE_BACKOFF = 32
+# reuse_tol=None ("auto"): REUSE_AUTO_TOL from REUSE_MIN_DOFS free DOFs on, else no reuse
+# (benchmarks/bench_reanalysis.py --whole-run: MBB rmin 1.5, 64x64 (8.3k DOFs) 10.8 against
+# 10.0 ms per iteration, 150x50 (15k) 18.9 against 19.6; with the filter radius scaled to
+# the grid reuse pays more, 300x100 1.9-2.1x)
+REUSE_AUTO_TOL = 1e-6
+REUSE_MIN_DOFS = 10_000
 
 
 def element_stiffness(nu: float = NU) -> np.ndarray:
@@ -103,11 +113,13 @@ class FEModel:
     """
 
     def __init__(
-        self, problem: Problem, linear_solver: str | None = None, reuse_tol: float = 0.0
+        self, problem: Problem, linear_solver: str | None = None, reuse_tol: float | None = 0.0
     ) -> None:
         check_problem(problem)
-        if not 0 <= _finite_number("reuse_tol", reuse_tol) < 1:
-            raise ProblemError(f"reuse_tol must be in [0, 1) (0: off), got {reuse_tol}")
+        if reuse_tol is not None and not 0 <= _finite_number("reuse_tol", reuse_tol) < 1:
+            raise ProblemError(
+                f"reuse_tol must be None (auto) or in [0, 1) (0: off), got {reuse_tol}"
+            )
         self.nelx, self.nely = problem.nelx, problem.nely
         self.edof = edof_matrix(self.nelx, self.nely)
         self.ndof = problem.ndof
@@ -124,8 +136,12 @@ class FEModel:
         )
         self.solver.set_pattern(indptr, indices)
         self._pattern = (indptr, indices)
+        if reuse_tol is None:  # auto: where a try costs clearly less than a factorisation
+            reuse_tol = REUSE_AUTO_TOL if self.free.size >= REUSE_MIN_DOFS else 0.0
         self.reuse_tol = float(reuse_tol)
-        self.factorizations = self.reuses = 0
+        self.factorizations = self.reuses = self.tries = 0
+        self._failed = 0  # failed reuse tries in a row
+        self._skip = 0  # solves to refactorise before the next try
         self.last_solve_exact = True  # False: the last solve was CG on an older factor
         self._last: np.ndarray | None = None  # free-DOF displacements of the last solve
 
@@ -170,6 +186,10 @@ class FEModel:
         """Free-DOF displacements by CG preconditioned with the last factor; None: refactorise."""
         if self.reuse_tol <= 0 or self._last is None:
             return None
+        if self._skip > 0:
+            self._skip -= 1
+            return None
+        self.tries += 1
         n = self.free.size
         k = sp.csc_matrix((data, self._pattern[1], self._pattern[0]), shape=(n, n))
         if self.solver.lower_only:
@@ -190,6 +210,7 @@ class FEModel:
         for it in range(REUSE_MAX_CG + 1):
             if np.all(np.linalg.norm(r, axis=0) <= limit):
                 self.reuses += 1
+                self._failed = 0
                 return x
             if it == REUSE_MAX_CG:
                 break
@@ -200,6 +221,9 @@ class FEModel:
             alpha = rz / np.einsum("ij,ij->j", p, q)
             x += alpha * p
             r -= alpha * q
+        self._failed += 1
+        if self._failed >= 2:
+            self._skip = min(2 ** (self._failed - 2), REUSE_BACKOFF)
         return None
 
     def element_energy(self, u: np.ndarray) -> np.ndarray:

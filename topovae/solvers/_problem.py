@@ -135,15 +135,19 @@ class SIMPSettings:
         (0.75 %).
     linear_solver: "auto" (CHOLMOD when the `fast` extra is installed, else SuperLU), "cholmod",
         or "superlu".
-    reuse_tol: 0 (the default) factorises the stiffness matrix every iteration, as top88 does.
-        A value > 0 first solves each new matrix by at most two CG iterations preconditioned with
-        the last factor, to a residual <= reuse_tol ||f||, and refactorises only when that fails
-        (direct backend). MBB 300x100 to convergence (927 iterations,
-        benchmarks/bench_reanalysis.py --whole-run 2000): 1e-6 factorises 127 times, 1.7x
-        faster, final compliance within 3e-8 of the exact run's and the same iteration count;
-        looser values are faster (1e-3: 40 factorisations, 3.5x) and move the design more. It
-        pays on large grids late in a run; at 60x20 it is slower. The reported compliance is
-        always that of an exact solve.
+    reuse_tol: None (the default, "auto"): 1e-6 on grids with at least 10,000 free DOFs (about
+        70x70 elements), 0 below, where a factorisation costs little more than a try. 0
+        factorises the stiffness matrix every iteration, as top88 does. A value > 0 first
+        solves each new matrix by at most two CG iterations preconditioned with the last factor,
+        to a residual <= reuse_tol ||f||, and refactorises only when that fails (direct backend;
+        the batched torch SIMP has no factor and takes only None or 0). After n >= 2 failed
+        tries in a row the next min(2^(n-2), 32) solves refactorise without trying, so designs
+        that change fast (a small filter radius) lose nothing: MBB 300x100 with top88's rmin 1.5
+        ran 103 ms per iteration against 107 without reuse and 124 trying every solve. With
+        rmin 7.5 (927 iterations to convergence, benchmarks/bench_reanalysis.py --whole-run):
+        160 factorisations, 2.1x faster, final compliance within 3e-8 of the exact run's and the
+        same iteration count; looser values are faster (1e-3: 40 factorisations, 3.5x) and move
+        the design more. The reported compliance is always that of an exact solve.
     """
 
     penal: float = 3.0
@@ -159,7 +163,7 @@ class SIMPSettings:
     beta_every: int = 50
     eta: float = 0.5
     linear_solver: str = "auto"
-    reuse_tol: float = 0.0
+    reuse_tol: float | None = None
 
     def __post_init__(self) -> None:
         _choice("filter", self.filter, FILTERS)
@@ -175,8 +179,10 @@ class SIMPSettings:
             raise ProblemError(f"tol must be > 0, got {self.tol}")
         if not 0 <= _finite_number("ctol", self.ctol) < 1:
             raise ProblemError(f"ctol must be in [0, 1) (0: off), got {self.ctol}")
-        if not 0 <= _finite_number("reuse_tol", self.reuse_tol) < 1:
-            raise ProblemError(f"reuse_tol must be in [0, 1) (0: off), got {self.reuse_tol}")
+        if self.reuse_tol is not None and not 0 <= _finite_number("reuse_tol", self.reuse_tol) < 1:
+            raise ProblemError(
+                f"reuse_tol must be None (auto) or in [0, 1) (0: off), got {self.reuse_tol}"
+            )
         for name in ("max_iter", "beta_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:

@@ -79,6 +79,7 @@ class SolveResult:
     setup_seconds: float
     problem: Problem = field(repr=False)
     factorizations: int = 0  # of the stiffness matrix (the direct route; reuse_tol saves some)
+    reuse_tol: float = 0.0  # the factor-reuse tolerance the solve ran with (0: none)
 
     @property
     def seconds_per_iteration(self) -> float:
@@ -98,6 +99,7 @@ class SolveResult:
             "setup_seconds": self.setup_seconds,
             "seconds_per_iteration": self.seconds_per_iteration,
             "factorizations": self.factorizations,
+            "reuse_tol": self.reuse_tol,
         }
 
 
@@ -445,6 +447,7 @@ def _solve(
         setup_seconds=t1 - t0,
         problem=problem,
         factorizations=fe.factorizations,
+        reuse_tol=fe.reuse_tol,
     )
 
 
