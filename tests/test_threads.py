@@ -6,7 +6,6 @@ import torch
 
 from topovae.models import ConfigError, ThreadTuner, TrainConfig
 
-
 # seconds per sample at 2 threads and at 1, idle (False) and with one competing process (True):
 # the demo's step on 2 cores, measured 2.9 / 5.0 ms alone, 9.5 / 5.6 ms contended
 COST = {False: {2: 2.9e-3, 1: 5.0e-3}, True: {2: 9.5e-3, 1: 5.6e-3}}
