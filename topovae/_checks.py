@@ -1,7 +1,8 @@
 """Argument checks shared by the public functions: a wrong kind of argument gets a TypeError
-naming the argument and what it may be, instead of an AttributeError from deep inside.
+naming the argument and what it may be, instead of an AttributeError from deep inside. The
+bottom layer: it imports nothing of topovae (`solvers.check_problem` and `models.check_model`
+check the project's own types where they are defined).
 
-    check_problem(problem)            # a topovae Problem, or TypeError
     path = check_path(path, "data")   # str or os.PathLike -> Path, or TypeError
     a = real_array(value, "designs", JudgeError)   # float64 array of real numbers, or JudgeError
     png = output_file(path, "out", WorkflowError, image=True)   # checked before any work
@@ -22,31 +23,6 @@ MAX_DESIGNS = 4096
 
 def type_name(value: Any) -> str:
     return type(value).__name__
-
-
-def check_problem(value: Any, name: str = "problem") -> Any:
-    """``value`` if it is a `Problem` (e.g. ``preset("mbb")``), else a TypeError."""
-    from .solvers._problem import Problem
-
-    if not isinstance(value, Problem):
-        raise TypeError(f"{name} must be a topovae Problem, got {type_name(value)}")
-    return value
-
-
-def check_model(value: Any, name: str = "model") -> Any:
-    """``value`` if it is a design model (a `DesignVAE`, e.g. ``topovae.models.load(path)``)."""
-    import torch
-
-    from .models._config import VAEConfig
-
-    # duck-typed on the config, so that torch.compile'd and subclassed models pass
-    if not isinstance(value, torch.nn.Module) or not isinstance(
-        getattr(value, "config", None), VAEConfig
-    ):
-        raise TypeError(
-            f"{name} must be a DesignVAE (e.g. topovae.models.load(path)), got {type_name(value)}"
-        )
-    return value
 
 
 def check_path(value: Any, name: str = "path") -> Path:

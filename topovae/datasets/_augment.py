@@ -41,8 +41,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .._checks import check_problem
 from ..solvers import Problem, ProblemError
+from ..solvers._problem import check_problem
 from ._store import FIELDS, DatasetError
 
 if TYPE_CHECKING:

@@ -7,7 +7,7 @@ terms = loss_terms(model.config, out.logits, x, out.mu, out.logvar, step)
 terms["total"].backward()
 """
 
-from ._config import ACTIVATIONS, KINDS, LIKELIHOODS, NORMS, ConfigError, VAEConfig
+from ._config import ACTIVATIONS, KINDS, LIKELIHOODS, NORMS, ConfigError, VAEConfig, check_model
 from ._losses import (
     active_units,
     compliance_weight,
@@ -36,6 +36,7 @@ __all__ = [
     "VAEConfig",
     "VAEOutput",
     "active_units",
+    "check_model",
     "compliance_weight",
     "drop_condition",
     "gaussian_kl",

@@ -215,3 +215,16 @@ class VAEConfig:
         if unknown:
             raise ConfigError(f"unknown model config fields: {', '.join(sorted(unknown))}")
         return cls(**d)
+
+
+def check_model(value: Any, name: str = "model") -> Any:
+    """``value`` if it is a design model (a `DesignVAE`, e.g. ``topovae.models.load(path)``)."""
+    import torch
+
+    # duck-typed on the config, so that torch.compile'd and subclassed models pass
+    if not isinstance(value, torch.nn.Module) or not isinstance(
+        getattr(value, "config", None), VAEConfig
+    ):
+        got = type(value).__name__
+        raise TypeError(f"{name} must be a DesignVAE (e.g. topovae.models.load(path)), got {got}")
+    return value

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._checks import check_problem
+from ..solvers._problem import check_problem
 from ._config import ConfigError, VAEConfig
 
 

@@ -25,7 +25,15 @@ from ._filters import filter_matrix, heaviside
 from ._linear import cholmod_available
 from ._mma import MMA
 from ._presets import PRESETS, preset
-from ._problem import FILTERS, LINEAR_SOLVERS, OPTIMIZERS, Problem, ProblemError, SIMPSettings
+from ._problem import (
+    FILTERS,
+    LINEAR_SOLVERS,
+    OPTIMIZERS,
+    Problem,
+    ProblemError,
+    SIMPSettings,
+    check_problem,
+)
 from ._simp import DesignMap, IterationInfo, SolveResult, compliance, oc_update, solve
 
 __all__ = [
@@ -50,6 +58,7 @@ __all__ = [
     "ProblemError",
     "SIMPSettings",
     "SolveResult",
+    "check_problem",
     "cholmod_available",
     "choose_backend",
     "compliance",

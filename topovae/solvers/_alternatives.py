@@ -26,9 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.fft
 
-from .._checks import check_problem
 from ._deflation import Deflation
-from ._problem import Problem, ProblemError, _finite_number
+from ._problem import Problem, ProblemError, _finite_number, check_problem
 from ._simp import SolveResult, solve
 
 DISTINCT = 0.15  # 1 - IoU of binarised solids at and above which two designs are distinct

@@ -15,9 +15,8 @@
 
 from __future__ import annotations
 
-from .._checks import check_problem
 from ._linear import cholmod_available
-from ._problem import Problem, ProblemError, SIMPSettings
+from ._problem import Problem, ProblemError, SIMPSettings, check_problem
 
 BACKENDS = ("auto", "direct", "torch")
 

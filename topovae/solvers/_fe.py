@@ -18,9 +18,9 @@ import functools
 import numpy as np
 import scipy.sparse as sp
 
-from .._checks import check_problem, real_array
+from .._checks import real_array
 from ._linear import LinearSolver, make_linear_solver
-from ._problem import Problem, ProblemError, _finite_number, check_size
+from ._problem import Problem, ProblemError, _finite_number, check_problem, check_size
 
 E0 = 1.0  # Young's modulus of solid material
 EMIN = 1e-9  # Young's modulus of void, keeps K non-singular

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import check_problem
 from ._fe import KE, NU, FEModel, to_field
-from ._problem import Problem
+from ._problem import Problem, check_problem
 
 # Strain-displacement matrix of the unit Q4 element at its centre, local DOF order of `_fe`
 # (lower-left, lower-right, upper-right, upper-left; x right, y up).

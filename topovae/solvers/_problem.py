@@ -489,3 +489,10 @@ class Problem:
             f"Problem(name={self.name!r}, nelx={self.nelx}, nely={self.nely}, "
             f"volfrac={self.volfrac}, ncases={self.ncases}, settings={self.settings})"
         )
+
+
+def check_problem(value: Any, name: str = "problem") -> Any:
+    """``value`` if it is a `Problem` (e.g. ``preset("mbb")``), else a TypeError."""
+    if not isinstance(value, Problem):
+        raise TypeError(f"{name} must be a topovae Problem, got {type(value).__name__}")
+    return value

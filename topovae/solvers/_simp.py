@@ -31,13 +31,13 @@ from typing import Any
 
 import numpy as np
 
-from .._checks import check_problem, check_unit_range, real_array
+from .._checks import check_unit_range, real_array
 from ._backend import check_backend, choose_backend, torch_unsupported
 from ._deflation import Deflation
 from ._fe import E0, EMIN, FEModel, simp_modulus, to_field, to_vector
 from ._filters import ConeFilter, _heaviside, heaviside_grad
 from ._mma import MMA
-from ._problem import MAX_PENAL, Problem, ProblemError, _finite_number
+from ._problem import MAX_PENAL, Problem, ProblemError, _finite_number, check_problem
 
 
 @dataclass

@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._checks import check_model, check_problem
+from ..models._config import check_model
 from ..solvers import DISTINCT, Problem, distinct, pairwise_distances, solve
-from ..solvers._problem import MAX_ITERATIONS
+from ..solvers._problem import MAX_ITERATIONS, check_problem
 from ._diversity import solids
 from ._judge import ComplianceOracle, score
 from ._latent import LatentDecoder, WorkflowError, check_count, check_seed

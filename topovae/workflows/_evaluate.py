@@ -33,7 +33,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._checks import check_model, check_path, output_folder
+from .._checks import check_path, output_folder
+from ..models._config import check_model
 from ..models._vae import drop_condition
 from ..solvers import ProblemError, solve
 from ..solvers._problem import MAX_ITERATIONS

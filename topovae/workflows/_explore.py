@@ -19,8 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._checks import check_model, check_path, check_problem, output_file, real_array
+from .._checks import check_path, output_file, real_array
+from ..models._config import check_model
 from ..solvers import Problem
+from ..solvers._problem import check_problem
 from ._judge import caption, score
 from ._latent import LatentDecoder, WorkflowError, check_count, check_seed
 

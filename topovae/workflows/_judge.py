@@ -25,10 +25,11 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from .._checks import check_problem, check_unit_range, real_array, type_name
+from .._checks import check_unit_range, real_array, type_name
 from ..solvers import FEModel, Problem, solid
 from ..solvers._connectivity import bare_loads, load_carrying
 from ..solvers._fe import simp_modulus, to_field, to_vector
+from ..solvers._problem import check_problem
 
 SCORE_KEYS = (
     "compliance", "compliance_binary", "volume", "vfe", "floating", "bare_loads", "greyness",

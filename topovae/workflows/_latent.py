@@ -21,11 +21,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .._checks import MAX_DESIGNS, check_model, check_problem, real_array
+from .._checks import MAX_DESIGNS, real_array
 from ..datasets._torch import BASE_CHANNELS, problem_condition
+from ..models._config import check_model
 from ..models._losses import project_volume
 from ..models._vae import drop_condition
 from ..solvers import Problem
+from ..solvers._problem import check_problem
 from ._connect import connect
 
 

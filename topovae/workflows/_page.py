@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._checks import check_model, output_file
+from .._checks import output_file
+from ..models._config import check_model
 from ..solvers import Problem, distinct
 from ._diversity import solids
 from ._judge import ce_text, score

@@ -30,9 +30,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._checks import check_model, check_problem
+from ..models._config import check_model
 from ..solvers import Problem, SolveResult, solve
-from ..solvers._problem import MAX_ITERATIONS
+from ..solvers._problem import MAX_ITERATIONS, check_problem
 from ._judge import ComplianceOracle, score
 from ._latent import LatentDecoder, WorkflowError, check_count, check_seed
 
