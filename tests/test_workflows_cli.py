@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import METRIC_KEYS, assert_one_line_error
+from conftest import METRIC_KEYS, TINY, assert_one_line_error
 
 from topovae.cli import main
 from topovae.datasets import TopologyDataset, read_header
@@ -241,6 +241,22 @@ def test_evaluate_writes_the_report(run, tmp_path, cvae, data):
     assert is_png(folder / "cases.png") and is_png(folder / "ce.png")
 
 
+def test_evaluate_nll_reports_the_iwae_estimate_beside_the_elbo(run, tmp_path, cvae, data):
+    r = ok(run("evaluate", cvae, data, "--limit", 3, "-k", 2, "--polish", 0, "--nll", 20,
+               "--device", "cpu", "--quiet", "--out", "rep"))  # fmt: skip
+    assert "likelihood: -log p(x | c)" in r.output
+    lik = json.loads((tmp_path / "rep" / "report.json").read_text())["likelihood"]
+    assert (lik["k"], lik["designs"], lik["likelihood"]) == (20, 3, "bernoulli")
+    assert np.isfinite(lik["nll_nats"]) and lik["nll_nats"] > 0
+    # log mean exp >= mean of the same weights (Jensen): the bound is above the ELBO's draws
+    assert -lik["nll_nats"] >= lik["elbo_nats"]
+    assert lik["bits_per_element"] == pytest.approx(lik["nll_nats"] / (TINY * TINY * np.log(2)))
+    assert "bits per element" in (tmp_path / "rep" / "report.md").read_text()
+    again = ok(run("evaluate", cvae, data, "--limit", 3, "-k", 2, "--polish", 0, "--nll", 20,
+                   "--device", "cpu", "--quiet", "--out", "rep2"))  # fmt: skip
+    assert again.output.splitlines()[-2] == r.output.splitlines()[-2]  # seeded
+
+
 # -- bad input: one line, exit code 2 ------------------------------------------------------------
 def test_evaluate_refuses_a_model_of_another_size_than_the_data(run, cvae, data8):
     assert_one_line_error(run("evaluate", cvae, data8, "--out", "rep"), "12x12", "8x8")
@@ -326,6 +342,7 @@ def test_an_index_not_in_the_dataset_is_refused(run, cvae, data, indices, comman
       "--out", "s"), ["--polish", "-1"]),
     (("evaluate", "{ckpt}", "{data}", "-k", 0, "--out", "rep"), ["-k", "got 0"]),
     (("evaluate", "{ckpt}", "{data}", "--limit", 0, "--out", "rep"), ["--limit"]),
+    (("evaluate", "{ckpt}", "{data}", "--nll", -1, "--out", "rep"), ["--nll", "got -1"]),
     (("evaluate", "{ckpt}", "{data}", "--split", "nope", "--out", "rep"), ["'nope'"]),
     (("evaluate", "{ckpt}", "missing.h5", "--out", "rep"), ["missing.h5", "does not exist"]),
     (("evaluate", "{ckpt}", "{data}", "--out", "no/such/rep"), ["--out", "no/such"]),

@@ -216,11 +216,14 @@ def alternatives(checkpoint, problem, volfrac, problem_file, data, index, k, sam
 )
 @click.option("--drop", default=None, help="Condition groups to leave out, e.g. loads (a model "
               "trained with --condition-dropout).")  # fmt: skip
+@click.option("--nll", type=int, default=0, show_default=True,
+              help="Also estimate -log p(x | c) of the SIMP designs with this many importance "
+              "samples (the IWAE bound; 100 is usual), beside the ELBO.")  # fmt: skip
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda.")
 @click.option("--out", required=True, help="Report folder.")
 @click.option("--quiet", "-q", is_flag=True)
 def evaluate(checkpoint, data, split, k, polish, limit, seed, project, connect, mean_first, drop,
-             device, out, quiet) -> None:  # fmt: skip
+             nll, device, out, quiet) -> None:  # fmt: skip
     """Judge a model's designs against the SIMP designs of a dataset split."""
     from ..workflows import evaluate as run_evaluation
     from ..workflows import write_report
@@ -229,13 +232,15 @@ def evaluate(checkpoint, data, split, k, polish, limit, seed, project, connect, 
     check_device(device)
     if not 0 < k <= MAX_DESIGNS:
         raise InputError(f"-k must be an integer in 1..{MAX_DESIGNS}, got {k}")
+    if not 0 <= nll <= 100_000:
+        raise InputError(f"--nll must be an integer in 0..100,000 (0: off), got {nll}")
     dataset_header(data, verify=True)
     model = load_model(checkpoint)
     try:
         report = run_evaluation(model, data, split, k=k, polish=polish, seed=seed, limit=limit,
                                 device=device, progress=not quiet, project=project,
                                 connect=connect, mean_first=mean_first,
-                                drop=drop or ())  # fmt: skip
+                                drop=drop or (), nll=nll)  # fmt: skip
     except workflow_errors() as e:
         raise InputError(str(e)) from None
     paths = write_report(report, folder)
@@ -252,6 +257,13 @@ def evaluate(checkpoint, data, split, k, polish, limit, seed, project, connect, 
         f"{d['distinct_10_median']:g} (medians), pairwise 1 - IoU {d['pairwise_median']:.3f}, "
         f"coverage {100 * d['coverage_mean']:.1f} %, GED {d['ged_median']:.3f}"
     )
+    lik = report["likelihood"]
+    if lik:
+        click.echo(
+            f"likelihood: -log p(x | c) {lik['nll_nats']:.1f} nats per design (IWAE, K = "
+            f"{lik['k']}), {lik['bits_per_element']:.4f} bits per element; ELBO "
+            f"{lik['elbo_nats']:.1f} nats"
+        )
     click.echo(f"wrote {paths['json']}, {paths['md'].name}, {paths['html'].name}")
 
 

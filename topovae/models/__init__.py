@@ -8,6 +8,7 @@ terms["total"].backward()
 """
 
 from ._config import ACTIVATIONS, KINDS, LIKELIHOODS, NORMS, ConfigError, VAEConfig, check_model
+from ._likelihood import iwae, log_likelihood, log_weights
 from ._losses import (
     active_units,
     compliance_weight,
@@ -17,6 +18,7 @@ from ._losses import (
     physics_terms,
     project_volume,
 )
+from ._ppca import PPCA
 from ._threads import ThreadTuner
 from ._train import TrainConfig, Trainer, TrainingError, load, read_checkpoint
 from ._vae import CONDITION_GROUPS, DesignVAE, VAEOutput, drop_condition, normalise_condition
@@ -27,6 +29,7 @@ __all__ = [
     "KINDS",
     "LIKELIHOODS",
     "NORMS",
+    "PPCA",
     "ConfigError",
     "DesignVAE",
     "ThreadTuner",
@@ -40,8 +43,11 @@ __all__ = [
     "compliance_weight",
     "drop_condition",
     "gaussian_kl",
+    "iwae",
     "kl_weight",
     "load",
+    "log_likelihood",
+    "log_weights",
     "loss_terms",
     "normalise_condition",
     "physics_terms",

@@ -26,6 +26,7 @@ file with alternatives is evaluated once per problem, against its stiffest desig
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,7 @@ def evaluate(
     project: bool = True,
     connect: bool = True,
     drop: tuple[str, ...] = (),
+    nll: int = 0,
 ) -> dict[str, Any]:
     """See the module docstring. ``mean_first``: the first of the k latent vectors is the prior
     mean (the model's most likely design for the problem), the others prior samples.
@@ -142,7 +144,10 @@ def evaluate(
     ``connect``: projected designs get their load paths connected along their grey members
     (`LatentDecoder`); False judges the decoder's projected design as it is. ``drop``: leave
     these condition groups out (a partial condition; a model trained with condition dropout):
-    how good are its designs for the problem when it is told less.
+    how good are its designs for the problem when it is told less. ``nll`` = K > 0: also the
+    marginal likelihood of the judged SIMP designs, the IWAE estimate with K samples
+    (`topovae.models.log_likelihood`), beside the ELBO (the mean of the same K one-sample
+    ELBOs), in nats per design and bits per element, under "likelihood".
     Returns the report (JSON-ready) with per-problem rows under
     ``"problems"`` and arrays for figures under ``"_designs"`` (dropped when written)."""
     check_model(model)
@@ -152,6 +157,8 @@ def evaluate(
     seed = check_seed(seed)
     if limit is not None:
         check_count(limit, "--limit", high=None)
+    if nll:
+        check_count(nll, "--nll (importance samples)", high=100_000)
     drop = check_drop(model, drop)
     t0 = time.perf_counter()
     ds = _load_split(model, data, split, split_seed)
@@ -166,6 +173,7 @@ def evaluate(
     scores = {v: {key: [] for key in keys} for v in VARIANTS}
     per_problem, designs, skipped = [], {v: [] for v in (*VARIANTS, "simp")}, []
     problems, spread = [], {}
+    judged_x, judged_c = [], []  # the designs and conditions whose likelihood --nll estimates
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -190,6 +198,8 @@ def evaluate(
             c = None
             if model.config.conditional:
                 c = drop_condition(item["condition"], drop) if drop else item["condition"]
+            judged_x.append(item["density"])
+            judged_c.append(c)
             cand = dec.numpy(z, project=project, c=c)
             s = score(cand, problem, simp, oracle=oracle)
             b = int(np.argmin(s["compliance_binary"]))
@@ -260,9 +270,36 @@ def evaluate(
             "best_mean": float(novelty.mean()),
             "simp_mean": float(novelty_simp.mean()),
         },
+        "likelihood": _likelihood(model, judged_x, judged_c, nll, seed) if nll else None,
         "per_problem": per_problem,
         "_designs": {key: np.stack(val) for key, val in designs.items()},
         "_problems": problems,
+    }
+
+
+def _likelihood(model, xs: list, cs: list, k: int, seed: int) -> dict[str, float]:
+    """The IWAE estimate of log p(x | c) with k samples and the ELBO (the mean of the same k
+    one-sample ELBOs) of the designs ``xs`` (conditions ``cs``), 16 designs at a time."""
+    from ..models import iwae, log_weights
+
+    g = torch.Generator().manual_seed(seed + 1)
+    bound, elbo = [], []
+    for s in range(0, len(xs), 16):
+        x = torch.stack(xs[s : s + 16]).float()
+        c = None if cs[s] is None else torch.stack(cs[s : s + 16]).float()
+        w = log_weights(model, x, c, k=k, generator=g).cpu()
+        bound.append(iwae(w))
+        elbo.append(w.mean(0))
+    bound_t, elbo_t = torch.cat(bound).double(), torch.cat(elbo).double()
+    elements = model.config.height * model.config.width * model.config.in_channels
+    nll = float(-bound_t.mean())
+    return {
+        "k": k,
+        "designs": len(xs),
+        "nll_nats": nll,
+        "elbo_nats": float(elbo_t.mean()),
+        "bits_per_element": nll / (elements * math.log(2)),
+        "likelihood": model.config.likelihood,
     }
 
 
@@ -373,5 +410,14 @@ def markdown_report(report: dict[str, Any], figures: list[str] = ()) -> str:
             + ".",
             "",
         ]  # fmt: skip
+    lik = report.get("likelihood")
+    if lik:
+        lines += [
+            f"Likelihood of the {lik['designs']} SIMP designs ({lik['likelihood']}): "
+            f"-log p(x | c) {lik['nll_nats']:.1f} nats per design (the IWAE estimate, "
+            f"K = {lik['k']}; {lik['bits_per_element']:.4f} bits per element), ELBO "
+            f"{lik['elbo_nats']:.1f} nats.",
+            "",
+        ]
     lines += [f"![{f}]({f})" for f in figures]
     return "\n".join(lines) + "\n"
