@@ -860,3 +860,30 @@ def test_cli_train_ema_saves_the_average(data, run, tmp_path):
     assert ckpt["train_config"]["ema"] == 0.5 and ckpt["ema_averaged"] == 4
     weight = "to_latent.weight"
     assert not torch.equal(ckpt["model"][weight], ckpt["train_model"][weight])
+
+
+# -- the library call behind `topovae train` ----------------------------------------------------
+def test_workflows_train_is_what_the_train_command_does(data, tmp_path):
+    from topovae.workflows import train
+
+    options = dict(latent_dim=4, base_width=4, depth=2, beta=0.5)
+    tcfg = TrainConfig(epochs=2, batch_size=16, seed=3, device="cpu", plots=False)
+    trainer = train(data, tmp_path / "lib", "cvae", train_config=tcfg, progress=False, **options)
+    cfg = trainer.mcfg
+    assert (cfg.kind, cfg.height, cfg.width, cfg.beta) == ("cvae", TINY, TINY, 0.5)
+    assert cfg.cond_channels == 9  # the 7 problem images and the two full-material fields
+    assert len(trainer.history) == 2
+    args = ["train", str(data), "--model", "cvae", "--latent-dim", "4", "--base-width", "4",
+            "--depth", "2", "--beta", "0.5", "--epochs", "2", "--batch-size", "16", "--seed",
+            "3", "--device", "cpu", "--quiet", "--out", str(tmp_path / "cli")]  # fmt: skip
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    a, b = (
+        read_checkpoint(tmp_path / "lib" / "last.pt"),
+        read_checkpoint(tmp_path / "cli" / "last.pt"),
+    )
+    assert a["model_config"] == b["model_config"] and a["data"] == b["data"]
+    assert_same_weights(a["model"], b["model"])
+    with pytest.raises(ConfigError, match="height comes from the dataset"):
+        train(data, tmp_path / "bad", "vae", height=8)
+    assert not (tmp_path / "bad").exists()

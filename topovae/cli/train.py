@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import click
 
 from ._common import (
     InputError,
     check_device,
-    dataset_header,
     main,
     output_folder,
 )
@@ -135,55 +133,37 @@ def train(
     in_memory: bool, quiet: bool,
 ) -> None:  # fmt: skip
     """Train a design VAE on a dataset file."""
-    import h5py
-
-    from ..datasets import TopologyDataset
-    from ..models import ConfigError, TrainConfig, Trainer, TrainingError, VAEConfig
+    from ..models import ConfigError, TrainConfig, TrainingError
+    from ..solvers import ProblemError
+    from ..workflows import WorkflowError
+    from ..workflows import train as train_model
 
     output_folder(out, parents=True)
     check_device(device)
-    if init is not None:
+    if init is not None:  # named by its flag, before any work
         if resume:
             raise InputError("--init starts a run from a checkpoint; --resume continues one")
-        from ..models import ConfigError, read_checkpoint
+        from ..models import read_checkpoint
 
         try:
             read_checkpoint(init)
         except ConfigError as e:
             raise InputError(f"--init: {e}") from None
-    header = dataset_header(data, verify=True)
-    with h5py.File(data, "r") as f:
-        has_conditions = "problem/loads" in f
-        # the distribution as the file stores it: a re-serialised one would change whenever a
-        # setting is added to topovae and make older runs refuse to resume
-        stored_distribution = str(f.attrs["distribution"])
-    if kind == "cvae" and not has_conditions:
-        raise InputError(f"{data} holds no problem conditions; a cvae needs them")
-    d = header["distribution"]
-    fields = fields and kind == "cvae"  # the fields are condition channels
     try:
-        train_set = TopologyDataset(data, "train", in_memory=in_memory, fields=fields)
-        val_set = TopologyDataset(data, "val", in_memory=in_memory, fields=fields)
-        cc = len(train_set.condition_channels) if kind == "cvae" else 0
-        beta = beta if beta is not None else (4.0 if kind == "beta-vae" else 1.0)
-        mcfg = VAEConfig(
-            kind=kind, height=d.nely, width=d.nelx, cond_channels=cc, latent_dim=latent_dim,
-            base_width=base_width, depth=depth, arch=arch, prior=prior, beta=beta,
-            free_bits=free_bits, kl_warmup_steps=kl_warmup, volume_weight=volume_weight,
-            compliance_weight=compliance_weight, compliance_start=compliance_start,
-            compliance_ramp=compliance_ramp, compliance_decode=compliance_decode,
-            compliance_samples=compliance_samples, condition_dropout=condition_dropout,
-        )  # fmt: skip
         tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
                            compile=compile_, augment=augment, ema=ema,
                            threads=threads)  # fmt: skip
-        fingerprint = {"file": Path(data).name, "distribution": stored_distribution,
-                       "seed": header["seed"], "n": header["n"], "fields": fields}  # fmt: skip
-        trainer = Trainer(mcfg, tcfg, train_set, val_set, out, data_fingerprint=fingerprint)
-        if init is not None:
-            trainer.initialise_from(init)
-        history = trainer.fit(resume=resume, progress=not quiet)
-    except (ConfigError, ValueError) as e:
+        trainer = train_model(
+            data, out, kind, train_config=tcfg, fields=fields, in_memory=in_memory, init=init,
+            resume=resume, progress=not quiet, latent_dim=latent_dim, base_width=base_width,
+            depth=depth, arch=arch, prior=prior, free_bits=free_bits, kl_warmup_steps=kl_warmup,
+            volume_weight=volume_weight, compliance_weight=compliance_weight,
+            compliance_start=compliance_start, compliance_ramp=compliance_ramp,
+            compliance_decode=compliance_decode, compliance_samples=compliance_samples,
+            condition_dropout=condition_dropout, **({} if beta is None else {"beta": beta}),
+        )  # fmt: skip
+        history = trainer.history
+    except (ConfigError, ProblemError, WorkflowError, ValueError) as e:
         raise InputError(str(e)) from None
     except TrainingError as e:
         click.echo(f"Error: {e}", err=True)

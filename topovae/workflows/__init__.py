@@ -31,6 +31,7 @@ from ._judge import SCORE_KEYS, ComplianceOracle, JudgeError, binarize, greyness
 from ._latent import LatentDecoder, WorkflowError, condition_of
 from ._page import explorer_data, write_explorer_page
 from ._search import METHODS, SearchResult, search
+from ._train import train
 
 __all__ = [
     "INTERPOLATIONS",
@@ -64,6 +65,7 @@ __all__ = [
     "score",
     "search",
     "slerp",
+    "train",
     "traverse",
     "with_load_angle",
     "write_explorer_page",
