@@ -252,9 +252,24 @@ def test_evaluate_nll_reports_the_iwae_estimate_beside_the_elbo(run, tmp_path, c
     assert -lik["nll_nats"] >= lik["elbo_nats"]
     assert lik["bits_per_element"] == pytest.approx(lik["nll_nats"] / (TINY * TINY * np.log(2)))
     assert "bits per element" in (tmp_path / "rep" / "report.md").read_text()
+    assert json.loads((tmp_path / "rep" / "report.json").read_text())["factors"] is None
     again = ok(run("evaluate", cvae, data, "--limit", 3, "-k", 2, "--polish", 0, "--nll", 20,
                    "--device", "cpu", "--quiet", "--out", "rep2"))  # fmt: skip
     assert again.output.splitlines()[-2] == r.output.splitlines()[-2]  # seeded
+
+
+def test_evaluate_factors_relates_latent_dimensions_to_the_known_factors(run, tmp_path, vae, data):
+    r = ok(run("evaluate", vae, data, "--split", "all", "--limit", 12, "-k", 1, "--polish", 0,
+               "--factors", "--device", "cpu", "--quiet", "--out", "rep"))  # fmt: skip
+    assert "factors: MIG" in r.output
+    fac = json.loads((tmp_path / "rep" / "report.json").read_text())["factors"]
+    mi = np.asarray(fac["mi"])
+    assert mi.shape == (len(fac["factors"]), 4)  # the tiny vae's latent dimensions
+    assert "volfrac" in fac["factors"] and np.all((mi >= 0) & (mi <= 1 + 1e-9))
+    gaps = [fac["gap"][n] for n in fac["factors"]]
+    assert fac["mig"] == pytest.approx(np.mean(gaps))
+    assert is_png(tmp_path / "rep" / "factors.png")
+    assert "MIG" in (tmp_path / "rep" / "report.md").read_text()
 
 
 # -- bad input: one line, exit code 2 ------------------------------------------------------------

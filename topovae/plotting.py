@@ -252,6 +252,22 @@ def save_ce_histogram(ce: dict[str, np.ndarray], path: str | Path) -> Path:
     return _save(fig, path, dpi=110)
 
 
+def save_factor_matrix(info: dict, path: str | Path) -> Path:
+    """The factor x latent-dimension matrix of normalised mutual information
+    (`workflows._factors.factor_information`), with each factor's gap (MIG term), as a PNG."""
+    plt = _pyplot()
+    mi = np.asarray(info["mi"], dtype=float)
+    names = info["factors"]
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.35 * mi.shape[1] + 2.5), 0.45 * len(names) + 1.4))
+    im = ax.imshow(mi, cmap="viridis", vmin=0.0, vmax=max(0.05, float(mi.max())), aspect="auto")
+    ax.set_yticks(range(len(names)), [f"{n} (gap {info['gap'][n]:.2f})" for n in names])
+    ax.set_xticks(range(mi.shape[1]))
+    ax.set_xlabel("latent dimension")
+    ax.set_title(f"I(z_j; factor) / H(factor); MIG {info['mig']:.3f}", fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.04)
+    return _save(fig, path, dpi=110)
+
+
 def save_search_curves(
     curves: dict[str, np.ndarray], path: str | Path, reference: float | None = None
 ) -> Path:

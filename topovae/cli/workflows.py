@@ -219,11 +219,15 @@ def alternatives(checkpoint, problem, volfrac, problem_file, data, index, k, sam
 @click.option("--nll", type=int, default=0, show_default=True,
               help="Also estimate -log p(x | c) of the SIMP designs with this many importance "
               "samples (the IWAE bound; 100 is usual), beside the ELBO.")  # fmt: skip
+@click.option("--factors", is_flag=True,
+              help="Also relate each latent dimension to the problems' known factors (volume "
+              "fraction, load place and direction, supports, passive regions): mutual "
+              "information and MIG, factors.png.")  # fmt: skip
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda.")
 @click.option("--out", required=True, help="Report folder.")
 @click.option("--quiet", "-q", is_flag=True)
 def evaluate(checkpoint, data, split, k, polish, limit, seed, project, connect, mean_first, drop,
-             nll, device, out, quiet) -> None:  # fmt: skip
+             nll, factors, device, out, quiet) -> None:  # fmt: skip
     """Judge a model's designs against the SIMP designs of a dataset split."""
     from ..workflows import evaluate as run_evaluation
     from ..workflows import write_report
@@ -240,7 +244,7 @@ def evaluate(checkpoint, data, split, k, polish, limit, seed, project, connect, 
         report = run_evaluation(model, data, split, k=k, polish=polish, seed=seed, limit=limit,
                                 device=device, progress=not quiet, project=project,
                                 connect=connect, mean_first=mean_first,
-                                drop=drop or (), nll=nll)  # fmt: skip
+                                drop=drop or (), nll=nll, factors=factors)  # fmt: skip
     except workflow_errors() as e:
         raise InputError(str(e)) from None
     paths = write_report(report, folder)
@@ -257,6 +261,11 @@ def evaluate(checkpoint, data, split, k, polish, limit, seed, project, connect, 
         f"{d['distinct_10_median']:g} (medians), pairwise 1 - IoU {d['pairwise_median']:.3f}, "
         f"coverage {100 * d['coverage_mean']:.1f} %, GED {d['ged_median']:.3f}"
     )
+    fac = report["factors"]
+    if fac:
+        best = ", ".join(f"{n}: dim {fac['best_dim'][n]} ({fac['gap'][n]:.2f})"
+                         for n in fac["factors"])  # fmt: skip
+        click.echo(f"factors: MIG {fac['mig']:.3f}; {best}")
     lik = report["likelihood"]
     if lik:
         click.echo(

@@ -135,6 +135,7 @@ def evaluate(
     connect: bool = True,
     drop: tuple[str, ...] = (),
     nll: int = 0,
+    factors: bool = False,
 ) -> dict[str, Any]:
     """See the module docstring. ``mean_first``: the first of the k latent vectors is the prior
     mean (the model's most likely design for the problem), the others prior samples.
@@ -147,7 +148,10 @@ def evaluate(
     how good are its designs for the problem when it is told less. ``nll`` = K > 0: also the
     marginal likelihood of the judged SIMP designs, the IWAE estimate with K samples
     (`topovae.models.log_likelihood`), beside the ELBO (the mean of the same K one-sample
-    ELBOs), in nats per design and bits per element, under "likelihood".
+    ELBOs), in nats per design and bits per element, under "likelihood". ``factors``: how
+    the posterior means of the judged designs relate to the problems' known factors (normalised
+    mutual information per factor and dimension, and the MIG: `workflows._factors`), under
+    "factors", drawn as factors.png by `write_report`.
     Returns the report (JSON-ready) with per-problem rows under
     ``"problems"`` and arrays for figures under ``"_designs"`` (dropped when written)."""
     check_model(model)
@@ -271,6 +275,7 @@ def evaluate(
             "simp_mean": float(novelty_simp.mean()),
         },
         "likelihood": _likelihood(model, judged_x, judged_c, nll, seed) if nll else None,
+        "factors": _factors(model, judged_x, judged_c, problems) if factors else None,
         "per_problem": per_problem,
         "_designs": {key: np.stack(val) for key, val in designs.items()},
         "_problems": problems,
@@ -303,6 +308,21 @@ def _likelihood(model, xs: list, cs: list, k: int, seed: int) -> dict[str, float
     }
 
 
+@torch.no_grad()
+def _factors(model, xs: list, cs: list, problems: list) -> dict[str, Any]:
+    """`factor_information` of the posterior means of the designs ``xs`` (conditions ``cs``)."""
+    from ._factors import design_factors, factor_information
+
+    model = model.eval()
+    p = next(model.parameters())
+    mus = []
+    for s in range(0, len(xs), 64):
+        x = torch.stack(xs[s : s + 64]).to(p.device, p.dtype)
+        c = None if cs[s] is None else torch.stack(cs[s : s + 64]).to(p.device, p.dtype)
+        mus.append(model.encode(x, c)[0].float().cpu())
+    return factor_information(torch.cat(mus).numpy(), design_factors(problems))
+
+
 def write_report(report: dict[str, Any], out: str | Path) -> dict[str, Path]:
     """report.json, report.md, report.html and figures (cases.png: the best, median and worst
     problems by best-of-k CE, each with SIMP, the first sample, the best, the polished design and
@@ -333,7 +353,13 @@ def write_report(report: dict[str, Any], out: str | Path) -> dict[str, Path]:
     paths["ce"] = save_ce_histogram(
         {v: np.array([r[f"{v}_ce"] for r in rows]) for v in VARIANTS}, out / "ce.png"
     )
-    md = markdown_report(public, figures=["cases.png", "ce.png"])
+    figures = ["cases.png", "ce.png"]
+    if report.get("factors"):
+        from ..plotting import save_factor_matrix
+
+        paths["factors"] = save_factor_matrix(report["factors"], out / "factors.png")
+        figures.append("factors.png")
+    md = markdown_report(public, figures=figures)
     paths["md"].write_text(md)
     paths["html"].write_text(html_page(md, "topovae evaluation"))
     return paths
@@ -410,6 +436,15 @@ def markdown_report(report: dict[str, Any], figures: list[str] = ()) -> str:
             + ".",
             "",
         ]  # fmt: skip
+    fac = report.get("factors")
+    if fac:
+        gaps = ", ".join(f"{n} {fac['gap'][n]:.2f} (dim {fac['best_dim'][n]})"
+                         for n in fac["factors"])  # fmt: skip
+        lines += [
+            f"Disentanglement: MIG {fac['mig']:.3f} over the known factors; per factor the gap "
+            f"and its most informative latent dimension: {gaps}.",
+            "",
+        ]
     lik = report.get("likelihood")
     if lik:
         lines += [
