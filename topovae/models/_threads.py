@@ -63,8 +63,9 @@ class ThreadTuner:
         return 1 if self.current != 1 else self.most
 
     def begin(self) -> None:
-        if self.most > 1:
-            torch.set_num_threads(self.other if self.probing else self.current)
+        wanted = self.other if self.probing else self.current
+        if self.most > 1 and torch.get_num_threads() != wanted:  # only when it changes
+            torch.set_num_threads(wanted)
         self._t = self.clock()
 
     def end(self, samples: int) -> None:
