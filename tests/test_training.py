@@ -33,7 +33,7 @@ H, W, CC = 12, 12, 7  # grid and condition channels of the generated dataset
 PNG = b"\x89PNG\r\n\x1a\n"
 CHECKPOINT_KEYS = {
     "format", "version", "model_config", "train_config", "model", "optimizer", "scheduler",
-    "step", "epoch", "best", "rng", "data", "metrics", "digest", "init",
+    "step", "epoch", "best", "rng", "data", "metrics", "digest", "digests", "init",
 }  # fmt: skip
 COLUMNS = [
     "epoch", "step", "lr", "seconds",
@@ -217,6 +217,10 @@ def test_resume_refuses_ema_weights_that_do_not_match_their_digest(splits, tmp_p
     make_trainer(splits, tmp_path, "vae", ema=0.5, epochs=1).fit(progress=False)
     ckpt = torch.load(tmp_path / "last.pt", weights_only=True)
     ckpt["train_model"]["to_latent.weight"] += 1.0
+    torch.save(ckpt, tmp_path / "last.pt")
+    with pytest.raises(ConfigError, match="digest mismatch in the training weights"):
+        make_trainer(splits, tmp_path, "vae", ema=0.5, epochs=2).fit(resume=True, progress=False)
+    del ckpt["digests"]  # a file from before per-part digests: the training weights' own digest
     torch.save(ckpt, tmp_path / "last.pt")
     with pytest.raises(ConfigError, match="no intact training weights"):
         make_trainer(splits, tmp_path, "vae", ema=0.5, epochs=2).fit(resume=True, progress=False)
@@ -620,6 +624,68 @@ def test_a_checkpoint_with_flipped_bytes_in_its_weights_is_refused(one_epoch, tm
         read_checkpoint(bad)
     with pytest.raises(ConfigError, match="digest mismatch"):
         load(bad)
+
+
+def flip_bytes(path, tensor, out):
+    """Write ``path`` to ``out`` with up to 4 KiB of ``tensor``'s bytes inverted in place (the
+    tensor's bytes lie uncompressed in the zip archive)."""
+    raw = bytearray(path.read_bytes())
+    data = tensor.numpy().tobytes()
+    at = raw.find(data)
+    assert at > 0
+    n = min(4096, len(data))
+    raw[at : at + n] = bytes(b ^ 0xFF for b in raw[at : at + n])
+    out.write_bytes(bytes(raw))
+    return out
+
+
+def largest_moment(ckpt):
+    moments = [  # contiguous ones: a channels-last tensor's bytes lie in another order
+        t for s in ckpt["optimizer"]["state"].values() for t in s.values()
+        if t.numel() > 1 and t.is_contiguous()
+    ]  # fmt: skip
+    return max(moments, key=torch.Tensor.numel)
+
+
+def test_damage_outside_the_weights_is_refused_and_named(one_epoch, tmp_path):
+    """4 KiB flipped inside the optimizer state once resumed without a word (and ended in
+    nan): every part of the file now has its digest."""
+    path = one_epoch / "last.pt"
+    ckpt = read_checkpoint(path)
+    assert set(ckpt["digests"]) == set(ckpt) - {"digest", "digests"}
+    bad = flip_bytes(path, largest_moment(ckpt), tmp_path / "bad.pt")
+    with pytest.raises(ConfigError, match="digest mismatch in the optimizer state"):
+        read_checkpoint(bad)
+    # a part changed by hand (the file re-saved, so the archive itself is sound)
+    for key, name in [("rng", "random-number states"), ("metrics", "metrics")]:
+        damaged = torch.load(path, weights_only=True)
+        if key == "rng":
+            damaged["rng"]["noise"][0] ^= 1
+        else:
+            damaged["metrics"][0]["train_total"] += 1.0
+        torch.save(damaged, tmp_path / "edited.pt")
+        with pytest.raises(ConfigError, match=f"digest mismatch in the {name}"):
+            read_checkpoint(tmp_path / "edited.pt")
+    # a file written before per-part digests still reads (only its weights are checked)
+    old = torch.load(path, weights_only=True)
+    del old["digests"]
+    torch.save(old, tmp_path / "old.pt")
+    assert read_checkpoint(tmp_path / "old.pt")["step"] == ckpt["step"]
+
+
+def test_cli_resume_and_init_refuse_a_damaged_optimizer_state(cli_runs, data, run, tmp_path):
+    _, original = cli_runs["cvae"]
+    shutil.copytree(original, tmp_path / "runA")
+    last = tmp_path / "runA" / "last.pt"
+    flip_bytes(last, largest_moment(torch.load(last, weights_only=True)), last)
+    before = last.read_bytes()
+    args = ["train", data, "--model", "cvae", "--latent-dim", 4, "--epochs", 3, "--batch-size", 16, "-q"]
+    result = run(*args, "--out", "runA", "--resume")
+    assert_one_line_error(result, "last.pt", "digest mismatch in the optimizer state")
+    assert last.read_bytes() == before  # refused before any work: nothing rewritten
+    result = run(*args, "--out", "runB", "--init", last)
+    assert_one_line_error(result, "last.pt", "digest mismatch in the optimizer state")
+    assert not (tmp_path / "runB" / "last.pt").exists()
 
 
 def test_read_checkpoint_refuses_a_newer_version_and_a_missing_file(tmp_path):

@@ -7,8 +7,10 @@
 Checkpoints (``last.pt`` every epoch, ``best.pt`` at the best validation loss) are plain dicts
 written to a temporary file and renamed: format, version, model and train configs, weights,
 optimizer and scheduler states, step, epoch, RNG states (torch, data order, reparameterisation
-noise), the data fingerprint, the metrics so far and a SHA-256 digest of the weights, checked by
-`read_checkpoint` (a corrupted file is refused, not sampled from). They load with
+noise), the data fingerprint, the metrics so far, a SHA-256 digest of the weights and one of
+every part (``digests``), checked by `read_checkpoint`: a file damaged anywhere, the optimizer
+state as much as the weights, is refused with the damaged part named, not sampled from or
+resumed. They load with
 ``torch.load(weights_only=True)``.
 
 Multi-GPU: launched by ``torchrun --nproc_per_node K``, each process trains on its share of the
@@ -164,6 +166,78 @@ def weights_digest(state: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+def _hash_value(h, value: Any) -> None:
+    """Feed a checkpoint part into ``h``: nested dicts (keys in a fixed order), lists, tuples,
+    tensors (dtype, shape, bytes) and plain scalars, each tagged with its type."""
+    if isinstance(value, torch.Tensor):
+        t = value.detach().cpu().contiguous()
+        h.update(f"T|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(value, dict):
+        h.update(f"D{len(value)}|".encode())
+        for key in sorted(value, key=lambda k: (type(k).__name__, str(k))):
+            h.update(f"{type(key).__name__}:{key!s}|".encode())
+            _hash_value(h, value[key])
+    elif isinstance(value, (list, tuple)):
+        h.update(f"L{len(value)}|".encode())
+        for item in value:
+            _hash_value(h, item)
+    elif value is None or isinstance(value, (bool, int, float, str)):
+        h.update(f"{type(value).__name__}:{value!r}|".encode())
+    else:
+        raise TypeError(f"a checkpoint holds no {type(value).__name__}")
+
+
+def part_digests(ckpt: dict[str, Any]) -> dict[str, str]:
+    """SHA-256 of every part of a checkpoint (the weights, the optimizer and scheduler states,
+    the RNG states, the metrics, the configs, ...) except the digests themselves, so that a
+    damaged part is found and named, wherever it lies in the file."""
+    import hashlib
+
+    out = {}
+    for key in sorted(ckpt):
+        if key in ("digest", "digests", "train_digest"):
+            continue
+        h = hashlib.sha256()
+        _hash_value(h, ckpt[key])
+        out[key] = h.hexdigest()
+    return out
+
+
+PART_NAMES = {
+    "model": "the weights",
+    "train_model": "the training weights",
+    "optimizer": "the optimizer state",
+    "scheduler": "the learning-rate schedule",
+    "rng": "the random-number states",
+    "metrics": "the metrics",
+    "model_config": "the model configuration",
+    "train_config": "the training configuration",
+    "data": "the data fingerprint",
+}
+
+
+def _check_parts(ckpt: dict[str, Any], path: Path) -> None:
+    """Refuse a checkpoint whose parts do not match their digests, naming the damaged ones
+    (files written before per-part digests carry only the weights' digest)."""
+    stored = ckpt.get("digests")
+    if stored is None:
+        return
+    if not isinstance(stored, dict):
+        raise ConfigError(f"checkpoint {str(path)!r} is corrupted: its digests are unreadable")
+    try:
+        actual = part_digests(ckpt)
+    except TypeError as e:
+        raise ConfigError(f"checkpoint {str(path)!r} is corrupted: {e}") from None
+    bad = sorted(set(stored) ^ set(actual) | {k for k in actual if stored.get(k) != actual[k]})
+    if bad:
+        names = ", ".join(PART_NAMES.get(k, repr(k)) for k in bad)
+        raise ConfigError(
+            f"checkpoint {str(path)!r} is corrupted: digest mismatch in {names}; "
+            "it cannot be loaded or resumed"
+        )
+
+
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Load and check a checkpoint dict (weights only: no code is unpickled)."""
     path = check_path(path, "the checkpoint path")
@@ -183,10 +257,11 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             f"{str(path)!r} has checkpoint version {version}, newer than this topovae "
             f"reads ({CHECKPOINT_VERSION}); upgrade topovae"
         )
+    _check_parts(ckpt, path)
     if "digest" in ckpt and (
         not isinstance(ckpt.get("model"), dict) or weights_digest(ckpt["model"]) != ckpt["digest"]
     ):
-        raise ConfigError(f"checkpoint {str(path)!r} is corrupted: digest mismatch")
+        raise ConfigError(f"checkpoint {str(path)!r} is corrupted: digest mismatch in the weights")
     if version == 1:  # before the U-Net: every model was the conv backbone, prior N(0, I)
         ckpt["model_config"] = {"arch": "conv", "prior": "independent", **ckpt["model_config"]}
     if version <= 2 and isinstance(ckpt.get("model_config"), dict):
@@ -374,7 +449,7 @@ class Trainer:
             raw = self.model.state_dict()
             extra = {"train_model": raw, "train_digest": weights_digest(raw),
                      "ema_averaged": int(self.ema.n_averaged)}  # fmt: skip
-        return {
+        state = {
             "format": CHECKPOINT_FORMAT,
             "version": CHECKPOINT_VERSION,
             "model_config": self.mcfg.to_dict(),
@@ -396,6 +471,7 @@ class Trainer:
             "init": self.init,
             **extra,
         }
+        return {**state, "digests": part_digests(state)}
 
     def _restore(self, path: Path) -> None:
         ckpt = read_checkpoint(path)
