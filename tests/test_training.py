@@ -679,7 +679,8 @@ def test_cli_resume_and_init_refuse_a_damaged_optimizer_state(cli_runs, data, ru
     last = tmp_path / "runA" / "last.pt"
     flip_bytes(last, largest_moment(torch.load(last, weights_only=True)), last)
     before = last.read_bytes()
-    args = ["train", data, "--model", "cvae", "--latent-dim", 4, "--epochs", 3, "--batch-size", 16, "-q"]
+    args = ["train", data, "--model", "cvae", "--latent-dim", 4, "--epochs", 3, "--batch-size",
+            16, "-q"]  # fmt: skip
     result = run(*args, "--out", "runA", "--resume")
     assert_one_line_error(result, "last.pt", "digest mismatch in the optimizer state")
     assert last.read_bytes() == before  # refused before any work: nothing rewritten

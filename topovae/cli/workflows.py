@@ -228,7 +228,10 @@ def alternatives(checkpoint, problem, volfrac, problem_file, data, index, k, sam
 @click.option("--quiet", "-q", is_flag=True)
 def evaluate(checkpoint, data, split, k, polish, limit, seed, project, connect, mean_first, drop,
              nll, factors, device, out, quiet) -> None:  # fmt: skip
-    """Judge a model's designs against the SIMP designs of a dataset split."""
+    """Judge a model's designs against the SIMP designs of a dataset split.
+
+    CHECKPOINT "nearest" judges the yardstick instead: the k training designs whose conditions
+    are nearest to each problem's (`topovae.models.NearestDesign`)."""
     from ..workflows import evaluate as run_evaluation
     from ..workflows import write_report
 
@@ -239,7 +242,7 @@ def evaluate(checkpoint, data, split, k, polish, limit, seed, project, connect, 
     if not 0 <= nll <= 100_000:
         raise InputError(f"--nll must be an integer in 0..100,000 (0: off), got {nll}")
     dataset_header(data, verify=True)
-    model = load_model(checkpoint)
+    model = "nearest" if checkpoint == "nearest" else load_model(checkpoint)
     try:
         report = run_evaluation(model, data, split, k=k, polish=polish, seed=seed, limit=limit,
                                 device=device, progress=not quiet, project=project,

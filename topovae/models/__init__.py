@@ -18,6 +18,7 @@ from ._losses import (
     physics_terms,
     project_volume,
 )
+from ._nearest import NearestDesign
 from ._ppca import PPCA
 from ._threads import ThreadTuner
 from ._train import TrainConfig, Trainer, TrainingError, load, read_checkpoint
@@ -32,6 +33,7 @@ __all__ = [
     "PPCA",
     "ConfigError",
     "DesignVAE",
+    "NearestDesign",
     "ThreadTuner",
     "TrainConfig",
     "Trainer",

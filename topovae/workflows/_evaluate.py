@@ -36,27 +36,38 @@ import torch
 
 from .._checks import check_path, output_folder
 from ..models._config import check_model
+from ..models._nearest import NearestDesign
 from ..models._vae import drop_condition
 from ..solvers import ProblemError, solve
 from ..solvers._problem import MAX_ITERATIONS
 from ._diversity import diversity
 from ._judge import SCORE_KEYS, ComplianceOracle, ce_text, score
-from ._latent import LatentDecoder, WorkflowError, check_count, check_drop, check_seed
+from ._latent import LatentDecoder, Placement, WorkflowError, check_count, check_drop, check_seed
 from ._report import html_page, md_escape
 
 VARIANTS = ("first", "best", "polished", "simp_k")
+NEAREST = "nearest"  # the model argument that judges the nearest-training-design yardstick
 
 
 def _load_split(model, data, split: str, split_seed: int):
-    from ..datasets import DatasetError, TopologyDataset
+    """The split, checked against the model (None: the nearest-design yardstick, which takes
+    any grid and the base condition channels)."""
+    from ..datasets import DatasetError, TopologyDataset, has_problems
     from ..datasets._torch import BASE_CHANNELS
 
-    cfg = model.config
-    fields = cfg.conditional and cfg.cond_channels > len(BASE_CHANNELS)
+    cfg = model.config if model is not None else None
+    fields = cfg is None or (cfg.conditional and cfg.cond_channels > len(BASE_CHANNELS))
     try:
+        if cfg is None and not has_problems(data):
+            raise WorkflowError(f"{str(data)!r} holds no problems (an imported file): the "
+                                "nearest training design needs their conditions")  # fmt: skip
         ds = TopologyDataset(data, split, split_seed=split_seed, in_memory=True, fields=fields)
     except (DatasetError, OSError, ValueError) as e:
         raise WorkflowError(str(e)) from None
+    if cfg is None:
+        if len(ds) == 0:
+            raise WorkflowError(f"the {split!r} split of {str(data)!r} is empty")
+        return ds
     dist = ds.header["distribution"]
     if (dist.nely, dist.nelx) != (cfg.height, cfg.width):
         raise WorkflowError(
@@ -152,9 +163,20 @@ def evaluate(
     the posterior means of the judged designs relate to the problems' known factors (normalised
     mutual information per factor and dimension, and the MIG: `workflows._factors`), under
     "factors", drawn as factors.png by `write_report`.
+    ``model`` = "nearest": the yardstick instead of a model (`NearestDesign` fitted on the
+    train split): the k training designs with the nearest conditions (volume fraction and
+    full-material fields), placed on the problem
+    (volume fraction and passive regions, ``project``); ``nll``, ``factors`` and ``drop`` are
+    a model's and are refused.
     Returns the report (JSON-ready) with per-problem rows under
     ``"problems"`` and arrays for figures under ``"_designs"`` (dropped when written)."""
-    check_model(model)
+    nearest = isinstance(model, str) and model == NEAREST
+    if nearest:
+        for flag, value in (("--nll", nll), ("--factors", factors), ("--drop", drop)):
+            if value:
+                raise WorkflowError(f"{flag} needs a trained model; 'nearest' is a yardstick")
+    else:
+        check_model(model)
     check_path(data, "data")
     check_count(k, "-k")
     check_count(polish, "--polish (SIMP iterations)", low=0, high=MAX_ITERATIONS)
@@ -163,10 +185,11 @@ def evaluate(
         check_count(limit, "--limit", high=None)
     if nll:
         check_count(nll, "--nll (importance samples)", high=100_000)
-    drop = check_drop(model, drop)
+    drop = () if nearest else check_drop(model, drop)
     t0 = time.perf_counter()
-    ds = _load_split(model, data, split, split_seed)
-    train = _load_split(model, data, "train", split_seed)
+    ds = _load_split(None if nearest else model, data, split, split_seed)
+    train = _load_split(None if nearest else model, data, "train", split_seed)
+    yardstick = NearestDesign.fit(train) if nearest else None
     train_designs = torch.from_numpy(
         np.asarray(train._memory["density"], np.float32).reshape(len(train), -1)
     )
@@ -185,9 +208,10 @@ def evaluate(
         bar = tqdm(total=len(rows), desc=f"evaluate {split}", unit="problem")
     try:
         for row in rows:
-            z = torch.randn(k, model.config.latent_dim, generator=g)  # drawn for every row
-            if mean_first:
-                z[0] = 0.0
+            if yardstick is None:
+                z = torch.randn(k, model.config.latent_dim, generator=g)  # drawn for every row
+                if mean_first:
+                    z[0] = 0.0
             try:
                 problem = ds.problem(row)
             except ProblemError as e:
@@ -196,15 +220,21 @@ def evaluate(
             item = ds[row]
             group = ds.group(row)
             references = np.stack([ds[int(j)]["density"][0].numpy() for j in group])
-            dec = LatentDecoder(model, problem, device, connect=connect)
-            oracle = ComplianceOracle(None if dec.device.type == "cpu" else dec.device)
             simp = item["density"][0].numpy().astype(np.float64)
-            c = None
-            if model.config.conditional:
-                c = drop_condition(item["condition"], drop) if drop else item["condition"]
-            judged_x.append(item["density"])
-            judged_c.append(c)
-            cand = dec.numpy(z, project=project, c=c)
+            if yardstick is not None:
+                oracle = ComplianceOracle(None)
+                cand = yardstick.designs(item["condition"], k)
+                if project:
+                    cand = Placement(problem).densities(cand)
+            else:
+                dec = LatentDecoder(model, problem, device, connect=connect)
+                oracle = ComplianceOracle(None if dec.device.type == "cpu" else dec.device)
+                c = None
+                if model.config.conditional:
+                    c = drop_condition(item["condition"], drop) if drop else item["condition"]
+                judged_x.append(item["density"])
+                judged_c.append(c)
+                cand = dec.numpy(z, project=project, c=c)
             s = score(cand, problem, simp, oracle=oracle)
             b = int(np.argmin(s["compliance_binary"]))
             chosen = {"first": 0, "best": b}
@@ -253,9 +283,14 @@ def evaluate(
     best = np.stack(designs["best"])
     novelty = _nearest_distance(best, train_designs)
     novelty_simp = _nearest_distance(np.stack(designs["simp"]), train_designs)
-    cfg = model.config
+    if nearest:
+        d = ds.header["distribution"]
+        about = {"kind": NEAREST, "latent_dim": 0, "size": [d.nely, d.nelx]}
+    else:
+        cfg = model.config
+        about = {"kind": cfg.kind, "latent_dim": cfg.latent_dim, "size": [cfg.height, cfg.width]}
     return {
-        "model": {"kind": cfg.kind, "latent_dim": cfg.latent_dim, "size": [cfg.height, cfg.width]},
+        "model": about,
         "data": str(data),
         "split": split,
         "problems": len(per_problem),

@@ -106,6 +106,31 @@ def check_drop(model, drop) -> tuple[str, ...]:
     return drop
 
 
+class Placement:
+    """Logits (B, H, W) -> densities on ``problem``: shifted onto its volume fraction
+    (``project``; `project_volume` over the design elements), its passive regions set."""
+
+    def __init__(self, problem: Problem, device=None) -> None:
+        self.solid = torch.tensor(problem.passive_solid, device=device)
+        self.void = torch.tensor(problem.passive_void, device=device)
+        self.free = ~(self.solid | self.void)
+        n = problem.nelx * problem.nely
+        # the design elements' mean density that gives volume fraction VF*
+        self.target = (problem.volfrac * n - float(self.solid.sum())) / float(self.free.sum())
+
+    def __call__(self, logits: torch.Tensor, project: bool = True) -> torch.Tensor:
+        if project:
+            logits = project_volume(logits, self.free, self.target)
+        rho = torch.sigmoid(logits)
+        rho = torch.where(self.solid, torch.ones_like(rho), rho)
+        return torch.where(self.void, torch.zeros_like(rho), rho)
+
+    def densities(self, rho: np.ndarray) -> np.ndarray:
+        """Densities (B, H, W) of other problems (e.g. training designs) placed on this one."""
+        r = torch.from_numpy(np.clip(np.asarray(rho, np.float64), 1e-4, 1 - 1e-4))
+        return self(torch.log(r) - torch.log1p(-r)).numpy()
+
+
 class LatentDecoder:
     """See the module docstring. ``problem`` may be None for an unconditional model (no
     projection and no passive regions then), and for a CVAE whose every call passes its
@@ -139,14 +164,7 @@ class LatentDecoder:
                 self.condition = c.to(self.device)
                 if drop:
                     self.condition = drop_condition(self.condition, drop)
-            solid = torch.tensor(problem.passive_solid, device=self.device)
-            void = torch.tensor(problem.passive_void, device=self.device)
-            self._solid, self._void = solid, void
-            free = ~(solid | void)
-            n = problem.nelx * problem.nely
-            # the design elements' mean density that gives volume fraction VF*
-            self._target = (problem.volfrac * n - float(solid.sum())) / float(free.sum())
-            self._free = free
+            self._placement = Placement(problem, self.device)
         elif cfg.conditional and not explicit_conditions:
             raise WorkflowError(
                 "this model is a cvae: give a problem to condition it on (--problem, "
@@ -186,11 +204,7 @@ class LatentDecoder:
         return self._density(logits.double(), project)
 
     def _density(self, logits: torch.Tensor, project: bool) -> torch.Tensor:
-        if project:
-            logits = project_volume(logits, self._free, self._target)
-        rho = torch.sigmoid(logits)
-        rho = torch.where(self._solid, torch.ones_like(rho), rho)
-        return torch.where(self._void, torch.zeros_like(rho), rho)
+        return self._placement(logits, project)
 
     def _tensor(self, value, name: str, trailing: tuple[int, ...]) -> torch.Tensor:
         """``value`` as a float32 tensor on the device, (B, *trailing) and finite, or a
