@@ -43,7 +43,7 @@ from topovae.solvers.batched import (
     resolve_device,
     solve_batch,
 )
-from topovae.solvers.batched._multigrid import _apply_blocks
+from topovae.solvers.batched._multigrid import _apply_blocks, _cholesky
 
 try:  # the hierarchy + V-cycle of one set of moduli (level operators, smoother, coarse solve)
     from topovae.solvers.batched._multigrid import Multigrid as _Levels
@@ -730,3 +730,22 @@ def test_compliance_of_an_empty_batch_is_a_problem_error():
     and `ProblemBatch.build` raise ProblemError("the batch holds no problem")."""
     with pytest.raises(ProblemError, match="no problem"):
         compliance(torch.ones(0, 6, 10, dtype=F64), [])
+
+
+def test_coarse_cholesky_shifts_only_the_matrices_round_off_made_indefinite():
+    """A singular PSD matrix (rank 1: a coarse grid with almost no material) fails plain
+    Cholesky; it is factorised with a small diagonal shift, and the batch's good matrices are
+    factorised exactly as without it."""
+    g = torch.Generator().manual_seed(0)
+    m = torch.randn(3, 6, 6, dtype=torch.float64, generator=g)
+    spd = m @ m.transpose(1, 2) + 6 * torch.eye(6, dtype=torch.float64)
+    v = torch.randn(6, 1, dtype=torch.float64, generator=g)
+    singular = v @ v.T - 1e-12 * torch.eye(6, dtype=torch.float64)  # indefinite by "round-off"
+    batch = torch.cat([spd[:2], singular[None], spd[2:]])
+    assert bool((torch.linalg.cholesky_ex(batch).info > 0).any())
+    chol = _cholesky(batch)
+    torch.testing.assert_close(chol[[0, 1, 3]], torch.linalg.cholesky(spd), rtol=0, atol=0)
+    rebuilt = chol[2] @ chol[2].T
+    scale = singular.diagonal().abs().max()
+    assert torch.isfinite(chol).all()
+    assert float((rebuilt - singular).abs().max()) <= 1e-6 * float(scale)

@@ -303,6 +303,30 @@ class GridHierarchy:
         return mat * f[:, :, None] * f[:, None, :] + torch.diag_embed(1 - f)
 
 
+def _cholesky(a: torch.Tensor) -> torch.Tensor:
+    """Cholesky factors of symmetric positive semi-definite matrices (B, n, n). One that
+    round-off made indefinite (a near-singular coarse matrix: a design with almost no
+    material on a path) is factorised with a diagonal shift, from 1e-14 of its largest diagonal
+    entry up by 100x until it factorises: the coarse solve is a preconditioner's, so the CG
+    around it still converges to the exact solution. (The LU fallback this replaces hit a
+    batched-LU fault of torch's CPU build: with 2 threads `lu_factor` returned pivots like
+    -2e9 for a finite 16 x 162 x 162 batch, and the solve failed.)"""
+    chol, info = torch.linalg.cholesky_ex(a)
+    bad = torch.nonzero(info > 0).flatten()
+    scale = a.diagonal(dim1=-2, dim2=-1).abs().amax(-1).clamp_min(1e-300)
+    eye = torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
+    shift = 1e-14
+    while bad.numel():
+        if shift > 1e-2:
+            raise FloatingPointError("the coarse-grid matrix could not be factorised")
+        shifted = a[bad] + (shift * scale[bad])[:, None, None] * eye
+        fixed, info = torch.linalg.cholesky_ex(shifted)
+        chol[bad] = fixed
+        bad = bad[info > 0]
+        shift *= 100.0
+    return chol
+
+
 class Multigrid:
     """The multigrid hierarchy of one batch of moduli and its V-cycle, in the grid's dtype.
 
@@ -350,10 +374,7 @@ class Multigrid:
         # The coarsest matrix is small: factorise it in float64 even under a float32 V-cycle, or
         # ill-conditioned (e.g. slender) problems lose the coarse solve to round-off.
         coarse = grid.dense(kel.double(), self.free[-1].double())
-        self._chol, info = torch.linalg.cholesky_ex(coarse)
-        if bool((info > 0).any()):  # round-off made it indefinite: fall back to LU
-            self._chol = None
-            self._lu = torch.linalg.lu_factor(coarse)
+        self._chol = _cholesky(coarse)
 
     def subset(self, index: torch.Tensor) -> Multigrid:
         """The hierarchy of the problems ``index`` of this batch (no recomputation)."""
@@ -362,10 +383,7 @@ class Multigrid:
         out.free = [f[index] for f in self.free]
         out.kel = [None if k is None else k[index] for k in self.kel]
         out.dinv = [d[index] for d in self.dinv]
-        if self._chol is not None:
-            out._chol = self._chol[index]
-        else:
-            out._lu = tuple(t[index] for t in self._lu)
+        out._chol = self._chol[index]
         return out
 
     # -- operators -----------------------------------------------------------------------------
@@ -381,10 +399,7 @@ class Multigrid:
         b, c = r.shape[:2]
         ny, nx = r.shape[-2:]
         rhs = r.permute(0, 3, 4, 2, 1).reshape(b, -1, c).double()  # (B, n, C), DOF 2 node + comp
-        if self._chol is not None:
-            x = torch.cholesky_solve(rhs, self._chol)
-        else:
-            x = torch.linalg.lu_solve(*self._lu, rhs)
+        x = torch.cholesky_solve(rhs, self._chol)
         x = x.to(r.dtype)
         return x.reshape(b, ny, nx, 2, c).permute(0, 4, 3, 1, 2) * self.free[-1][:, None]
 
