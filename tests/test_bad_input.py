@@ -110,7 +110,7 @@ CASES = [
     ),
     (
         ("train", "{data}", "--compliance-decode", "foo", "--out", "r"),
-        "unknown compliance_decode 'foo'; choose one of: auto, prior_mean, posterior",
+        "unknown compliance_decode 'foo'; choose one of: auto, prior_mean, prior_sample, posterior",
     ),
     (
         ("train", "{data}", "--compliance-samples", "-1", "--out", "r"),

@@ -514,6 +514,26 @@ def test_forward_decodes_the_prior_mean_of_the_first_samples(splits):
     assert model(x, c).prior_logits is None
 
 
+def test_forward_decodes_prior_samples_of_the_first_samples(splits):
+    """compliance_decode "prior_sample": the term judges decodes at z ~ p(z | c), u drawn from
+    the training noise generator right after the reparameterisation noise."""
+    train, _ = splits
+    torch.manual_seed(0)
+    model = DesignVAE(model_config("cvae")).eval()
+    x = torch.stack([train[k]["density"] for k in range(4)])
+    c = torch.stack([train[k]["condition"] for k in range(4)])
+    out = model(x, c, torch.Generator().manual_seed(5), prior_mean=2, prior_noise=True)
+    g = torch.Generator().manual_seed(5)
+    torch.randn(4, 4, generator=g)  # the posterior's noise
+    u = torch.randn(2, 4, generator=g)
+    torch.testing.assert_close(out.prior_logits, model.decode_whitened(u, c[:2]))
+    assert not torch.allclose(out.prior_logits, model.decode_whitened(torch.zeros(2, 4), c[:2]))
+    cfg = model_config("cvae", compliance_weight=1.0, compliance_decode="prior_sample")
+    assert cfg.compliance_decode == "prior_sample"
+    with pytest.raises(ConfigError, match="'prior_sample' needs a cvae"):
+        model_config("vae", compliance_decode="prior_sample")
+
+
 def test_physics_terms_with_a_known_reference_equals_solving_it(splits):
     from topovae.models import physics_terms
 

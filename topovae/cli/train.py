@@ -83,7 +83,8 @@ from ._common import (
     default="auto",
     show_default=True,
     help="prior_mean: the term judges the model's first design for each problem (a cvae's "
-    "default) | posterior: the reconstruction.",
+    "default) | prior_sample: a prior sample, any design it offers (a design space) | "
+    "posterior: the reconstruction.",
 )
 @click.option("--compliance-samples", type=int, default=0, show_default=True,
               help="Designs of each batch the physics term judges (0: all).")  # fmt: skip

@@ -20,7 +20,7 @@ PRIORS = ("auto", "dependent", "independent")
 NORMS = ("batch", "group", "none")
 ACTIVATIONS = ("silu", "relu", "gelu", "leaky_relu")
 LIKELIHOODS = ("bernoulli", "gaussian")
-COMPLIANCE_DECODES = ("auto", "prior_mean", "posterior")
+COMPLIANCE_DECODES = ("auto", "prior_mean", "prior_sample", "posterior")
 
 
 MAX_PARAMETERS = 2**30  # ~16 GiB of weights, gradients and AdamW moments in float32
@@ -62,8 +62,10 @@ class VAEConfig:
         each sample's `Problem` (as `TopologyDataset` does).
     compliance_decode: which decode the physics term judges: "prior_mean" (the design at u = 0
         under the sample's condition, the model's first design for the problem: a cvae's
-        default), "posterior" (the reconstruction from z ~ q(z | x, c): the only choice for
-        unconditional models, whose prior mean is one design for every problem) or "auto".
+        default), "prior_sample" (a design at z ~ p(z | c): every design the model offers for
+        the problem, a design space, not only its first), "posterior" (the reconstruction from
+        z ~ q(z | x, c): the only choice for unconditional models, whose prior mean is one
+        design for every problem) or "auto".
     compliance_samples: designs of each batch the term judges (the first ones of the shuffled,
         augmented batch; 0: all). Each costs one FE solve per step.
     condition_dropout: partial conditions (a unet cvae; 0: off). Training leaves out each
@@ -124,10 +126,10 @@ class VAEConfig:
         if self.compliance_decode == "auto":
             decode = "prior_mean" if self.kind == "cvae" else "posterior"
             object.__setattr__(self, "compliance_decode", decode)
-        if self.compliance_decode == "prior_mean" and self.kind != "cvae":
+        if self.compliance_decode in ("prior_mean", "prior_sample") and self.kind != "cvae":
             raise ConfigError(
-                f"compliance_decode 'prior_mean' needs a cvae (a {self.kind!r} decodes one design "
-                "at its prior mean for every problem); use 'posterior'"
+                f"compliance_decode {self.compliance_decode!r} needs a cvae (a {self.kind!r} "
+                "has one prior for every problem); use 'posterior'"
             )
         choice("norm", NORMS)
         choice("activation", ACTIVATIONS)

@@ -552,7 +552,10 @@ class Trainer:
         """The loss terms of a batch; ``judged`` = (problems, reference compliances) of its
         first samples, which the physics term judges (None: the term is off this step)."""
         n = 0 if judged is None else len(judged[0])
-        extra = {"prior_mean": n} if n and self.mcfg.compliance_decode == "prior_mean" else {}
+        decode = self.mcfg.compliance_decode
+        extra = {}
+        if n and decode in ("prior_mean", "prior_sample"):
+            extra = {"prior_mean": n, "prior_noise": decode == "prior_sample"}
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
             out = (model or self.forward)(x, c, generator=self.noise, **extra)
         terms = loss_terms(

@@ -81,7 +81,7 @@ class VAEOutput(NamedTuple):
     logvar: torch.Tensor  # (B, D)
     prior_mu: torch.Tensor  # (B, D) zeros for the independent prior
     prior_logvar: torch.Tensor  # (B, D)
-    prior_logits: torch.Tensor | None = None  # (n, Cin, H, W) decodes at the prior mean
+    prior_logits: torch.Tensor | None = None  # (n, Cin, H, W) decodes at the prior mean/samples
 
 
 def normalise_condition(c: torch.Tensor) -> torch.Tensor:
@@ -338,11 +338,18 @@ class DesignVAE(nn.Module):
         return self.decode(self.to_latent_coordinates(u, c, feats), c, feats)
 
     def forward(
-        self, x: torch.Tensor, c: torch.Tensor | None = None, generator=None, prior_mean: int = 0
+        self,
+        x: torch.Tensor,
+        c: torch.Tensor | None = None,
+        generator=None,
+        prior_mean: int = 0,
+        prior_noise: bool = False,
     ):
         """Reparameterised pass: a `VAEOutput`. With ``prior_mean`` = n > 0 its
         ``prior_logits`` are the decodes at the prior mean (u = 0) of the first n samples'
-        conditions: the model's first designs for their problems (the physics term's input)."""
+        conditions: the model's first designs for their problems (the physics term's input);
+        with ``prior_noise`` too, at prior samples z ~ p(z | c) instead (u ~ N(0, I), drawn
+        from ``generator``): any of the designs it offers for them."""
         c = self._check(x, c)
         feats = self.condition_features(c)
         mu, logvar = self.encode(x, c, feats)
@@ -352,8 +359,12 @@ class DesignVAE(nn.Module):
         first = None
         if prior_mean > 0:
             n = prior_mean
+            at = prior_mu[:n]
+            if prior_noise:
+                u = torch.randn(at.shape, generator=generator, device=at.device, dtype=at.dtype)
+                at = at + u * torch.exp(0.5 * prior_logvar[:n])
             first = self.decode(
-                prior_mu[:n], None if c is None else c[:n],
+                at, None if c is None else c[:n],
                 None if feats is None else [f[:n] for f in feats],
             )  # fmt: skip
         return VAEOutput(self.decode(z, c, feats), mu, logvar, prior_mu, prior_logvar, first)
