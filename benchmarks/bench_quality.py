@@ -74,10 +74,10 @@ def model_spec(name: str, size: int, channels: int, latent: int, width: int, dep
     if name == "conv":
         return VAEConfig(arch="conv", kl_warmup_steps=200, beta=4.0, **common), DesignVAE, False
     if name in ("unet", "unet-noaug"):
-        cfg = VAEConfig(arch="unet", kl_warmup_steps=200, **common)
+        cfg = VAEConfig(arch="unet", **{"kl_warmup_steps": 200, **common})
         return cfg, DesignVAE, name == "unet"
     if name == "unet-indep":
-        cfg = VAEConfig(arch="unet", prior="independent", kl_warmup_steps=200, **common)
+        cfg = VAEConfig(arch="unet", prior="independent", **{"kl_warmup_steps": 200, **common})
         return cfg, DesignVAE, True
     if name == "regression":
         return VAEConfig(arch="unet", prior="independent", **common), ConditionalUNet, True
@@ -241,6 +241,21 @@ def main() -> int:
         help="physics term for the unet models (0: off)",
     )
     ap.add_argument("--ema", type=float, default=0.0, help="weight-average decay (0: off)")
+    ap.add_argument(
+        "--compliance-decode",
+        default="auto",
+        help="what the physics term judges: prior_mean | prior_sample | posterior",
+    )
+    ap.add_argument(
+        "--compliance-samples", type=int, default=0, help="designs of each batch it judges (0: all)"
+    )
+    ap.add_argument(
+        "--init",
+        default=None,
+        help="start from this checkpoint's weights (fine-tuning; same architecture)",
+    )
+    ap.add_argument("--kl-warmup", type=int, default=200, help="KL warm-up steps (unet models)")
+    ap.add_argument("--warmup-steps", type=int, default=100, help="learning-rate warm-up steps")
     ap.add_argument("--compliance-start", type=int, default=0, help="step it starts at")
     ap.add_argument("--compliance-ramp", type=int, default=0, help="steps of its linear ramp")
     ap.add_argument("--out", default="out/bench_quality")
@@ -261,6 +276,8 @@ def main() -> int:
             name, size, len(train.condition_channels), a.latent_dim, a.base_width, a.depth,
             beta=a.beta, compliance_weight=a.compliance_weight, compliance_start=a.compliance_start,
             compliance_ramp=a.compliance_ramp, condition_dropout=a.condition_dropout,
+            compliance_decode=a.compliance_decode, compliance_samples=a.compliance_samples,
+            kl_warmup_steps=a.kl_warmup,
         )  # fmt: skip
         run = out / name
         seconds = float("nan")
@@ -270,9 +287,13 @@ def main() -> int:
                     if f.is_file():
                         f.unlink()
             tcfg = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=0,
-                               device="cpu", augment=augment, plots=False, ema=a.ema)  # fmt: skip
+                               device="cpu", augment=augment, plots=False, ema=a.ema,
+                               warmup_steps=a.warmup_steps)  # fmt: skip
             t0 = time.perf_counter()
-            Trainer(cfg, tcfg, train, val, run, model_class=cls).fit(progress=False)
+            trainer = Trainer(cfg, tcfg, train, val, run, model_class=cls)
+            if a.init:
+                trainer.initialise_from(a.init)
+            trainer.fit(progress=False)
             seconds = time.perf_counter() - t0
         model = cls(cfg)
         model.load_state_dict(load(run / "best.pt").state_dict())

@@ -405,7 +405,7 @@ def demo_step(args) -> None:
     val = TopologyDataset(path, "val", in_memory=True, fields=True)
     for k in range(len(train)):  # the full-material fields, computed once, before any timing
         train[k]
-    mcfg, tcfg = training_configs(plan, len(train.condition_channels), "cpu")
+    mcfg, tcfg = training_configs(plan, len(train.condition_channels), len(train), "cpu")
     cores = os.cpu_count() or 1
     variants = {
         "before": (ContiguousVAE, dataclasses.replace(tcfg, threads=cores, plots=False)),

@@ -500,6 +500,21 @@ def test_the_physics_term_judges_the_prior_mean_design_of_a_cvae(splits, tmp_pat
         assert value == pytest.approx(compliance(density, ds.problem(position)), rel=1e-6)
 
 
+def test_best_checkpoint_compares_only_epochs_judged_with_the_same_physics_weight(
+    splits, tmp_path
+):
+    """A physics term that starts at step 3 (epoch 2 of 3) raises the validation total: the
+    epoch before it, judged without the term, must not stay best.pt."""
+    physics = {"compliance_weight": 1000.0, "compliance_samples": 2, "compliance_start": 3}
+    trainer = make_trainer(splits, tmp_path, "cvae", epochs=3, model_kw=physics)
+    history = trainer.fit(progress=False)
+    assert history[0]["val_compliance"] == 0 and history[1]["val_compliance"] > 0
+    assert history[0]["val_total"] < min(r["val_total"] for r in history[1:])  # the trap
+    best = read_checkpoint(tmp_path / "best.pt")
+    assert best["epoch"] in (2, 3)
+    assert best["best"] == min(r["val_total"] for r in history[1:])
+
+
 def test_forward_decodes_the_prior_mean_of_the_first_samples(splits):
     train, _ = splits
     torch.manual_seed(0)

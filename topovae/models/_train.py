@@ -665,9 +665,15 @@ class Trainer:
                 if not math.isfinite(row["val_total"]):
                     self.epoch -= 1
                     self._fail(f"the validation loss became {row['val_total']}")
+                # best.pt: the lowest validation total among the epochs judged with this
+                # epoch's physics weight; a term that starts or ramps up later changes the
+                # objective, and the epochs before it are not comparable
+                weight = compliance_weight(self.mcfg, self.step)
+                comparable = [r["val_total"] for r in self.history
+                              if compliance_weight(self.mcfg, r["step"]) == weight]  # fmt: skip
                 self.history.append(row)
                 self._log(row)
-                improved = row["val_total"] < self.best
+                improved = row["val_total"] < min(comparable, default=math.inf)
                 if improved:
                     self.best = row["val_total"]
                 state = self.state()  # one copy and one digest of the weights for both files
