@@ -500,9 +500,7 @@ def test_the_physics_term_judges_the_prior_mean_design_of_a_cvae(splits, tmp_pat
         assert value == pytest.approx(compliance(density, ds.problem(position)), rel=1e-6)
 
 
-def test_best_checkpoint_compares_only_epochs_judged_with_the_same_physics_weight(
-    splits, tmp_path
-):
+def test_best_checkpoint_compares_only_epochs_judged_with_the_same_physics_weight(splits, tmp_path):
     """A physics term that starts at step 3 (epoch 2 of 3) raises the validation total: the
     epoch before it, judged without the term, must not stay best.pt."""
     physics = {"compliance_weight": 1000.0, "compliance_samples": 2, "compliance_start": 3}
