@@ -5,7 +5,8 @@
 The kinds (on the model's grid, SIMP settings of the model's training data, so that the
 references are made as its labels were): the six presets (MBB beam, cantilever, L-bracket with
 a passive void, bridge with a passive deck under a distributed load, Michell arch at volume
-fraction 0.2, two load cases), each also at volume fraction 0.3, and six problems of the "mixed"
+fraction 0.2, two load cases), each also at volume fraction 0.3 (a model conditioned on one
+load case skips the two-load ones), and six problems of the "mixed"
 distribution (1-3 loads anywhere, point or distributed, holes, volume fraction 0.25-0.6). For
 each: the model's first design (the prior mean, decoded as the workflows return it: projected
 onto the volume fraction, load paths connected) and the decoder's design alone, judged by
@@ -33,9 +34,10 @@ from topovae.workflows._latent import LatentDecoder
 def kinds(size: int, settings) -> list:
     out = []
     for name in PRESETS:
-        for vf in (None, 0.3):
-            p = preset(name, size, size) if vf is None else preset(name, size, size, vf)
-            out.append((f"{name} vf {p.volfrac:g}", p))
+        own = preset(name, size, size)
+        out.append((f"{name} vf {own.volfrac:g}", own))
+        if own.volfrac != 0.3:
+            out.append((f"{name} vf 0.3", preset(name, size, size, 0.3)))
     mixed = distribution("mixed", size, size)
     out += [(f"mixed #{k}", sample_problem(mixed, 7, k)) for k in range(6)]
     keep = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}
