@@ -4,6 +4,7 @@ the diversity metrics and the `alternatives` workflow."""
 import h5py
 import numpy as np
 import pytest
+import torch
 from conftest import TINY, assert_one_line_error
 
 from topovae.datasets import (
@@ -28,7 +29,7 @@ from topovae.solvers import (
     solve,
 )
 from topovae.solvers._fe import to_vector
-from topovae.workflows import alternatives, coverage, diversity, ged
+from topovae.workflows import WorkflowError, alternatives, coverage, diversity, ged
 
 
 # -- deflation ------------------------------------------------------------------------------------
@@ -242,6 +243,23 @@ def test_alternatives_workflow_returns_distinct_designs_ranked(cvae):
     np.testing.assert_array_equal(alt.designs, again.designs)
 
 
+def test_alternatives_temperature_scales_the_prior_samples(cvae):
+    """At a temperature near 0 every sample is the prior mean (one design); the latent vectors
+    returned are the seed's draws times the temperature."""
+    problem = preset("cantilever", TINY, TINY, 0.4)
+    cold = alternatives(cvae, problem, k=4, samples=16, polish=0, seed=0, temperature=1e-6)
+    assert len(cold.designs) == 1
+    assert np.abs(cold.latent).max() <= 1e-5
+    draws = torch.randn(16, cvae.config.latent_dim, generator=torch.Generator().manual_seed(0))
+    draws[0] = 0.0
+    for t in (1.0, 2.0):
+        alt = alternatives(cvae, problem, k=4, samples=16, polish=0, seed=0, temperature=t)
+        rows = [int(np.argmin(np.abs(t * draws.numpy() - u).sum(1))) for u in alt.latent]
+        np.testing.assert_allclose(alt.latent, t * draws.numpy()[rows], rtol=1e-6, atol=1e-7)
+    with pytest.raises(WorkflowError, match="--temperature must be a number in"):
+        alternatives(cvae, problem, temperature=-1)
+
+
 @pytest.mark.parametrize(
     "args, fragment",
     [
@@ -249,6 +267,7 @@ def test_alternatives_workflow_returns_distinct_designs_ranked(cvae):
         (("-k", "8", "--samples", "4"), "--samples must be an integer in 8..4096"),
         (("--polish", "-1"), "--polish (SIMP iterations) must be"),
         (("--tol", "-0.5"), "--tol must be a number in [0, 10]"),
+        (("--temperature", "0"), "--temperature must be a number in (0, 10], got 0.0"),
         (("--out", "x.txt"), "--out"),
     ],
 )

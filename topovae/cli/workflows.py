@@ -129,6 +129,13 @@ def search(checkpoint, problem, volfrac, problem_file, data, index, methods, bud
     help="Mark the designs within this relative compliance of the stiffest.",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--temperature",
+    type=float,
+    default=1.5,
+    show_default=True,
+    help="Spread of the prior samples, u ~ N(0, T^2 I): above 1 reaches further.",
+)
 @click.option("--simp/--no-simp", default=True, show_default=True,
               help="Solve the problem with SIMP too, for the compliance error CE.")  # fmt: skip
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda.")
@@ -137,15 +144,17 @@ def search(checkpoint, problem, volfrac, problem_file, data, index, methods, bud
 @click.option("--out", required=True, help="The picture (PNG) of the distinct designs.")
 @click.option("--json", "json_out", help="Also write the designs' figures as JSON here.")
 def alternatives(checkpoint, problem, volfrac, problem_file, data, index, k, samples, polish,
-                 tol, seed, simp, device, drop, out, json_out) -> None:  # fmt: skip
+                 tol, seed, temperature, simp, device, drop, out, json_out) -> None:  # fmt: skip
     """Distinct good designs of one problem: sample, judge, polish, group, rank."""
     from ..solvers import solve as simp_solve
     from ..solvers._problem import MAX_ITERATIONS
     from ..workflows import alternatives as find
     from ..workflows import save_alternatives
+    from ..workflows._alternatives import check_temperature
     from ..workflows._latent import check_count, check_drop, check_seed
 
     try:  # the library's own checks, before any work
+        check_temperature(temperature)
         check_count(k, "-k", high=64)
         check_count(samples, "--samples", low=max(k, 1))
         check_count(polish, "--polish (SIMP iterations)", low=0, high=MAX_ITERATIONS)
@@ -169,7 +178,8 @@ def alternatives(checkpoint, problem, volfrac, problem_file, data, index, k, sam
         reference = simp_solve(prob).density
     try:
         alt = find(model, prob, k, samples=samples, polish=polish, tol=tol, seed=seed,
-                   reference=reference, device=device, drop=drop)  # fmt: skip
+                   temperature=temperature, reference=reference, device=device,
+                   drop=drop)  # fmt: skip
     except workflow_errors() as e:
         raise InputError(str(e)) from None
     save_alternatives(alt, out, reference)

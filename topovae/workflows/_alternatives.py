@@ -5,13 +5,20 @@
     alt.designs, alt.compliance          # (m, H, W) best first, m <= k; (m,)
     alt.summary()                        # JSON-able
 
-Steps: decode ``samples`` latent vectors (u = 0, the prior mean, and prior samples u ~ N(0, I);
+Steps: decode ``samples`` latent vectors (u = 0, the prior mean, and prior samples u ~ N(0, T^2 I)
+at ``temperature`` T;
 projected onto the volume fraction, load paths connected), judge each by FE compliance, take
 the stiffest distinct candidates (up to ``2 k``, the module-wide definition: 1 - IoU of the
 binarised solids >= 0.15), polish each with ``polish`` SIMP iterations warm-started from it,
 judge again and group the polished designs into distinct ones, stiffest first. The best of each
 group is returned, ranked by compliance; ``within`` marks those within ``tol`` of the stiffest
 (with a ``reference`` design, e.g. SIMP's, the CE figures are against it).
+
+The default temperature 1.5 reaches further than the prior's own spread: on 20 held-out
+problems of the 32x32 alternatives file (k = 8, 64 samples, polish 10) it gave a median of 5
+distinct designs within 10 % instead of 3 for a cvae trained with the physics term on prior
+samples (whose samples are all good but close together), and 6.5 instead of 5 for one trained
+without it.
 """
 
 from __future__ import annotations
@@ -29,6 +36,16 @@ from ..solvers._problem import MAX_ITERATIONS, check_problem
 from ._diversity import solids
 from ._judge import ComplianceOracle, score
 from ._latent import LatentDecoder, WorkflowError, check_count, check_seed
+
+TEMPERATURE = 1.5  # the prior samples' spread (see the module docstring)
+
+
+def check_temperature(value) -> float:
+    """``value`` if it is a sampling temperature in (0, 10], else one WorkflowError."""
+    ok = not isinstance(value, bool) and isinstance(value, int | float)
+    if not (ok and 0 < value <= 10):
+        raise WorkflowError(f"--temperature must be a number in (0, 10], got {value!r}")
+    return float(value)
 
 
 @dataclass
@@ -48,6 +65,7 @@ class Alternatives:
     polish: int
     seconds: float
     pairwise: float = field(default=0.0)  # mean 1 - IoU between the returned designs
+    temperature: float = field(default=TEMPERATURE)  # the prior samples' spread
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -68,6 +86,7 @@ class Alternatives:
             "tol": self.tol,
             "pairwise_1_minus_iou": self.pairwise,
             "samples": self.samples,
+            "temperature": self.temperature,
             "polish_iterations": self.polish,
             "seconds": self.seconds,
         }
@@ -82,6 +101,7 @@ def alternatives(
     polish: int = 10,
     tol: float = 0.10,
     seed: int = 0,
+    temperature: float = TEMPERATURE,
     reference: np.ndarray | None = None,
     device=None,
     drop: tuple[str, ...] = (),
@@ -96,6 +116,7 @@ def alternatives(
     seed = check_seed(seed)
     if isinstance(tol, bool) or not isinstance(tol, int | float) or not 0 <= tol <= 10:
         raise WorkflowError(f"--tol must be a number in [0, 10] (relative compliance), got {tol!r}")
+    check_temperature(temperature)
     if reference is not None:
         reference = np.asarray(reference, dtype=np.float64)
         if reference.shape != problem.shape:
@@ -106,7 +127,7 @@ def alternatives(
     dec = LatentDecoder(model, problem, device, drop=drop)
     oracle = ComplianceOracle(None if dec.device.type == "cpu" else dec.device)
     g = torch.Generator().manual_seed(seed)
-    u = torch.randn(samples, dec.latent_dim, generator=g)
+    u = temperature * torch.randn(samples, dec.latent_dim, generator=g)
     u[0] = 0.0
     decoded = dec.numpy(u, project=True)
     c = oracle(decoded, [problem] * len(decoded))
@@ -129,7 +150,7 @@ def alternatives(
         decoded=decoded[chosen], decoded_compliance=c[chosen], latent=u[chosen].numpy(),
         within=pc[groups] <= (1 + tol) * pc[groups].min(), tol=float(tol), samples=samples,
         polish=polish, seconds=time.perf_counter() - t0,
-        pairwise=float(pairs.mean()) if pairs.size else 0.0,
+        pairwise=float(pairs.mean()) if pairs.size else 0.0, temperature=float(temperature),
     )  # fmt: skip
 
 
