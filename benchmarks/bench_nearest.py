@@ -54,11 +54,7 @@ def main() -> None:
         where = base if channels is None else (
             list(range(len(names))) if channels == "all" else [names.index(c) for c in channels]
         )  # fmt: skip
-        nearest = NearestDesign(conditions, designs, where)
-        if not standard:
-            nearest.scale = torch.ones_like(nearest.scale)
-            nearest.features = conditions[:, where].flatten(1)
-            nearest._sq = (nearest.features**2).sum(1)
+        nearest = NearestDesign(conditions, designs, where, standardise=standard)
         first, best = [], []
         for r in rows:
             item, problem = test[r], test.problem(r)

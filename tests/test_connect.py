@@ -38,7 +38,7 @@ def _decoders(cvae, problem):
 
 
 def _projected(dec, lg):
-    return dec._density(torch.from_numpy(lg[None]), True)[0].numpy()
+    return dec._placement(torch.from_numpy(lg[None]), True)[0].numpy()
 
 
 def test_a_connected_design_is_returned_as_projected(cvae):

@@ -33,6 +33,8 @@ def test_every_channel_counts_alike_whatever_its_units():
     query = torch.tensor([[[600.0]], [[1.0]]])  # 0.6 of the way in ch 0, at design 0 in ch 1
     assert nearest.nearest(query, 1)[0] == 0
     assert NearestDesign(conditions, torch.zeros(2, 1, 1), channels=[0]).nearest(query, 1)[0] == 1
+    raw = NearestDesign(conditions, torch.zeros(2, 1, 1), standardise=False)
+    assert raw.nearest(query, 1)[0] == 1  # in raw units channel 0 decides alone
 
 
 def test_nearest_design_refuses_what_it_cannot_use(data):

@@ -32,9 +32,12 @@ CHANNELS = ("volfrac", "strain_energy", "von_mises")  # what "nearest" measures 
 
 class NearestDesign:
     """Training features (N, C, H, W) and designs (N, H, W); ``channels`` picks the condition
-    channels (by position) that the distance uses. See the module docstring."""
+    channels (by position) that the distance uses, ``standardise`` divides each by its RMS.
+    See the module docstring."""
 
-    def __init__(self, conditions: torch.Tensor, designs: torch.Tensor, channels=None) -> None:
+    def __init__(
+        self, conditions: torch.Tensor, designs: torch.Tensor, channels=None, standardise=True
+    ) -> None:
         conditions = torch.as_tensor(conditions, dtype=torch.float32)
         designs = torch.as_tensor(designs, dtype=torch.float32)
         if conditions.ndim != 4 or designs.ndim != 3 or len(conditions) != len(designs):
@@ -47,6 +50,8 @@ class NearestDesign:
         self.channels = list(range(conditions.shape[1]) if channels is None else channels)
         features = conditions[:, self.channels]
         self.scale = features.pow(2).mean((0, 2, 3)).sqrt().clamp_min(1e-12)
+        if not standardise:  # raw units (benchmarks/bench_nearest.py's comparison)
+            self.scale = torch.ones_like(self.scale)
         self.features = (features / self.scale[None, :, None, None]).flatten(1)
         self._sq = (self.features**2).sum(1)
         self.training_designs = designs

@@ -257,9 +257,14 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             f"{str(path)!r} has checkpoint version {version}, newer than this topovae "
             f"reads ({CHECKPOINT_VERSION}); upgrade topovae"
         )
-    _check_parts(ckpt, path)
-    if "digest" in ckpt and (
-        not isinstance(ckpt.get("model"), dict) or weights_digest(ckpt["model"]) != ckpt["digest"]
+    _check_parts(ckpt, path)  # covers the weights too; older files carry their digest alone
+    if (
+        "digests" not in ckpt
+        and "digest" in ckpt
+        and (
+            not isinstance(ckpt.get("model"), dict)
+            or weights_digest(ckpt["model"]) != ckpt["digest"]
+        )
     ):
         raise ConfigError(f"checkpoint {str(path)!r} is corrupted: digest mismatch in the weights")
     if version == 1:  # before the U-Net: every model was the conv backbone, prior N(0, I)

@@ -127,8 +127,8 @@ class Placement:
 
     def densities(self, rho: np.ndarray) -> np.ndarray:
         """Densities (B, H, W) of other problems (e.g. training designs) placed on this one."""
-        r = torch.from_numpy(np.clip(np.asarray(rho, np.float64), 1e-4, 1 - 1e-4))
-        return self(torch.log(r) - torch.log1p(-r)).numpy()
+        r = torch.from_numpy(np.asarray(rho, np.float64))
+        return self(torch.logit(r, eps=1e-4)).numpy()
 
 
 class LatentDecoder:
@@ -201,10 +201,7 @@ class LatentDecoder:
         logits = self.logits(z, c)
         if self.problem is None:
             return torch.sigmoid(logits)
-        return self._density(logits.double(), project)
-
-    def _density(self, logits: torch.Tensor, project: bool) -> torch.Tensor:
-        return self._placement(logits, project)
+        return self._placement(logits.double(), project)
 
     def _tensor(self, value, name: str, trailing: tuple[int, ...]) -> torch.Tensor:
         """``value`` as a float32 tensor on the device, (B, *trailing) and finite, or a
@@ -235,6 +232,6 @@ class LatentDecoder:
         def density(lg: np.ndarray) -> np.ndarray:
             t = torch.from_numpy(lg[None]).to(self.device)
             with torch.no_grad():
-                return self._density(t, True)[0].cpu().numpy()
+                return self._placement(t, True)[0].cpu().numpy()
 
         return np.stack([connect(lg, self.problem, density) for lg in logits])
