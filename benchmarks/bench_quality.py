@@ -110,6 +110,7 @@ def table(name: str, seconds: float, metrics: dict) -> str:
 DIVERSITY_ROWS = [
     ("distinct_5", "distinct within 5 %"), ("distinct_10", "distinct within 10 %"),
     ("pairwise", "pairwise 1 - IoU"), ("coverage", "coverage of references"),
+    ("reproduced", "references reproduced"),
     ("ged", "GED"), ("references", "reference designs"),
 ]  # fmt: skip
 

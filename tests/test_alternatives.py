@@ -30,6 +30,7 @@ from topovae.solvers import (
 )
 from topovae.solvers._fe import to_vector
 from topovae.workflows import WorkflowError, alternatives, coverage, diversity, ged
+from topovae.workflows._diversity import coverage_radii
 
 
 # -- deflation ------------------------------------------------------------------------------------
@@ -123,7 +124,23 @@ def test_distances_of_hand_made_designs():
     assert ged(s[:2], s[:2]) == 0.0  # identical sets
     # S = {left}, Y = {top}: 2 d(S, Y) - 0 - 0
     assert ged(s[:1], s[2:]) == pytest.approx(4 / 3)
-    assert coverage(s[:1], s) == pytest.approx(2 / 3)
+    assert coverage(s[:1], s) == pytest.approx(2 / 3)  # top's ball: 2/3 from left, not inside
+
+
+def test_coverage_is_naeem_k_nearest_neighbour_balls():
+    left, top = _halves()
+    refs = np.stack([left, top]) > 0  # 2/3 apart: each reference's ball has radius 2/3
+    # one sample: left shifted a column, 1 - IoU 1 - 24/40 = 0.4 from left, 2/3 from top
+    near_left = np.roll(left, 1, axis=1)
+    s = near_left[None] > 0
+    assert coverage_radii(refs) == pytest.approx([2 / 3, 2 / 3])
+    assert coverage(s, refs) == 0.5  # left is covered (0.4 < 2/3), top is not (2/3, not inside)
+    assert coverage(s, refs, DISTINCT) == 0.0  # the same design by the strict definition: none
+    assert coverage_radii(refs[:1]) == pytest.approx([DISTINCT])  # a lone reference
+    problem = preset("cantilever", 8, 8, 0.5)
+    d = diversity(np.stack([near_left]), problem, np.ones(1), best_reference=1.0,
+                  references=np.stack([left, top]))  # fmt: skip
+    assert (d["coverage"], d["reproduced"]) == (0.5, 0.0)
 
 
 def test_diversity_counts_distinct_designs_within_the_tolerances():

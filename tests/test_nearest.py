@@ -59,7 +59,8 @@ def test_evaluate_nearest_on_the_training_split_returns_each_problems_own_design
 
 
 @pytest.mark.parametrize("kw, flag", [({"nll": 5}, "--nll"), ({"factors": True}, "--factors"),
-                                      ({"drop": ("loads",)}, "--drop")])  # fmt: skip
+                                      ({"drop": ("loads",)}, "--drop"),
+                                      ({"temperature": 2.0}, "--temperature")])  # fmt: skip
 def test_evaluate_nearest_refuses_a_models_options(data, kw, flag):
     with pytest.raises(WorkflowError, match=f"{flag} needs a trained model"):
         evaluate("nearest", data, "test", k=1, polish=0, **kw)

@@ -588,6 +588,15 @@ def test_search_an_unconditional_model(vae, cantilever):
     assert search(vae, cantilever, method="random", budget=4, device="cpu").evaluations == 4
 
 
+def test_evaluate_temperature_scales_the_prior_samples(cvae, data):
+    """Near temperature 0 every sample is the prior mean: the k designs are one design."""
+    cold = evaluate(cvae, data, "test", k=4, polish=0, limit=2, device="cpu", temperature=1e-6)
+    warm = evaluate(cvae, data, "test", k=4, polish=0, limit=2, device="cpu", temperature=3.0)
+    assert cold["temperature"] == 1e-6 and warm["temperature"] == 3.0
+    assert cold["diversity"]["pairwise_mean"] == 0.0
+    assert warm["diversity"]["pairwise_mean"] > 0.0
+
+
 def test_evaluate_an_unconditional_model(vae, data):
     r = evaluate(vae, data, "val", k=2, polish=0, limit=1, device="cpu")
     assert r["model"]["kind"] == "vae" and r["problems"] == 1
@@ -595,7 +604,7 @@ def test_evaluate_an_unconditional_model(vae, data):
 
 @pytest.mark.parametrize("kw, fragment", [
     ({"k": 0}, "-k"), ({"polish": -1}, "--polish"), ({"limit": 0}, "--limit"),
-    ({"split": "nope"}, "nope"),
+    ({"split": "nope"}, "nope"), ({"temperature": 0}, "--temperature"),
 ])  # fmt: skip
 def test_evaluate_refuses_bad_options(cvae, data, kw, fragment):
     with pytest.raises(WorkflowError, match=fragment):

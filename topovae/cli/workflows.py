@@ -150,7 +150,7 @@ def alternatives(checkpoint, problem, volfrac, problem_file, data, index, k, sam
     from ..solvers._problem import MAX_ITERATIONS
     from ..workflows import alternatives as find
     from ..workflows import save_alternatives
-    from ..workflows._alternatives import check_temperature
+    from ..workflows._latent import check_temperature
     from ..workflows._latent import check_count, check_drop, check_seed
 
     try:  # the library's own checks, before any work
@@ -226,6 +226,8 @@ def alternatives(checkpoint, problem, volfrac, problem_file, data, index, k, sam
 )
 @click.option("--drop", default=None, help="Condition groups to leave out, e.g. loads (a model "
               "trained with --condition-dropout).")  # fmt: skip
+@click.option("--temperature", type=float, default=1.0, show_default=True,
+              help="Spread of the k - 1 prior samples, u ~ N(0, T^2 I) (1: the model's prior).")
 @click.option("--nll", type=int, default=0, show_default=True,
               help="Also estimate -log p(x | c) of the SIMP designs with this many importance "
               "samples (the IWAE bound; 100 is usual), beside the ELBO.")  # fmt: skip
@@ -237,7 +239,7 @@ def alternatives(checkpoint, problem, volfrac, problem_file, data, index, k, sam
 @click.option("--out", required=True, help="Report folder.")
 @click.option("--quiet", "-q", is_flag=True)
 def evaluate(checkpoint, data, split, k, polish, limit, seed, project, connect, mean_first, drop,
-             nll, factors, device, out, quiet) -> None:  # fmt: skip
+             temperature, nll, factors, device, out, quiet) -> None:  # fmt: skip
     """Judge a model's designs against the SIMP designs of a dataset split.
 
     CHECKPOINT "nearest" judges the yardstick instead: the k training designs whose conditions
@@ -257,7 +259,8 @@ def evaluate(checkpoint, data, split, k, polish, limit, seed, project, connect, 
         report = run_evaluation(model, data, split, k=k, polish=polish, seed=seed, limit=limit,
                                 device=device, progress=not quiet, project=project,
                                 connect=connect, mean_first=mean_first,
-                                drop=drop or (), nll=nll, factors=factors)  # fmt: skip
+                                drop=drop or (), temperature=temperature, nll=nll,
+                                factors=factors)  # fmt: skip
     except workflow_errors() as e:
         raise InputError(str(e)) from None
     paths = write_report(report, folder)
@@ -272,7 +275,8 @@ def evaluate(checkpoint, data, split, k, polish, limit, seed, project, connect, 
     click.echo(
         f"diversity over k = {k}: distinct within 5 % {d['distinct_5_median']:g}, within 10 % "
         f"{d['distinct_10_median']:g} (medians), pairwise 1 - IoU {d['pairwise_median']:.3f}, "
-        f"coverage {100 * d['coverage_mean']:.1f} %, GED {d['ged_median']:.3f}"
+        f"coverage {100 * d['coverage_median']:.1f} % (reproduced "
+        f"{100 * d['reproduced_median']:.1f} %), GED {d['ged_median']:.3f}"
     )
     fac = report["factors"]
     if fac:

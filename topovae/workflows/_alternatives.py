@@ -35,17 +35,9 @@ from ..solvers import DISTINCT, Problem, distinct, pairwise_distances, solve
 from ..solvers._problem import MAX_ITERATIONS, check_problem
 from ._diversity import solids
 from ._judge import ComplianceOracle, score
-from ._latent import LatentDecoder, WorkflowError, check_count, check_seed
+from ._latent import LatentDecoder, WorkflowError, check_count, check_seed, check_temperature
 
 TEMPERATURE = 1.5  # the prior samples' spread (see the module docstring)
-
-
-def check_temperature(value) -> float:
-    """``value`` if it is a sampling temperature in (0, 10], else one WorkflowError."""
-    ok = not isinstance(value, bool) and isinstance(value, int | float)
-    if not (ok and 0 < value <= 10):
-        raise WorkflowError(f"--temperature must be a number in (0, 10], got {value!r}")
-    return float(value)
 
 
 @dataclass

@@ -11,9 +11,13 @@ over k designs (B, H, W):
     distinct_5, _10     distinct designs among those within 5 % / 10 % of ``best_reference``'s
                         compliance (greedy from the stiffest: each kept design is >= 0.15 from
                         every stiffer one kept)
-    coverage            with ``references`` (the problem's known alternatives): the share of
-                        them with a design within `COVER` 1 - IoU (0.15: the same design by the
-                        definition above)
+    coverage            with ``references`` (the problem's known alternatives), Naeem et al.
+                        (2020)'s coverage: the share of references with a design inside the ball
+                        of their k-th nearest other reference (k = `COVER_K` = 1: a design nearer
+                        to the reference than its nearest alternative is); no ball is smaller
+                        than `DISTINCT` (a lone reference's is that)
+    reproduced          the stricter share of references with a design within `DISTINCT` 1 - IoU
+                        (0.15: the same design by the definition above)
     ged                 generalized energy distance (Kohl et al. 2018) between the designs S and
                         references Y with d = 1 - IoU: 2 E d(S, Y) - E d(S, S') - E d(Y, Y'),
                         expectations over all pairs of the two sets (0 for equal sets)
@@ -26,7 +30,7 @@ import numpy as np
 from ..solvers import DISTINCT, Problem, distinct, pairwise_distances, solid
 from ._judge import JudgeError
 
-COVER = DISTINCT  # a reference is covered by a design nearer than this (1 - IoU)
+COVER_K = 1  # coverage's ball: the distance from a reference to its k-th nearest other one
 WITHIN = (0.05, 0.10)  # compliance tolerances of the distinct counts
 
 
@@ -61,10 +65,23 @@ def ged(samples_solid: np.ndarray, references_solid: np.ndarray) -> float:
     return float(2.0 * sy - ss - yy)
 
 
-def coverage(samples_solid: np.ndarray, references_solid: np.ndarray, radius: float = COVER):
-    """Share of references with a sample within ``radius`` (1 - IoU)."""
+def coverage_radii(references_solid: np.ndarray, k: int = COVER_K) -> np.ndarray:
+    """(n,) each reference's ball: 1 - IoU to its k-th nearest other reference (the last of the
+    n - 1 when fewer), at least `DISTINCT` (a lone reference's ball)."""
+    n = len(references_solid)
+    if n < 2:
+        return np.full(n, DISTINCT)
+    d = pairwise_distances(references_solid)
+    np.fill_diagonal(d, np.inf)
+    return np.maximum(np.sort(d, axis=1)[:, min(k, n - 1) - 1], DISTINCT)
+
+
+def coverage(samples_solid: np.ndarray, references_solid: np.ndarray, radius=None) -> float:
+    """Share of references with a sample nearer than ``radius`` (1 - IoU; a number, or one per
+    reference); by default Naeem et al.'s k-nearest-neighbour balls (`coverage_radii`)."""
+    r = coverage_radii(references_solid) if radius is None else np.asarray(radius, np.float64)
     d = pairwise_distances(references_solid, samples_solid)
-    return float(np.mean(d.min(axis=1) < radius))
+    return float(np.mean(d.min(axis=1) < r))
 
 
 def diversity(
@@ -95,6 +112,7 @@ def diversity(
     if references is not None:
         r = solids(references, problem)
         out["coverage"] = coverage(s, r)
+        out["reproduced"] = coverage(s, r, DISTINCT)
         out["ged"] = ged(s, r)
         out["references"] = len(r)
     return out

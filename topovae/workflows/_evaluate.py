@@ -19,7 +19,8 @@ Problems that today's validation refuses (files from before it) are skipped and 
 Diversity (a design space, not one design): over the k designs of each problem, `diversity`'s
 mean pairwise 1 - IoU, the number of distinct designs within 5 % and 10 % of the stiffest
 reference design, and, against the problem's reference designs (its alternatives when the file
-holds several per problem, else SIMP's one), coverage and the generalized energy distance. A
+holds several per problem, else SIMP's one), coverage (Naeem et al.'s nearest-neighbour balls),
+the stricter share reproduced (a design within 1 - IoU 0.15) and the generalized energy distance. A
 file with alternatives is evaluated once per problem, against its stiffest design.
 """
 
@@ -42,7 +43,15 @@ from ..solvers import ProblemError, solve
 from ..solvers._problem import MAX_ITERATIONS
 from ._diversity import diversity
 from ._judge import SCORE_KEYS, ComplianceOracle, ce_text, score
-from ._latent import LatentDecoder, Placement, WorkflowError, check_count, check_drop, check_seed
+from ._latent import (
+    LatentDecoder,
+    Placement,
+    WorkflowError,
+    check_count,
+    check_drop,
+    check_seed,
+    check_temperature,
+)
 from ._report import html_page, md_escape
 
 VARIANTS = ("first", "best", "polished", "simp_k")
@@ -145,6 +154,7 @@ def evaluate(
     project: bool = True,
     connect: bool = True,
     drop: tuple[str, ...] = (),
+    temperature: float = 1.0,
     nll: int = 0,
     factors: bool = False,
 ) -> dict[str, Any]:
@@ -156,7 +166,9 @@ def evaluate(
     ``connect``: projected designs get their load paths connected along their grey members
     (`LatentDecoder`); False judges the decoder's projected design as it is. ``drop``: leave
     these condition groups out (a partial condition; a model trained with condition dropout):
-    how good are its designs for the problem when it is told less. ``nll`` = K > 0: also the
+    how good are its designs for the problem when it is told less. ``temperature`` T: the prior
+    samples are u ~ N(0, T^2 I) (1: the model's own prior; `alternatives` samples at 1.5).
+    ``nll`` = K > 0: also the
     marginal likelihood of the judged SIMP designs, the IWAE estimate with K samples
     (`topovae.models.log_likelihood`), beside the ELBO (the mean of the same K one-sample
     ELBOs), in nats per design and bits per element, under "likelihood". ``factors``: how
@@ -172,7 +184,9 @@ def evaluate(
     ``"problems"`` and arrays for figures under ``"_designs"`` (dropped when written)."""
     nearest = isinstance(model, str) and model == NEAREST
     if nearest:
-        for flag, value in (("--nll", nll), ("--factors", factors), ("--drop", drop)):
+        flags = (("--nll", nll), ("--factors", factors), ("--drop", drop),
+                 ("--temperature", temperature != 1.0))  # fmt: skip
+        for flag, value in flags:
             if value:
                 raise WorkflowError(f"{flag} needs a trained model; 'nearest' is a yardstick")
     else:
@@ -186,6 +200,7 @@ def evaluate(
     if nll:
         check_count(nll, "--nll (importance samples)", high=100_000)
     drop = () if nearest else check_drop(model, drop)
+    temperature = check_temperature(temperature)
     t0 = time.perf_counter()
     ds = _load_split(None if nearest else model, data, split, split_seed)
     train = _load_split(None if nearest else model, data, "train", split_seed)
@@ -209,7 +224,7 @@ def evaluate(
     try:
         for row in rows:
             if yardstick is None:
-                z = torch.randn(k, model.config.latent_dim, generator=g)  # drawn for every row
+                z = temperature * torch.randn(k, model.config.latent_dim, generator=g)  # every row
                 if mean_first:
                     z[0] = 0.0
             try:
@@ -302,6 +317,7 @@ def evaluate(
         "project": project,
         "connect": connect,
         "drop": list(drop),
+        "temperature": temperature,
         "seconds": time.perf_counter() - t0,
         "metrics": {v: _summary(arrays[v]) for v in VARIANTS},
         "diversity": _diversity_summary(spread),
@@ -461,12 +477,18 @@ def markdown_report(report: dict[str, Any], figures: list[str] = ()) -> str:
     div = report.get("diversity")
     if div:
         lines += [
-            f"Diversity over the k = {report['k']} designs of each problem (distinct: 1 - IoU of "
+            f"Diversity over the k = {report['k']} designs of each problem"
+            + (f" (prior samples at temperature {report['temperature']:g})"
+               if report.get("temperature", 1.0) != 1.0 else "")
+            + " (distinct: 1 - IoU of "
             "the binarised solids >= 0.15; medians over the problems): distinct designs within "
             f"5 % of the stiffest reference {div['distinct_5_median']:g}, within 10 % "
             f"{div['distinct_10_median']:g}; mean pairwise 1 - IoU {div['pairwise_median']:.3f}"
             + (f"; coverage of the {div['references_median']:g} reference design(s) "
-               f"{_pct(div['coverage_mean'])} (mean), generalized energy distance "
+               f"{_pct(div['coverage_median'])} (median; mean {_pct(div['coverage_mean'])}; "
+               "a reference is covered by a design nearer than its nearest other reference), "
+               f"reproduced {_pct(div['reproduced_median'])} (median; within 1 - IoU 0.15), "
+               "generalized energy distance "
                f"{div['ged_median']:.3f}" if "coverage_median" in div else "")
             + ".",
             "",
