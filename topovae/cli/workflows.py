@@ -150,8 +150,7 @@ def alternatives(checkpoint, problem, volfrac, problem_file, data, index, k, sam
     from ..solvers._problem import MAX_ITERATIONS
     from ..workflows import alternatives as find
     from ..workflows import save_alternatives
-    from ..workflows._latent import check_temperature
-    from ..workflows._latent import check_count, check_drop, check_seed
+    from ..workflows._latent import check_count, check_drop, check_seed, check_temperature
 
     try:  # the library's own checks, before any work
         check_temperature(temperature)
@@ -227,7 +226,8 @@ def alternatives(checkpoint, problem, volfrac, problem_file, data, index, k, sam
 @click.option("--drop", default=None, help="Condition groups to leave out, e.g. loads (a model "
               "trained with --condition-dropout).")  # fmt: skip
 @click.option("--temperature", type=float, default=1.0, show_default=True,
-              help="Spread of the k - 1 prior samples, u ~ N(0, T^2 I) (1: the model's prior).")
+              help="Spread of the k - 1 prior samples, u ~ N(0, T^2 I) (1: the model's "
+              "prior).")  # fmt: skip
 @click.option("--nll", type=int, default=0, show_default=True,
               help="Also estimate -log p(x | c) of the SIMP designs with this many importance "
               "samples (the IWAE bound; 100 is usual), beside the ELBO.")  # fmt: skip

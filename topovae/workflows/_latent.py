@@ -44,7 +44,8 @@ def check_seed(seed) -> int:
 
 
 def check_temperature(value) -> float:
-    """``value`` if it is a sampling temperature (prior samples u ~ N(0, T^2 I)) in (0, 10], else one WorkflowError."""
+    """``value`` if it is a sampling temperature in (0, 10] (prior samples u ~ N(0, T^2 I)),
+    else one WorkflowError."""
     ok = not isinstance(value, bool) and isinstance(value, int | float)
     if not (ok and 0 < value <= 10):
         raise WorkflowError(f"--temperature must be a number in (0, 10], got {value!r}")
