@@ -251,6 +251,10 @@ def main() -> int:
         "--compliance-samples", type=int, default=0, help="designs of each batch it judges (0: all)"
     )
     ap.add_argument(
+        "--compliance-tolerance", type=float, default=0.0,
+        help="designs within this fraction of their SIMP compliance are not pushed (0: off)",
+    )  # fmt: skip
+    ap.add_argument(
         "--init",
         default=None,
         help="start from this checkpoint's weights (fine-tuning; same architecture)",
@@ -278,6 +282,7 @@ def main() -> int:
             beta=a.beta, compliance_weight=a.compliance_weight, compliance_start=a.compliance_start,
             compliance_ramp=a.compliance_ramp, condition_dropout=a.condition_dropout,
             compliance_decode=a.compliance_decode, compliance_samples=a.compliance_samples,
+            compliance_tolerance=a.compliance_tolerance,
             kl_warmup_steps=a.kl_warmup,
         )  # fmt: skip
         run = out / name

@@ -117,6 +117,14 @@ CASES = [
         "compliance_samples must be an integer in 0..1000000000, got -1",
     ),
     (
+        ("train", "{data}", "--compliance-tolerance", "nan", "--out", "r"),
+        "compliance_tolerance must be a number in [0, 10], got nan",
+    ),
+    (
+        ("evaluate", MODEL, "{data}", "--temperature", "-1", "--out", "e"),
+        "--temperature must be a number in (0, 10], got -1.0",
+    ),
+    (
         ("train", "{data}", "--model", "vae", "--compliance-decode", "prior_mean", "--out", "r"),
         "compliance_decode 'prior_mean' needs a cvae",
     ),

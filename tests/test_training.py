@@ -500,6 +500,21 @@ def test_the_physics_term_judges_the_prior_mean_design_of_a_cvae(splits, tmp_pat
         assert value == pytest.approx(compliance(density, ds.problem(position)), rel=1e-6)
 
 
+def test_compliance_tolerance_leaves_good_enough_designs_alone():
+    """The hinge: a design within the tolerance of its SIMP compliance counts zero; a worse one
+    counts its log ratio less log(1 + tolerance); tolerance 0 is the plain term."""
+    from topovae.models import physics_hinge
+
+    terms = torch.log(torch.tensor([0.97, 1.0, 1.05, 1.1, 1.5]))  # C / C_SIMP
+    hinged = physics_hinge(terms, 0.1)
+    assert hinged[:4].tolist() == pytest.approx([0.0, 0.0, 0.0, 0.0], abs=1e-7)
+    assert hinged[4].item() == pytest.approx(math.log(1.5 / 1.1))
+    assert torch.equal(physics_hinge(terms, 0.0), terms)
+    assert model_config("cvae", compliance_tolerance=0.1).compliance_tolerance == 0.1
+    with pytest.raises(ConfigError, match=r"compliance_tolerance must be a number in \[0, 10\]"):
+        model_config("cvae", compliance_tolerance=-0.1)
+
+
 def test_best_checkpoint_compares_only_epochs_judged_with_the_same_physics_weight(splits, tmp_path):
     """A physics term that starts at step 3 (epoch 2 of 3) raises the validation total: the
     epoch before it, judged without the term, must not stay best.pt."""

@@ -88,6 +88,10 @@ from ._common import (
 )
 @click.option("--compliance-samples", type=int, default=0, show_default=True,
               help="Designs of each batch the physics term judges (0: all).")  # fmt: skip
+@click.option("--compliance-tolerance", type=float, default=0.0, show_default=True,
+              help="Designs within this fraction of their SIMP design's compliance are not "
+              "pushed further (0.1: within 10 %), so a prior_sample term keeps near-optimal "
+              "alternatives apart.")  # fmt: skip
 @click.option("--condition-dropout", type=float, default=0.0, show_default=True,
               help="Partial conditions (cvae): leave out each condition group (volume fraction, "
               "loads, supports) with this probability in training, so the model also answers "
@@ -127,7 +131,8 @@ def train(
     augment: bool, beta: float | None,
     free_bits: float, kl_warmup: int, volume_weight: float, compliance_weight: float,
     compliance_start: int, compliance_ramp: int, compliance_decode: str,
-    compliance_samples: int, condition_dropout: float, init: str | None, epochs: int,
+    compliance_samples: int, compliance_tolerance: float, condition_dropout: float,
+    init: str | None, epochs: int,
     batch_size: int,
     lr: float, seed: int, out: str, device: str, resume: bool, compile_: bool, ema: float,
     threads: int, fields: bool,
@@ -161,7 +166,8 @@ def train(
             volume_weight=volume_weight, compliance_weight=compliance_weight,
             compliance_start=compliance_start, compliance_ramp=compliance_ramp,
             compliance_decode=compliance_decode, compliance_samples=compliance_samples,
-            condition_dropout=condition_dropout, **({} if beta is None else {"beta": beta}),
+            compliance_tolerance=compliance_tolerance, condition_dropout=condition_dropout,
+            **({} if beta is None else {"beta": beta}),
         )  # fmt: skip
         history = trainer.history
     except (ConfigError, ProblemError, WorkflowError, ValueError) as e:

@@ -15,6 +15,7 @@ from ._losses import (
     gaussian_kl,
     kl_weight,
     loss_terms,
+    physics_hinge,
     physics_terms,
     project_volume,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "log_weights",
     "loss_terms",
     "normalise_condition",
+    "physics_hinge",
     "physics_terms",
     "project_volume",
     "read_checkpoint",

@@ -27,7 +27,8 @@ MAX_PARAMETERS = 2**30  # ~16 GiB of weights, gradients and AdamW moments in flo
 # loss weights in [0, limit]: each limit is orders of magnitude above any useful value (beta-VAEs
 # use up to ~250, the physics term ~50-200); beyond it the term swamps the loss or overflows
 WEIGHT_LIMITS = {"beta": 1e4, "free_bits": 1e3, "volume_weight": 1e6, "capacity_max": 1e6,
-                 "capacity_gamma": 1e6, "compliance_weight": 1e6}  # fmt: skip
+                 "capacity_gamma": 1e6, "compliance_weight": 1e6,
+                 "compliance_tolerance": 10.0}  # fmt: skip
 MAX_STEPS = 10**9  # schedules (warm-ups, ramps) in optimisation steps
 
 
@@ -68,6 +69,11 @@ class VAEConfig:
         design for every problem) or "auto".
     compliance_samples: designs of each batch the term judges (the first ones of the shuffled,
         augmented batch; 0: all). Each costs one FE solve per step.
+    compliance_tolerance: a design within this fraction of its SIMP design's compliance is good
+        enough and not pushed further: the term per design is max(0, log(C / C_SIMP) -
+        log(1 + tolerance)) (0: every design is pushed to be stiffer). With "prior_sample" it
+        keeps near-optimal alternatives apart instead of pulling every sample to the stiffest
+        layout (benchmarks/README.md).
     condition_dropout: partial conditions (a unet cvae; 0: off). Training leaves out each
         condition group (the volume fraction, the loads, the supports) of each sample with this
         probability, as zeros (the full-material fields go with the loads and the supports),
@@ -102,6 +108,7 @@ class VAEConfig:
     compliance_ramp: int = 0
     compliance_decode: str = "auto"
     compliance_samples: int = 0
+    compliance_tolerance: float = 0.0
     condition_dropout: float = 0.0
 
     def __post_init__(self) -> None:

@@ -24,6 +24,8 @@ Free bits act per latent dimension on the batch-mean KL (Kingma et al. 2016).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -243,6 +245,12 @@ def physics_terms(
         reference = simp_compliance(x, problems, tol)
     c = compliance(rho, problems, physical=False, tol=tol)
     return torch.log(c / reference.to(c))
+
+
+def physics_hinge(terms: torch.Tensor, tolerance: float) -> torch.Tensor:
+    """max(0, terms - log(1 + tolerance)): `physics_terms` of designs within ``tolerance`` of
+    their SIMP design's compliance count zero (`VAEConfig.compliance_tolerance`)."""
+    return (terms - math.log1p(tolerance)).clamp_min(0.0) if tolerance > 0 else terms
 
 
 def _passive(problems, device) -> tuple[torch.Tensor, torch.Tensor]:

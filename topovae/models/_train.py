@@ -37,7 +37,14 @@ import torch
 from .._checks import check_path, output_folder
 from .._lock import WriterLock
 from ._config import ConfigError, VAEConfig
-from ._losses import active_units, compliance_weight, loss_terms, physics_terms, simp_compliance
+from ._losses import (
+    active_units,
+    compliance_weight,
+    loss_terms,
+    physics_hinge,
+    physics_terms,
+    simp_compliance,
+)
 from ._threads import ThreadTuner
 from ._vae import DesignVAE
 
@@ -51,7 +58,8 @@ PHYSICS_TOL = 1e-6
 # the VAEConfig fields that define the loss, not the network: `Trainer.initialise_from` may change
 LOSS_FIELDS = ("beta", "capacity_max", "capacity_steps", "capacity_gamma", "free_bits",
                "kl_warmup_steps", "volume_weight", "compliance_weight", "compliance_start",
-               "compliance_ramp", "compliance_decode", "compliance_samples")  # fmt: skip
+               "compliance_ramp", "compliance_decode", "compliance_samples",
+               "compliance_tolerance")  # fmt: skip
 
 
 class TrainingError(RuntimeError):
@@ -573,8 +581,9 @@ class Trainer:
             if w > 0:
                 logits = out.prior_logits if extra else out.logits[:n]
                 problems, reference = judged
-                physics = physics_terms(
-                    logits.float(), x[:n], problems, reference, tol=PHYSICS_TOL
+                physics = physics_hinge(
+                    physics_terms(logits.float(), x[:n], problems, reference, tol=PHYSICS_TOL),
+                    self.mcfg.compliance_tolerance,
                 ).mean().float()  # fmt: skip
             terms["compliance"] = physics
             terms["total"] = terms["total"] + w * physics
