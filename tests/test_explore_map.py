@@ -237,6 +237,23 @@ def test_cli_page_refuses_a_non_html_name(run, tiny_checkpoints, tmp_path):
     assert_one_line_error(r, "ending in .html")
 
 
+def test_evaluate_factors_of_a_file_without_problems_says_so(vae, tmp_path):
+    """--factors reads the known factors from the problems; an imported image set has none."""
+    from PIL import Image
+
+    from topovae.datasets import import_images
+    from topovae.workflows import evaluate
+
+    folder = tmp_path / "pics"
+    folder.mkdir()
+    for k in range(10):
+        Image.fromarray(np.full((TINY, TINY), 25 * k, np.uint8)).save(folder / f"{k}.png")
+    import_images(folder, tmp_path / "imported.h5", size=(TINY, TINY))
+    with pytest.raises(WorkflowError, match=r"holds designs without problems \(imported\): "
+                       r"evaluate judges each design by FE against its problem, and --factors"):
+        evaluate(vae, tmp_path / "imported.h5", "all", k=1, polish=0, factors=True)
+
+
 def test_a_map_of_a_file_without_simp_results_says_so(vae, tmp_path):
     """An imported image set has designs and volume fractions but no compliance to colour by."""
     from PIL import Image

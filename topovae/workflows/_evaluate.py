@@ -203,6 +203,14 @@ def evaluate(
     temperature = check_temperature(temperature)
     t0 = time.perf_counter()
     ds = _load_split(None if nearest else model, data, split, split_seed)
+    if not ds.has_problems:
+        raise WorkflowError(
+            f"{Path(data).name} holds designs without problems (imported): evaluate judges each "
+            "design by FE against its problem"
+            + (", and --factors reads the factors (volume fraction, loads, supports) from them"
+               if factors else "")
+            + "; give a file made by `topovae generate` or imported with its loads and supports"
+        )  # fmt: skip
     train = _load_split(None if nearest else model, data, "train", split_seed)
     yardstick = NearestDesign.fit(train) if nearest else None
     train_designs = torch.from_numpy(
