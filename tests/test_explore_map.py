@@ -249,8 +249,11 @@ def test_evaluate_factors_of_a_file_without_problems_says_so(vae, tmp_path):
     for k in range(10):
         Image.fromarray(np.full((TINY, TINY), 25 * k, np.uint8)).save(folder / f"{k}.png")
     import_images(folder, tmp_path / "imported.h5", size=(TINY, TINY))
-    with pytest.raises(WorkflowError, match=r"holds designs without problems \(imported\): "
-                       r"evaluate judges each design by FE against its problem, and --factors"):
+    with pytest.raises(
+        WorkflowError,
+        match=r"holds designs without problems \(imported\): "
+        r"evaluate judges each design by FE against its problem, and --factors",
+    ):
         evaluate(vae, tmp_path / "imported.h5", "all", k=1, polish=0, factors=True)
 
 
