@@ -28,6 +28,8 @@ Models (``--models``, comma-separated):
               symmetry augmentation
   unet-indep  the same with the independent prior N(0, I)
   unet-noaug  the U-Net CVAE without augmentation
+  hvae        the ladder VAE: the U-Net CVAE with two stochastic layers (half of --latent-dim
+              on top), top-down inference (Sønderby et al. 2016)
   regression  condition images -> design, BCE only, no latent (the U-Net's decoder at z = 0)
 """
 
@@ -46,7 +48,7 @@ import numpy as np
 import torch
 
 from topovae.datasets import TopologyDataset, distribution, generate
-from topovae.models import DesignVAE, TrainConfig, Trainer, VAEConfig, load
+from topovae.models import DesignVAE, LadderVAE, TrainConfig, Trainer, VAEConfig, load
 from topovae.workflows import evaluate
 
 
@@ -68,7 +70,7 @@ def model_spec(name: str, size: int, channels: int, latent: int, width: int, dep
     for the U-Net CVAEs."""
     common = dict(kind="cvae", height=size, width=size, cond_channels=channels,
                   latent_dim=latent, base_width=width, depth=depth)  # fmt: skip
-    if name.startswith("unet"):
+    if name.startswith("unet") or name == "hvae":
         common.update(physics)
         common["beta"] = beta
     if name == "conv":
@@ -79,6 +81,9 @@ def model_spec(name: str, size: int, channels: int, latent: int, width: int, dep
     if name == "unet-indep":
         cfg = VAEConfig(arch="unet", prior="independent", **{"kl_warmup_steps": 200, **common})
         return cfg, DesignVAE, True
+    if name == "hvae":  # the ladder VAE: the unet cvae with two stochastic layers
+        cfg = VAEConfig(**{"kl_warmup_steps": 200, **common, "kind": "hvae"})
+        return cfg, LadderVAE, True
     if name == "regression":
         return VAEConfig(arch="unet", prior="independent", **common), ConditionalUNet, True
     raise SystemExit(f"unknown model {name!r}")

@@ -1,6 +1,6 @@
 """Shared fixtures: the CLI driven by click's CliRunner in a temporary folder; one tiny dataset
-(12x12, 40 mixed problems), one of another size (8x8) and two tiny trained models (a cvae and a
-vae, latent 4), each made once per session; torch on one thread."""
+(12x12, 40 mixed problems), one of another size (8x8) and three tiny trained models (a cvae, a
+vae and a ladder hvae, latent 4), each made once per session; torch on one thread."""
 
 import pytest
 import torch
@@ -49,9 +49,9 @@ def tiny_checkpoints(data, tmp_path_factory):
     train = TopologyDataset(data, "train", in_memory=True)
     val = TopologyDataset(data, "val", in_memory=True)
     paths = {}
-    for kind in ("cvae", "vae"):
+    for kind in ("cvae", "vae", "hvae"):
         out = tmp_path_factory.mktemp(f"tiny-{kind}")
-        cc = len(train.condition_channels) if kind == "cvae" else 0
+        cc = len(train.condition_channels) if kind in ("cvae", "hvae") else 0
         mcfg = VAEConfig(
             kind=kind, height=TINY, width=TINY, cond_channels=cc, latent_dim=4, base_width=4,
             depth=2, kl_warmup_steps=1000,

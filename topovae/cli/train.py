@@ -16,8 +16,17 @@ from ._common import (
 
 @main.command()
 @click.argument("data")
-@click.option("--model", "kind", default="vae", show_default=True, help="vae | beta-vae | cvae.")
+@click.option("--model", "kind", default="vae", show_default=True,
+              help="vae | beta-vae | cvae | hvae (the ladder VAE: a cvae with two stochastic "
+              "layers).")  # fmt: skip
 @click.option("--latent-dim", type=int, default=32, show_default=True)
+@click.option(
+    "--top-dim",
+    type=int,
+    default=0,
+    show_default=True,
+    help="hvae: latent dimensions of the top layer (0: half of --latent-dim).",
+)
 @click.option(
     "--base-width",
     type=int,
@@ -127,8 +136,8 @@ from ._common import (
 @click.option("--in-memory/--from-disk", default=True, show_default=True)
 @click.option("--quiet", "-q", is_flag=True)
 def train(
-    data: str, kind: str, latent_dim: int, base_width: int, depth: int, arch: str, prior: str,
-    augment: bool, beta: float | None,
+    data: str, kind: str, latent_dim: int, top_dim: int, base_width: int, depth: int, arch: str,
+    prior: str, augment: bool, beta: float | None,
     free_bits: float, kl_warmup: int, volume_weight: float, compliance_weight: float,
     compliance_start: int, compliance_ramp: int, compliance_decode: str,
     compliance_samples: int, compliance_tolerance: float, condition_dropout: float,
@@ -162,6 +171,7 @@ def train(
         trainer = train_model(
             data, out, kind, train_config=tcfg, fields=fields, in_memory=in_memory, init=init,
             resume=resume, progress=not quiet, latent_dim=latent_dim, base_width=base_width,
+            **({"top_dim": top_dim} if top_dim else {}),
             depth=depth, arch=arch, prior=prior, free_bits=free_bits, kl_warmup_steps=kl_warmup,
             volume_weight=volume_weight, compliance_weight=compliance_weight,
             compliance_start=compliance_start, compliance_ramp=compliance_ramp,

@@ -1,4 +1,4 @@
-"""Design VAEs: convolutional VAE, beta-VAE and conditional VAE, and their losses.
+"""Design VAEs: convolutional VAE, beta-VAE, conditional VAE and the ladder VAE, and their losses.
 
 from topovae.models import VAEConfig, DesignVAE, loss_terms
 model = DesignVAE(VAEConfig(kind="beta-vae", beta=4.0, height=64, width=64))
@@ -8,6 +8,7 @@ terms["total"].backward()
 """
 
 from ._config import ACTIVATIONS, KINDS, LIKELIHOODS, NORMS, ConfigError, VAEConfig, check_model
+from ._ladder import LadderVAE
 from ._likelihood import iwae, log_likelihood, log_weights
 from ._losses import (
     active_units,
@@ -21,6 +22,7 @@ from ._losses import (
 )
 from ._nearest import NearestDesign
 from ._ppca import PPCA
+from ._registry import FAMILIES, build_model, model_class
 from ._threads import ThreadTuner
 from ._train import TrainConfig, Trainer, TrainingError, load, read_checkpoint
 from ._vae import CONDITION_GROUPS, DesignVAE, VAEOutput, drop_condition, normalise_condition
@@ -28,12 +30,14 @@ from ._vae import CONDITION_GROUPS, DesignVAE, VAEOutput, drop_condition, normal
 __all__ = [
     "ACTIVATIONS",
     "CONDITION_GROUPS",
+    "FAMILIES",
     "KINDS",
     "LIKELIHOODS",
     "NORMS",
     "PPCA",
     "ConfigError",
     "DesignVAE",
+    "LadderVAE",
     "NearestDesign",
     "ThreadTuner",
     "TrainConfig",
@@ -42,6 +46,7 @@ __all__ = [
     "VAEConfig",
     "VAEOutput",
     "active_units",
+    "build_model",
     "check_model",
     "compliance_weight",
     "drop_condition",
@@ -52,6 +57,7 @@ __all__ = [
     "log_likelihood",
     "log_weights",
     "loss_terms",
+    "model_class",
     "normalise_condition",
     "physics_hinge",
     "physics_terms",

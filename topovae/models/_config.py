@@ -14,7 +14,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-KINDS = ("vae", "beta-vae", "cvae")
+KINDS = ("vae", "beta-vae", "cvae", "hvae")
+CONDITIONAL = ("cvae", "hvae")  # the kinds conditioned on the problem
 ARCHS = ("unet", "conv")
 PRIORS = ("auto", "dependent", "independent")
 NORMS = ("batch", "group", "none")
@@ -49,7 +50,9 @@ class VAEConfig:
     kind: "vae"; "beta-vae" (KL weight ``beta`` > 1, optionally the controlled-capacity target
         of Burgess et al. 2018: loss = rec + gamma |KL - C(t)|, C growing linearly to
         ``capacity_max`` nats over ``capacity_steps``); "cvae" (encoder and decoder conditioned on
-        ``cond_channels`` image channels: volume fraction, loads, supports, ...).
+        ``cond_channels`` image channels: volume fraction, loads, supports, ...); "hvae" (the
+        ladder VAE, `LadderVAE`: a conditional VAE with two stochastic layers, the top one of
+        ``top_dim`` dimensions, by default half of ``latent_dim``; the unet backbone only).
     width: channels of the first conv stage, doubled at each of the ``depth`` stages (capped at
         ``max_width``).
     likelihood: "bernoulli" (BCE with logits, for densities in [0, 1]) or "gaussian" (MSE of the
@@ -90,6 +93,7 @@ class VAEConfig:
     in_channels: int = 1
     cond_channels: int = 0
     latent_dim: int = 32
+    top_dim: int = 0
     base_width: int = 32
     max_width: int = 256
     depth: int = 4
@@ -122,18 +126,25 @@ class VAEConfig:
         choice("arch", ARCHS)
         choice("prior", PRIORS)
         if self.prior == "auto":  # frozen dataclass: resolve once, so to_dict holds the choice
-            dependent = self.kind == "cvae" and self.arch == "unet"
+            dependent = self.conditional and self.arch == "unet"
             object.__setattr__(self, "prior", "dependent" if dependent else "independent")
-        if self.prior == "dependent" and (self.kind != "cvae" or self.arch != "unet"):
+        if self.kind == "hvae" and (
+            self.arch != "unet" or self.prior != "dependent" or self.depth < 1
+        ):
+            raise ConfigError(
+                f"an hvae needs the unet backbone of depth >= 1 and its dependent prior, not "
+                f"{self.arch!r} of depth {self.depth} with a {self.prior!r} prior"
+            )
+        if self.prior == "dependent" and (not self.conditional or self.arch != "unet"):
             raise ConfigError(
                 f"a dependent prior needs a cvae on the unet backbone, not a {self.kind!r} on "
                 f"{self.arch!r}; use prior 'independent'"
             )
         choice("compliance_decode", COMPLIANCE_DECODES)
         if self.compliance_decode == "auto":
-            decode = "prior_mean" if self.kind == "cvae" else "posterior"
+            decode = "prior_mean" if self.conditional else "posterior"
             object.__setattr__(self, "compliance_decode", decode)
-        if self.compliance_decode in ("prior_mean", "prior_sample") and self.kind != "cvae":
+        if self.compliance_decode in ("prior_mean", "prior_sample") and not self.conditional:
             raise ConfigError(
                 f"compliance_decode {self.compliance_decode!r} needs a cvae (a {self.kind!r} "
                 "has one prior for every problem); use 'posterior'"
@@ -166,10 +177,22 @@ class VAEConfig:
                 f"(~{16 * params / 2**30:.3g} GiB to train with AdamW), over the limit of "
                 f"{MAX_PARAMETERS:.3g}; use a smaller latent_dim, base_width or max_width"
             )
-        if self.kind == "cvae" and self.cond_channels < 1:
-            raise ConfigError("a cvae needs cond_channels >= 1 (the problem's condition images)")
-        if self.kind != "cvae" and self.cond_channels != 0:
-            raise ConfigError(f"cond_channels is for kind 'cvae', not {self.kind!r}")
+        if self.conditional and self.cond_channels < 1:
+            raise ConfigError(
+                f"a {self.kind} needs cond_channels >= 1 (the problem's condition images)"
+            )
+        if not self.conditional and self.cond_channels != 0:
+            raise ConfigError(f"cond_channels is for kinds 'cvae' and 'hvae', not {self.kind!r}")
+        t = self.top_dim
+        if isinstance(t, bool) or not isinstance(t, int) or t < 0:
+            raise ConfigError(f"top_dim must be an integer >= 0, got {t!r}")
+        if t and self.kind != "hvae":
+            raise ConfigError(f"top_dim is for kind 'hvae' (a ladder VAE), not {self.kind!r}")
+        if self.kind == "hvae" and not 0 < self.top_layer_dim < self.latent_dim:
+            raise ConfigError(
+                f"an hvae splits latent_dim {self.latent_dim} into a top and a bottom layer: "
+                f"use latent_dim >= 2 and top_dim in 1..{self.latent_dim - 1}, got {t}"
+            )
         # upper limits far above any useful value: beyond them the loss is swamped or overflows
         for name, high in WEIGHT_LIMITS.items():
             v = getattr(self, name)
@@ -178,7 +201,7 @@ class VAEConfig:
         p = self.condition_dropout
         if isinstance(p, bool) or not isinstance(p, int | float) or not 0 <= p < 1:
             raise ConfigError(f"condition_dropout must be a probability in [0, 1), got {p!r}")
-        if p > 0 and (self.kind != "cvae" or self.arch != "unet"):
+        if p > 0 and (not self.conditional or self.arch != "unet"):
             raise ConfigError(
                 f"condition_dropout needs a cvae on the unet backbone, not a {self.kind!r} on "
                 f"{self.arch!r}"
@@ -206,7 +229,12 @@ class VAEConfig:
 
     @property
     def conditional(self) -> bool:
-        return self.kind == "cvae"
+        return self.kind in CONDITIONAL
+
+    @property
+    def top_layer_dim(self) -> int:
+        """An hvae's top latent layer size (``top_dim``, or half of ``latent_dim``)."""
+        return self.top_dim or self.latent_dim // 2
 
     @property
     def partial(self) -> bool:

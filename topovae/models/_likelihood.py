@@ -62,23 +62,22 @@ def log_weights(
     c = None if c is None else c.to(p.device, p.dtype)
     c = model._check(x, c)
     feats = model.condition_features(c)
-    mu, logvar = model.encode(x, c, feats)
-    pmu, plogvar = model.prior(c, n=x.shape[0], feats=feats)
-    b = x.shape[0]
+    b, d = x.shape[0], model.config.latent_dim
     out = torch.empty(k, b, device=p.device)
     per = max(1, chunk // b)  # samples of every design decoded together
     for s in range(0, k, per):
         m = min(per, k - s)
-        eps = torch.randn((m, *mu.shape), generator=generator, device=p.device, dtype=mu.dtype)
-        z = mu + eps * torch.exp(0.5 * logvar)  # (m, B, D)
-        flat = z.reshape(m * b, -1)
+        eps = torch.randn((m * b, d), generator=generator, device=p.device, dtype=x.dtype)
+        rep_x = x.repeat(m, 1, 1, 1)
         rep = None if c is None else c.repeat(m, 1, 1, 1)
         rep_feats = None if feats is None else [f.repeat(m, 1, 1, 1) for f in feats]
-        logits = model.decode(flat, rep, rep_feats).float()
-        lpx = log_px_given_z(model.config.likelihood, logits, x.repeat(m, 1, 1, 1).float())
+        # (m B, D): a hierarchical model's posterior and prior depend on the sampled layers
+        z, mu, logvar, pmu, plogvar = model.posterior_sample(rep_x, rep, rep_feats, eps)
+        logits = model.decode(z, rep, rep_feats).float()
+        lpx = log_px_given_z(model.config.likelihood, logits, rep_x.float())
         out[s : s + m] = (
-            lpx.view(m, b) + _log_normal(z, pmu, plogvar) - _log_normal(z, mu, logvar)
-        ).float()
+            (lpx + _log_normal(z, pmu, plogvar) - _log_normal(z, mu, logvar)).float().view(m, b)
+        )
     return out
 
 

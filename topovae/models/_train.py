@@ -45,6 +45,7 @@ from ._losses import (
     physics_terms,
     simp_compliance,
 )
+from ._registry import build_model
 from ._threads import ThreadTuner
 from ._vae import DesignVAE
 
@@ -293,7 +294,7 @@ def load(path: str | os.PathLike, device: str = "cpu") -> DesignVAE:
         raise ConfigError(
             f"checkpoint {str(path)!r} has an invalid model configuration: {e}"
         ) from None
-    model = DesignVAE(config)
+    model = build_model(config)
     model.load_state_dict(ckpt["model"])
     return model.to(_device(device)).eval()
 
@@ -320,7 +321,8 @@ def _batch(item: dict, device: torch.device, conditional: bool):
 
 
 class Trainer:
-    """Fits a `DesignVAE` (or a subclass: ``model_class``) on torch Datasets yielding dicts with
+    """Fits a model of ``model_config``'s kind (`build_model`; ``model_class``: another
+    `DesignVAE` subclass) on torch Datasets yielding dicts with
     "density", "condition", "volfrac" (as `TopologyDataset` does)."""
 
     def __init__(
@@ -331,7 +333,7 @@ class Trainer:
         val_set: torch.utils.data.Dataset,
         out: str | os.PathLike,
         data_fingerprint: dict[str, Any] | None = None,
-        model_class: type[DesignVAE] = DesignVAE,
+        model_class: type[DesignVAE] | None = None,
     ) -> None:
         for name, value, kind in (("model_config", model_config, VAEConfig),
                                   ("train_config", train_config, TrainConfig)):  # fmt: skip
@@ -350,7 +352,9 @@ class Trainer:
                 "train_set items must be dicts with 'density', 'volfrac' (and 'condition' for a "
                 "cvae), as TopologyDataset yields"
             )
-        if not (isinstance(model_class, type) and issubclass(model_class, DesignVAE)):
+        if model_class is not None and not (
+            isinstance(model_class, type) and issubclass(model_class, DesignVAE)
+        ):
             raise TypeError(f"model_class must be DesignVAE or a subclass, got {model_class!r}")
         self.mcfg, self.tcfg = model_config, train_config
         self.train_set, self.val_set = train_set, val_set
@@ -371,7 +375,8 @@ class Trainer:
         if len(train_set) == 0 or len(val_set) == 0:
             raise ConfigError("the train and validation splits must both hold samples")
         torch.manual_seed(train_config.seed)
-        self.model = model_class(model_config).to(self.device)
+        build = build_model if model_class is None else model_class
+        self.model = build(model_config).to(self.device)
         wrapped = self.model
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel
@@ -796,6 +801,10 @@ class Trainer:
         out["active_units"] = active_units(torch.cat(mus))
         out["iou"] = inter / max(union, 1.0)
         out["kl_per_dim"] = (kl_dim / n).cpu().tolist()
+        layers = model.latent_layers
+        if len(layers) == 2:  # a ladder VAE: the KL of each stochastic layer
+            kl, top = out["kl_per_dim"], layers[0]
+            out["kl_top"], out["kl_bottom"] = sum(kl[:top]), sum(kl[top:])
         return out
 
     def _tensorboard(self):

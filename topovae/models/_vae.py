@@ -321,6 +321,26 @@ class DesignVAE(nn.Module):
             h = torch.cat([h, cp], dim=1)
         return self.head(h)[..., : self.config.height, : self.config.width]
 
+    @property
+    def latent_layers(self) -> tuple[int, ...]:
+        """Sizes of the stochastic layers that make up z (one layer here; `LadderVAE`: two)."""
+        return (self.config.latent_dim,)
+
+    def latent_distributions(self, x: torch.Tensor, c=None, feats=None):
+        """(mu, logvar, prior_mu, prior_logvar) of a design's posterior and the prior it is
+        measured against (their closed-form KL is the model's KL), each (B, D)."""
+        c = self._check(x, c)
+        feats = feats if feats is not None else self.condition_features(c)
+        mu, logvar = self.encode(x, c, feats)
+        return (mu, logvar, *self.prior(c, n=x.shape[0], feats=feats))
+
+    def posterior_sample(self, x: torch.Tensor, c, feats, eps: torch.Tensor):
+        """z ~ q(z | x, c) from standard normal ``eps`` (B, D), with (mu, logvar, prior_mu,
+        prior_logvar) such that log N(z; mu, logvar) = log q(z | x, c) and log N(z; prior_mu,
+        prior_logvar) = log p(z | c): (z, mu, logvar, prior_mu, prior_logvar)."""
+        mu, logvar, pmu, plogvar = self.latent_distributions(x, c, feats)
+        return mu + eps * torch.exp(0.5 * logvar), mu, logvar, pmu, plogvar
+
     def to_latent_coordinates(self, u: torch.Tensor, c=None, feats=None) -> torch.Tensor:
         """Whitened u (B, D) -> z = mu(c) + sigma(c) u."""
         mu, logvar = self.prior(c, n=u.shape[0], feats=feats)

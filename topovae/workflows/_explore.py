@@ -230,8 +230,7 @@ def latent_map(
             x = torch.stack([it["density"] for it in items]).to(dev)
             c = torch.stack([it["condition"] for it in items]).to(dev) if conditional else None
             feats = model.condition_features(c)
-            mu, logvar = model.encode(x, c, feats)
-            pmu, plogvar = model.prior(c, n=len(items), feats=feats)
+            mu, logvar, pmu, plogvar = model.latent_distributions(x, c, feats)
             kls.append(gaussian_kl(mu, logvar, pmu, plogvar).cpu())
             us.append(model.whiten(mu, c, feats).cpu())
             designs.append(x[:, 0].cpu())

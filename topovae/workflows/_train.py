@@ -25,7 +25,7 @@ def train(
     train_config=None, fields: bool = True, in_memory: bool = True, init=None,
     resume: bool = False, progress: bool = True, **model_options: Any,
 ):  # fmt: skip
-    """Train a ``kind`` model (vae | beta-vae | cvae) on ``data``'s train split (validated on
+    """Train a ``kind`` model (vae | beta-vae | cvae | hvae) on ``data``'s train split (validated on
     its val split) into the run folder ``out``; returns the `Trainer` (its ``history``,
     ``eval_model``). ``model_options`` are `VAEConfig` fields (latent_dim, base_width, beta, ...;
     beta defaults to 4 for a beta-vae, else 1); ``train_config`` a `TrainConfig` (default
@@ -36,6 +36,7 @@ def train(
     from ..datasets import TopologyDataset, read_header
     from ..datasets._store import verify_dataset
     from ..models import ConfigError, TrainConfig, Trainer, VAEConfig, read_checkpoint
+    from ..models._config import CONDITIONAL
 
     data = check_path(data, "data")
     if train_config is None:
@@ -56,16 +57,17 @@ def train(
         # the distribution as the file stores it: a re-serialised one would change whenever a
         # setting is added to topovae and make older runs refuse to resume
         stored_distribution = str(f.attrs["distribution"])
-    if kind == "cvae" and not has_conditions:
-        raise WorkflowError(f"{data} holds no problem conditions; a cvae needs them")
+    conditional = kind in CONDITIONAL
+    if conditional and not has_conditions:
+        raise WorkflowError(f"{data} holds no problem conditions; a {kind} needs them")
     d = header["distribution"]
-    fields = bool(fields) and kind == "cvae"  # the fields are condition channels
+    fields = bool(fields) and conditional  # the fields are condition channels
     train_set = TopologyDataset(data, "train", in_memory=in_memory, fields=fields)
     val_set = TopologyDataset(data, "val", in_memory=in_memory, fields=fields)
     model_options.setdefault("beta", 4.0 if kind == "beta-vae" else 1.0)
     mcfg = VAEConfig(
         kind=kind, height=d.nely, width=d.nelx,
-        cond_channels=len(train_set.condition_channels) if kind == "cvae" else 0,
+        cond_channels=len(train_set.condition_channels) if conditional else 0,
         **model_options,
     )  # fmt: skip
     fingerprint = {"file": Path(data).name, "distribution": stored_distribution,
