@@ -87,17 +87,17 @@ class LadderVAE(DesignVAE):
         mu = (mu_hat * torch.exp(-logvar_hat) + mu_p * torch.exp(-logvar_p)) * torch.exp(logvar)
         return mu, logvar
 
-    def _posterior(self, x, c, feats, eps=None):
+    def _posterior(self, bottom_up, feats, eps=None):
         """z2 (sampled with ``eps``'s top part, else the posterior mean), then the bottom layer's
-        posterior and prior under it: (z2, mu, logvar, prior_mu, prior_logvar) over [z2, z1]."""
+        posterior and prior under it: (mu, logvar, prior_mu, prior_logvar) over [z2, z1]."""
         d2 = self.latent_layers[0]
-        mu2, logvar2, mu1h, logvar1h = self._bottom_up(x, feats)
+        mu2, logvar2, mu1h, logvar1h = bottom_up
         z2 = mu2 if eps is None else mu2 + eps[:, :d2] * torch.exp(0.5 * logvar2)
         pmu2, plogvar2 = self._top_prior(feats)
         pmu1, plogvar1 = self._bottom_prior(z2, feats)
         mu1, logvar1 = self._merge(mu1h, logvar1h, pmu1, plogvar1)
         cat = torch.cat
-        return (z2, cat([mu2, mu1], 1), cat([logvar2, logvar1], 1), cat([pmu2, pmu1], 1),
+        return (cat([mu2, mu1], 1), cat([logvar2, logvar1], 1), cat([pmu2, pmu1], 1),
                 cat([plogvar2, plogvar1], 1))  # fmt: skip
 
     # -- the DesignVAE interface -------------------------------------------------------------------
@@ -114,17 +114,30 @@ class LadderVAE(DesignVAE):
         """Posterior (mu, logvar) over [z2, z1], the bottom layer's under z2 = its mean."""
         c = self._check(x, c)
         feats = feats if feats is not None else self.condition_features(c)
-        _, mu, logvar, _, _ = self._posterior(x, c, feats)
+        mu, logvar, _, _ = self._posterior(self._bottom_up(x, feats), feats)
         return mu, logvar
 
     def latent_distributions(self, x, c=None, feats=None):
+        """As `DesignVAE.latent_distributions`, the bottom layer's under z2 = its mean."""
         c = self._check(x, c)
         feats = feats if feats is not None else self.condition_features(c)
-        return self._posterior(x, c, feats)[1:]
+        return self._posterior(self._bottom_up(x, feats), feats)
 
     def posterior_sample(self, x, c, feats, eps):
-        _, mu, logvar, pmu, plogvar = self._posterior(x, c, feats, eps)
-        return mu + eps * torch.exp(0.5 * logvar), mu, logvar, pmu, plogvar
+        """As `DesignVAE.posterior_sample`; the bottom layer's posterior and prior are those
+        under each sample's own z2. ``eps`` (m, B, D): m samples of each design, the bottom-up
+        pass run once."""
+        feats = feats if feats is not None else self.condition_features(self._check(x, c))
+        bottom_up = self._bottom_up(x, feats)
+        shape = eps.shape
+        if eps.dim() == 3:
+            m = shape[0]
+            bottom_up = tuple(t.repeat(m, 1) for t in bottom_up)
+            feats = [f.repeat(m, 1, 1, 1) for f in feats]
+            eps = eps.reshape(-1, shape[-1])
+        mu, logvar, pmu, plogvar = self._posterior(bottom_up, feats, eps)
+        z = mu + eps * torch.exp(0.5 * logvar)
+        return tuple(t.reshape(shape) for t in (z, mu, logvar, pmu, plogvar))
 
     def to_latent_coordinates(self, u: torch.Tensor, c=None, feats=None) -> torch.Tensor:
         """Whitened u = [u2, u1] -> z = [z2, z1], layer by layer (module docstring)."""

@@ -67,17 +67,16 @@ def log_weights(
     per = max(1, chunk // b)  # samples of every design decoded together
     for s in range(0, k, per):
         m = min(per, k - s)
-        eps = torch.randn((m * b, d), generator=generator, device=p.device, dtype=x.dtype)
-        rep_x = x.repeat(m, 1, 1, 1)
+        eps = torch.randn((m, b, d), generator=generator, device=p.device, dtype=x.dtype)
+        # (m, B, D): a hierarchical model's posterior and prior depend on the sampled layers
+        z, mu, logvar, pmu, plogvar = model.posterior_sample(x, c, feats, eps)
         rep = None if c is None else c.repeat(m, 1, 1, 1)
         rep_feats = None if feats is None else [f.repeat(m, 1, 1, 1) for f in feats]
-        # (m B, D): a hierarchical model's posterior and prior depend on the sampled layers
-        z, mu, logvar, pmu, plogvar = model.posterior_sample(rep_x, rep, rep_feats, eps)
-        logits = model.decode(z, rep, rep_feats).float()
-        lpx = log_px_given_z(model.config.likelihood, logits, rep_x.float())
+        logits = model.decode(z.reshape(m * b, d), rep, rep_feats).float()
+        lpx = log_px_given_z(model.config.likelihood, logits, x.repeat(m, 1, 1, 1).float())
         out[s : s + m] = (
-            (lpx + _log_normal(z, pmu, plogvar) - _log_normal(z, mu, logvar)).float().view(m, b)
-        )
+            lpx.view(m, b) + _log_normal(z, pmu, plogvar) - _log_normal(z, mu, logvar)
+        ).float()
     return out
 
 

@@ -335,10 +335,13 @@ class DesignVAE(nn.Module):
         return (mu, logvar, *self.prior(c, n=x.shape[0], feats=feats))
 
     def posterior_sample(self, x: torch.Tensor, c, feats, eps: torch.Tensor):
-        """z ~ q(z | x, c) from standard normal ``eps`` (B, D), with (mu, logvar, prior_mu,
-        prior_logvar) such that log N(z; mu, logvar) = log q(z | x, c) and log N(z; prior_mu,
-        prior_logvar) = log p(z | c): (z, mu, logvar, prior_mu, prior_logvar)."""
-        mu, logvar, pmu, plogvar = self.latent_distributions(x, c, feats)
+        """z ~ q(z | x, c) from standard normal ``eps`` (B, D), or (m, B, D) for m samples of
+        each design, with (mu, logvar, prior_mu, prior_logvar) shaped alike such that
+        log N(z; mu, logvar) = log q(z | x, c) and log N(z; prior_mu, prior_logvar) =
+        log p(z | c): (z, mu, logvar, prior_mu, prior_logvar)."""
+        mu, logvar, pmu, plogvar = (
+            t.expand(eps.shape) for t in self.latent_distributions(x, c, feats)
+        )
         return mu + eps * torch.exp(0.5 * logvar), mu, logvar, pmu, plogvar
 
     def to_latent_coordinates(self, u: torch.Tensor, c=None, feats=None) -> torch.Tensor:
