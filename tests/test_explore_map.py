@@ -237,7 +237,8 @@ def test_cli_page_refuses_a_non_html_name(run, tiny_checkpoints, tmp_path):
     assert_one_line_error(r, "ending in .html")
 
 
-def test_evaluate_factors_of_a_file_without_problems_says_so(vae, tmp_path):
+@pytest.mark.parametrize("kind", ["vae", "cvae"])
+def test_evaluate_factors_of_a_file_without_problems_says_so(request, kind, tmp_path):
     """--factors reads the known factors from the problems; an imported image set has none."""
     from PIL import Image
 
@@ -254,7 +255,8 @@ def test_evaluate_factors_of_a_file_without_problems_says_so(vae, tmp_path):
         match=r"holds designs without problems \(imported\): "
         r"evaluate judges each design by FE against its problem, and --factors",
     ):
-        evaluate(vae, tmp_path / "imported.h5", "all", k=1, polish=0, factors=True)
+        model = request.getfixturevalue(kind)
+        evaluate(model, tmp_path / "imported.h5", "all", k=1, polish=0, factors=True)
 
 
 def test_a_map_of_a_file_without_simp_results_says_so(vae, tmp_path):

@@ -16,6 +16,8 @@ from topovae.models import (
     ConfigError,
     DesignVAE,
     LadderVAE,
+    TrainConfig,
+    Trainer,
     VAEConfig,
     build_model,
     iwae,
@@ -57,6 +59,25 @@ def test_the_registry_builds_each_kind_and_refuses_bad_ladders():
             VAEConfig(**{"kind": "hvae", "cond_channels": 1, "latent_dim": 6, **kw})
     with pytest.raises(ConfigError, match="top_dim is for kind 'hvae'"):
         VAEConfig(kind="cvae", cond_channels=1, top_dim=2)
+    with pytest.raises(ConfigError, match="an hvae needs cond_channels >= 1"):
+        VAEConfig(kind="hvae")
+
+
+def test_the_trainer_refuses_a_class_of_another_family(splits_for_ladder):
+    train, val, tmp = splits_for_ladder
+    cc = len(train.condition_channels)
+    cfg = VAEConfig(kind="hvae", height=TINY, width=TINY, cond_channels=cc, latent_dim=4,
+                    base_width=4, depth=2)  # fmt: skip
+    with pytest.raises(TypeError, match=r"model_class must be LadderVAE \(kind 'hvae'\)"):
+        Trainer(cfg, TrainConfig(epochs=1, device="cpu"), train, val, tmp, model_class=DesignVAE)
+
+
+@pytest.fixture
+def splits_for_ladder(data, tmp_path):
+    from topovae.datasets import TopologyDataset
+
+    return (TopologyDataset(data, "train", in_memory=True),
+            TopologyDataset(data, "val", in_memory=True), tmp_path / "run")  # fmt: skip
 
 
 def test_the_bottom_posterior_is_the_precision_weighted_product_of_two_gaussians():
@@ -85,7 +106,7 @@ def test_the_kl_of_each_layer_equals_torch_distributions():
     mu2, lv2, mu1h, lv1h = m._bottom_up(x, feats)
     z2 = mu2 + eps[:, :2] * (0.5 * lv2).exp()
     torch.testing.assert_close(z[:, :2], z2)
-    pmu2, plv2 = m._top_prior(feats)
+    pmu2, plv2 = m._dependent_prior(feats)
     pmu1, plv1 = m._bottom_prior(z2, feats)
     mu1, lv1 = m._merge(mu1h, lv1h, pmu1, plv1)
     kl_top = kl_divergence(Normal(mu2, (0.5 * lv2).exp()), Normal(pmu2, (0.5 * plv2).exp()))
@@ -110,6 +131,18 @@ def test_the_kl_of_each_layer_equals_torch_distributions():
     torch.testing.assert_close(w, expected_w, rtol=1e-5, atol=1e-3)
 
 
+def test_m_samples_at_once_equal_one_at_a_time():
+    """posterior_sample with (m, B, D) noise (the IWAE estimate's) is m calls with (B, D)."""
+    m = _model()
+    x, c = _batch(3)
+    feats = m.condition_features(c)
+    eps = torch.randn(4, 3, 6, generator=torch.Generator().manual_seed(5), dtype=x.dtype)
+    together = m.posterior_sample(x, c, feats, eps)
+    for i in range(4):
+        for a, b in zip(together, m.posterior_sample(x, c, feats, eps[i]), strict=True):
+            torch.testing.assert_close(a[i], b)
+
+
 def test_whitened_coordinates_sample_the_hierarchical_prior():
     m = _model()
     _, c = _batch(4)
@@ -117,7 +150,7 @@ def test_whitened_coordinates_sample_the_hierarchical_prior():
     z = m.to_latent_coordinates(u, c)
     torch.testing.assert_close(m.whiten(z, c), u, rtol=1e-5, atol=1e-5)
     feats = m.condition_features(c)
-    pmu2, plv2 = m._top_prior(feats)
+    pmu2, plv2 = m._dependent_prior(feats)
     torch.testing.assert_close(z[:, :2], pmu2 + (0.5 * plv2).exp() * u[:, :2])
     pmu1, plv1 = m._bottom_prior(z[:, :2], feats)  # the bottom layer under the sampled top
     torch.testing.assert_close(z[:, 2:], pmu1 + (0.5 * plv1).exp() * u[:, 2:])
@@ -138,7 +171,8 @@ def test_a_trained_hvae_loads_and_works_in_every_workflow(tiny_checkpoints, run,
     model = load(ckpt)
     assert isinstance(model, LadderVAE) and model.config.kind == "hvae"
     rows = [json.loads(line) for line in (ckpt.parent / "metrics.jsonl").read_text().splitlines()]
-    for row in rows:  # the KL of each layer, and the two make the whole
+    for row in rows:  # the KL of each layer: both layers carry information, and make the whole
+        assert row["val_kl_top"] > 0 and row["val_kl_bottom"] > 0
         assert row["val_kl_top"] + row["val_kl_bottom"] == pytest.approx(row["val_kl"], rel=1e-4)
 
     def ok(*args):

@@ -74,4 +74,5 @@ def test_cli_evaluate_nearest(data, run, tmp_path):
     np.save(tmp_path / "d.npy", np.random.default_rng(0).random((6, 12, 12)))
     import_arrays(tmp_path / "d.npy", tmp_path / "imported.h5")
     result = run("evaluate", "nearest", "imported.h5", "--out", "r2", "-q")
-    assert_one_line_error(result, "imported.h5", "holds no problems")
+    assert_one_line_error(result, "imported.h5", "holds designs without problems",
+                          "the nearest training design needs their conditions")  # fmt: skip

@@ -76,7 +76,7 @@ class VAEConfig:
         enough and not pushed further: the term per design is max(0, log(C / C_SIMP) -
         log(1 + tolerance)) (0: every design is pushed to be stiffer). With "prior_sample" it
         keeps near-optimal alternatives apart instead of pulling every sample to the stiffest
-        layout (benchmarks/README.md).
+        layout (docs/architecture.md, "A latent that spans alternatives").
     condition_dropout: partial conditions (a unet cvae; 0: off). Training leaves out each
         condition group (the volume fraction, the loads, the supports) of each sample with this
         probability, as zeros (the full-material fields go with the loads and the supports),
@@ -128,12 +128,10 @@ class VAEConfig:
         if self.prior == "auto":  # frozen dataclass: resolve once, so to_dict holds the choice
             dependent = self.conditional and self.arch == "unet"
             object.__setattr__(self, "prior", "dependent" if dependent else "independent")
-        if self.kind == "hvae" and (
-            self.arch != "unet" or self.prior != "dependent" or self.depth < 1
-        ):
+        if self.kind == "hvae" and (self.arch != "unet" or self.prior != "dependent"):
             raise ConfigError(
-                f"an hvae needs the unet backbone of depth >= 1 and its dependent prior, not "
-                f"{self.arch!r} of depth {self.depth} with a {self.prior!r} prior"
+                f"an hvae needs the unet backbone and its dependent prior, not {self.arch!r} "
+                f"with a {self.prior!r} prior"
             )
         if self.prior == "dependent" and (not self.conditional or self.arch != "unet"):
             raise ConfigError(
@@ -178,8 +176,9 @@ class VAEConfig:
                 f"{MAX_PARAMETERS:.3g}; use a smaller latent_dim, base_width or max_width"
             )
         if self.conditional and self.cond_channels < 1:
+            article = "an" if self.kind == "hvae" else "a"
             raise ConfigError(
-                f"a {self.kind} needs cond_channels >= 1 (the problem's condition images)"
+                f"{article} {self.kind} needs cond_channels >= 1 (the problem's condition images)"
             )
         if not self.conditional and self.cond_channels != 0:
             raise ConfigError(f"cond_channels is for kinds 'cvae' and 'hvae', not {self.kind!r}")

@@ -62,9 +62,6 @@ class LadderVAE(DesignVAE):
         return self.config.top_layer_dim, self.config.latent_dim - self.config.top_layer_dim
 
     # -- the two layers --------------------------------------------------------------------------
-    def _top_prior(self, feats):
-        mu, logvar = self.prior_net(feats[-1]).chunk(2, dim=1)
-        return mu, logvar.clamp(-10.0, 5.0)
 
     def _bottom_prior(self, z2: torch.Tensor, feats):
         """p(z1 | z2, c): (mu, logvar), each (B, bottom)."""
@@ -93,7 +90,7 @@ class LadderVAE(DesignVAE):
         d2 = self.latent_layers[0]
         mu2, logvar2, mu1h, logvar1h = bottom_up
         z2 = mu2 if eps is None else mu2 + eps[:, :d2] * torch.exp(0.5 * logvar2)
-        pmu2, plogvar2 = self._top_prior(feats)
+        pmu2, plogvar2 = self._dependent_prior(feats)
         pmu1, plogvar1 = self._bottom_prior(z2, feats)
         mu1, logvar1 = self._merge(mu1h, logvar1h, pmu1, plogvar1)
         cat = torch.cat
@@ -106,7 +103,7 @@ class LadderVAE(DesignVAE):
         mean (the prior is not Gaussian as a whole: `to_latent_coordinates` samples it)."""
         c = self._check(None, c, n=n)
         feats = feats if feats is not None else self.condition_features(c)
-        mu2, logvar2 = self._top_prior(feats)
+        mu2, logvar2 = self._dependent_prior(feats)
         mu1, logvar1 = self._bottom_prior(mu2, feats)
         return torch.cat([mu2, mu1], 1), torch.cat([logvar2, logvar1], 1)
 
@@ -144,7 +141,7 @@ class LadderVAE(DesignVAE):
         c = self._check(None, c, n=u.shape[0])
         feats = feats if feats is not None else self.condition_features(c)
         d2 = self.latent_layers[0]
-        mu2, logvar2 = self._top_prior(feats)
+        mu2, logvar2 = self._dependent_prior(feats)
         z2 = mu2 + torch.exp(0.5 * logvar2) * u[:, :d2]
         mu1, logvar1 = self._bottom_prior(z2, feats)
         return torch.cat([z2, mu1 + torch.exp(0.5 * logvar1) * u[:, d2:]], dim=1)
@@ -154,7 +151,7 @@ class LadderVAE(DesignVAE):
         c = self._check(None, c, n=z.shape[0])
         feats = feats if feats is not None else self.condition_features(c)
         d2 = self.latent_layers[0]
-        mu2, logvar2 = self._top_prior(feats)
+        mu2, logvar2 = self._dependent_prior(feats)
         mu1, logvar1 = self._bottom_prior(z[:, :d2], feats)
         return torch.cat([(z[:, :d2] - mu2) * torch.exp(-0.5 * logvar2),
                           (z[:, d2:] - mu1) * torch.exp(-0.5 * logvar1)], dim=1)  # fmt: skip

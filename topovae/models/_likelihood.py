@@ -63,20 +63,20 @@ def log_weights(
     c = model._check(x, c)
     feats = model.condition_features(c)
     b, d = x.shape[0], model.config.latent_dim
+    # every sample's z and its log q - log p at once (the encoder runs once per design; a
+    # hierarchical model's posterior and prior depend on the sampled layers)
+    eps = torch.randn((k, b, d), generator=generator, device=p.device, dtype=x.dtype)
+    z, mu, logvar, pmu, plogvar = model.posterior_sample(x, c, feats, eps)
+    log_ratio = _log_normal(z, pmu, plogvar) - _log_normal(z, mu, logvar)  # (k, B)
     out = torch.empty(k, b, device=p.device)
     per = max(1, chunk // b)  # samples of every design decoded together
     for s in range(0, k, per):
         m = min(per, k - s)
-        eps = torch.randn((m, b, d), generator=generator, device=p.device, dtype=x.dtype)
-        # (m, B, D): a hierarchical model's posterior and prior depend on the sampled layers
-        z, mu, logvar, pmu, plogvar = model.posterior_sample(x, c, feats, eps)
         rep = None if c is None else c.repeat(m, 1, 1, 1)
         rep_feats = None if feats is None else [f.repeat(m, 1, 1, 1) for f in feats]
-        logits = model.decode(z.reshape(m * b, d), rep, rep_feats).float()
+        logits = model.decode(z[s : s + m].reshape(m * b, d), rep, rep_feats).float()
         lpx = log_px_given_z(model.config.likelihood, logits, x.repeat(m, 1, 1, 1).float())
-        out[s : s + m] = (
-            lpx.view(m, b) + _log_normal(z, pmu, plogvar) - _log_normal(z, mu, logvar)
-        ).float()
+        out[s : s + m] = (lpx.view(m, b) + log_ratio[s : s + m]).float()
     return out
 
 

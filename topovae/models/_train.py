@@ -46,6 +46,7 @@ from ._losses import (
     simp_compliance,
 )
 from ._registry import build_model
+from ._registry import model_class as model_class_of
 from ._threads import ThreadTuner
 from ._vae import DesignVAE
 
@@ -352,10 +353,14 @@ class Trainer:
                 "train_set items must be dicts with 'density', 'volfrac' (and 'condition' for a "
                 "cvae), as TopologyDataset yields"
             )
+        family = model_class_of(model_config.kind)
         if model_class is not None and not (
-            isinstance(model_class, type) and issubclass(model_class, DesignVAE)
+            isinstance(model_class, type) and issubclass(model_class, family)
         ):
-            raise TypeError(f"model_class must be DesignVAE or a subclass, got {model_class!r}")
+            raise TypeError(
+                f"model_class must be {family.__name__} (kind {model_config.kind!r}) or a "
+                f"subclass, got {model_class!r}"
+            )
         self.mcfg, self.tcfg = model_config, train_config
         self.train_set, self.val_set = train_set, val_set
         self.out = output_folder(out, "out", ConfigError, parents=True)
@@ -501,8 +506,13 @@ class Trainer:
 
         if self.fingerprint and source(ckpt["data"]) != source(self.fingerprint):
             raise ConfigError(f"{str(path)!r} was trained on other data; cannot resume")
-        if ckpt["model_config"] != self.mcfg.to_dict():
-            diff = _differences(self.mcfg.to_dict(), ckpt["model_config"], "the run")
+        # through VAEConfig: fields added since the checkpoint was written take their defaults
+        try:
+            saved = VAEConfig.from_dict(ckpt["model_config"]).to_dict()
+        except (ConfigError, TypeError):
+            saved = ckpt["model_config"]
+        if saved != self.mcfg.to_dict():
+            diff = _differences(self.mcfg.to_dict(), saved, "the run")
             raise ConfigError(
                 f"{str(path)!r} holds another model configuration: {diff}; cannot resume"
             )

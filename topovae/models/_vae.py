@@ -277,13 +277,16 @@ class DesignVAE(nn.Module):
         d = self.config.latent_dim
         if self.config.prior == "dependent":
             c = self._check(None, c, n=n)
-            feats = feats if feats is not None else self.condition_features(c)
-            mu, logvar = self.prior_net(feats[-1]).chunk(2, dim=1)
-            return mu, logvar.clamp(-10.0, 5.0)
+            return self._dependent_prior(feats if feats is not None else self.condition_features(c))
         b = n if c is None else (c.shape[0] if c.dim() == 4 else n)
         p = next(self.parameters())
         zero = torch.zeros(b, d, device=p.device, dtype=p.dtype)
         return zero, zero
+
+    def _dependent_prior(self, feats):
+        """(mu, logvar) of the prior network on the bottleneck condition features."""
+        mu, logvar = self.prior_net(feats[-1]).chunk(2, dim=1)
+        return mu, logvar.clamp(-10.0, 5.0)
 
     def encode(self, x: torch.Tensor, c: torch.Tensor | None = None, feats=None):
         """(B, Cin, H, W) [, (B, Cc, H, W)] -> posterior (mu, logvar), each (B, latent_dim)."""

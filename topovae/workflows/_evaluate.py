@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from .._checks import check_path, output_folder
+from ..datasets import DatasetError, has_problems
 from ..models._config import check_model
 from ..models._nearest import NearestDesign
 from ..models._vae import drop_condition
@@ -61,15 +62,12 @@ NEAREST = "nearest"  # the model argument that judges the nearest-training-desig
 def _load_split(model, data, split: str, split_seed: int):
     """The split, checked against the model (None: the nearest-design yardstick, which takes
     any grid and the base condition channels)."""
-    from ..datasets import DatasetError, TopologyDataset, has_problems
+    from ..datasets import DatasetError, TopologyDataset
     from ..datasets._torch import BASE_CHANNELS
 
     cfg = model.config if model is not None else None
     fields = cfg is None or (cfg.conditional and cfg.cond_channels > len(BASE_CHANNELS))
     try:
-        if cfg is None and not has_problems(data):
-            raise WorkflowError(f"{str(data)!r} holds no problems (an imported file): the "
-                                "nearest training design needs their conditions")  # fmt: skip
         ds = TopologyDataset(data, split, split_seed=split_seed, in_memory=True, fields=fields)
     except (DatasetError, OSError, ValueError) as e:
         raise WorkflowError(str(e)) from None
@@ -202,15 +200,20 @@ def evaluate(
     drop = () if nearest else check_drop(model, drop)
     temperature = check_temperature(temperature)
     t0 = time.perf_counter()
-    ds = _load_split(None if nearest else model, data, split, split_seed)
-    if not ds.has_problems:
+    try:
+        problems = has_problems(data)
+    except (DatasetError, OSError, ValueError):
+        problems = True  # not a dataset file: `_load_split` says what is wrong with it
+    if not problems:
         raise WorkflowError(
             f"{Path(data).name} holds designs without problems (imported): evaluate judges each "
             "design by FE against its problem"
             + (", and --factors reads the factors (volume fraction, loads, supports) from them"
                if factors else "")
+            + ("" if not nearest else ", and the nearest training design needs their conditions")
             + "; give a file made by `topovae generate` or imported with its loads and supports"
         )  # fmt: skip
+    ds = _load_split(None if nearest else model, data, split, split_seed)
     train = _load_split(None if nearest else model, data, "train", split_seed)
     yardstick = NearestDesign.fit(train) if nearest else None
     train_designs = torch.from_numpy(
