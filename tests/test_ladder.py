@@ -114,8 +114,8 @@ def test_the_kl_of_each_layer_equals_torch_distributions():
     logits = m.decode(z, c, feats)
     terms = loss_terms(m.config, logits, x, mu, lv, 10**6, None, pmu, plv)
     kl = terms["kl_per_dim"].double()  # the loss's float32
-    torch.testing.assert_close(kl[:2], kl_top.mean(0), rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(kl[2:], kl_bottom.mean(0), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(kl[:2], kl_top.mean(0), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(kl[2:], kl_bottom.mean(0), rtol=1e-4, atol=1e-5)
     expected = (kl_top.sum(1) + kl_bottom.sum(1)).mean()
     assert float(terms["kl"]) == pytest.approx(float(expected), rel=1e-5)
     # the importance weight of one sample: log p(x | z) + log p(z) - log q(z | x), layer by layer

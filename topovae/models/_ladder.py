@@ -41,16 +41,11 @@ class LadderVAE(DesignVAE):
     """See the module docstring; built entirely from a `VAEConfig` of kind "hvae"."""
 
     def __init__(self, config: VAEConfig) -> None:
-        super().__init__(config)
+        super().__init__(config)  # its prior network and encoder head give the top layer
         cfg = self.config
         d2, d1 = self.latent_layers
-        self.to_latent = nn.Linear(self._flat, 2 * d2)  # top layer, from the coarsest stage
         below = self._widths[-2] * self.bottleneck[0] * self.bottleneck[1]
         self.to_lower = nn.Linear(below, 2 * d1)  # bottom layer, from the stage before it
-        self.prior_net = nn.Sequential(
-            nn.Flatten(), nn.Linear(self._flat, 4 * d2), _act(cfg.activation),
-            _zero_linear(4 * d2, 2 * d2),
-        )  # fmt: skip
         self.top_down = nn.Sequential(
             nn.Linear(d2 + self._flat, 4 * d1), _act(cfg.activation), _zero_linear(4 * d1, 2 * d1)
         )

@@ -176,14 +176,15 @@ class DesignVAE(nn.Module):
             # condition encoder: (B, Cc, Hp, Wp) -> features f_k (B, widths[k], Hp/2^k, Wp/2^k)
             indicators = len(CONDITION_GROUPS) if cfg.partial else 0
             self.cond_encoder = pyramid(cc + indicators, [0] * (depth + 1))
-            if cfg.prior == "dependent":
-                self.prior_net = nn.Sequential(
-                    nn.Flatten(), nn.Linear(self._flat, 4 * d), _act(cfg.activation),
-                    _zero_linear(4 * d, 2 * d),
-                )  # fmt: skip
+        top = self.latent_layers[0]  # the layer the prior network and the encoder's head give
+        if cc and cfg.prior == "dependent":
+            self.prior_net = nn.Sequential(
+                nn.Flatten(), nn.Linear(self._flat, 4 * top), _act(cfg.activation),
+                _zero_linear(4 * top, 2 * top),
+            )  # fmt: skip
         # posterior encoder q(z | x, c): (B, Cin, Hp, Wp) + f_k -> (mu, logvar)
         self.encoder = pyramid(cfg.in_channels, skip)
-        self.to_latent = nn.Linear(self._flat, 2 * d)
+        self.to_latent = nn.Linear(self._flat, 2 * top)
         # decoder: z -> bottleneck, then up through the scales with skips f_k and FiLM(z)
         self.from_latent = nn.Linear(d, self._flat)
         self.dec_bottom = _conv(widths[depth] + skip[depth], widths[depth], cfg)
