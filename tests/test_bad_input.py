@@ -188,7 +188,7 @@ def test_refused_generate_runs_leave_no_lock_file_behind(run, data, tmp_path):
     before = sorted(p.name for p in tmp_path.iterdir())
     for args, fragment in [
         (("-n", "2", "--size", "8x8"), "exists; pass --resume"),
-        (("-n", "2", "--size", "8x8", "--resume"), "was made with other settings"),
+        (("-n", "2", "--size", "8x8", "--resume"), "was made with other settings (distribution"),
     ]:
         assert_one_line_error(run("generate", *args, "--out", str(target)), fragment)
         assert sorted(p.name for p in tmp_path.iterdir()) == before

@@ -283,6 +283,24 @@ def test_generate_with_fields_and_torch_device(run, tmp_path):
     assert b["result/converged"].all()
 
 
+def test_resume_continues_a_file_under_its_own_simp_settings(run, tmp_path):
+    """A file made under other SIMP settings (here a factor-reuse setting that is not today's
+    default, as every file made before the default changed) resumes: the file's settings
+    hold; a --ctol that contradicts them is refused."""
+    import dataclasses
+
+    dist = distribution("mixed", 12, 12)
+    old = dataclasses.replace(dist, settings=dataclasses.replace(dist.settings, reuse_tol=0.0))
+    generate(tmp_path / "d.h5", old, n=3, seed=3, workers=1, progress=False)
+    n5 = [*SMALL[:4], "-n", 5, *SMALL[6:]]
+    assert_one_line_error(run("generate", *n5, "--ctol", "1e-3", "--out", "d.h5", "--resume"),
+                          "--ctol 0.001 differs from the 0", "its own SIMP settings")  # fmt: skip
+    result = run("generate", *n5, "--out", "d.h5", "--resume")
+    assert result.exit_code == 0, result.output
+    header = read_header(tmp_path / "d.h5")
+    assert header["n"] == 5 and header["distribution"].settings.reuse_tol == 0.0
+
+
 def test_existing_file_refusals_resume_and_overwrite(run, tmp_path):
     assert run("generate", *SMALL, "--out", "d.h5").exit_code == 0
     path = tmp_path / "d.h5"
@@ -295,9 +313,15 @@ def test_existing_file_refusals_resume_and_overwrite(run, tmp_path):
         "size": ["--size", "16x8"],
         "fields": ["--fields"],
     }
-    for extra in others.values():
+    named = {  # the refusal names what differs
+        "seed": "seed: the file 3, now 4",
+        "distribution": "distribution.name: the file 'mixed', now 'mbb-like'",
+        "size": "distribution.nelx: the file 12, now 16",
+        "fields": "fields: the file (), now",
+    }
+    for what, extra in others.items():
         result = run("generate", *SMALL, *extra, "--out", "d.h5", "--resume")
-        assert_one_line_error(result, "other settings", "--overwrite")
+        assert_one_line_error(result, "other settings", named[what], "--overwrite")
     assert_one_line_error(
         run("generate", *SMALL, "--out", "d.h5", "--resume", "--overwrite"), "exclude each other"
     )
@@ -446,8 +470,10 @@ def test_generate_ctol_stops_earlier_and_the_file_keeps_the_rule(run, tmp_path):
         k = 0
         p = sample_problem(header["distribution"], 0, int(fast["index"][k]))
         assert fast["result/iterations"][k] == solve(p).iterations  # p carries the rule
-    r = run("generate", "--size", "16x16", "-n", "4", "--out", "fast.h5", "--resume")
-    assert_one_line_error(r, "other settings")
+    # a resume continues under the file's own settings, its ctol included
+    r = run("generate", "--size", "16x16", "-n", "4", "--out", "fast.h5", "--resume", "-q")
+    assert r.exit_code == 0, r.output
+    assert read_header(tmp_path / "fast.h5")["distribution"].settings.ctol == 1e-3
     assert_one_line_error(
         run("generate", "--size", "16x16", "-n", "2", "--ctol", "2", "--out", "x.h5"), "ctol"
     )

@@ -32,6 +32,24 @@ def parse_size(size: str) -> tuple[int, int]:
     return w, h
 
 
+def _resumed_settings(dist, out: str, ctol: float):
+    """``dist`` under the SIMP settings ``out`` was made with: a resume continues a file as it
+    was made (a default changed since, e.g. ``reuse_tol``, must not refuse it); a --ctol that
+    differs from the file's is refused."""
+    from ..datasets import DatasetError, read_header
+
+    try:
+        stored = read_header(out)["distribution"].settings
+    except (DatasetError, OSError, KeyError) as e:
+        raise InputError(str(e)) from None
+    if ctol and ctol != stored.ctol:
+        raise InputError(
+            f"--ctol {ctol:g} differs from the {stored.ctol:g} that {out!r} was made with; "
+            "--resume continues a file under its own SIMP settings"
+        )
+    return dataclasses.replace(dist, settings=stored)
+
+
 @main.command()
 @click.option(
     "--distribution",
@@ -96,6 +114,8 @@ def generate(
         dist = make_distribution(distribution, nelx, nely)
         if ctol:
             dist = dataclasses.replace(dist, settings=dataclasses.replace(dist.settings, ctol=ctol))
+        if resume and Path(out).exists():
+            dist = _resumed_settings(dist, out, ctol)
         search = None
         if alternatives:
             search = AlternativeSearch(attempts=attempts, tol=alt_tol)

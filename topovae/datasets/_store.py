@@ -380,13 +380,14 @@ class DatasetWriter:
         return exists
 
     def _check_matches(self, header: dict[str, Any], quarantine: bool = True) -> None:
-        mine = (self.dist.to_dict(), self.seed, self.fields, self.alternatives, self.search)
-        theirs = (header["distribution"].to_dict(), header["seed"], header["fields"],
-                  header["alternatives"], header["alternative_search"])  # fmt: skip
+        mine = {"distribution": self.dist.to_dict(), "seed": self.seed, "fields": self.fields,
+                "alternatives": self.alternatives, "alternative search": self.search}
+        theirs = {"distribution": header["distribution"].to_dict(), "seed": header["seed"],
+                  "fields": header["fields"], "alternatives": header["alternatives"],
+                  "alternative search": header["alternative_search"]}  # fmt: skip
         if mine != theirs:
             raise DatasetError(
-                f"{str(self.path)!r} was made with other settings (distribution, seed, fields or "
-                "alternatives); "
+                f"{str(self.path)!r} was made with other settings ({_differences(theirs, mine)}); "
                 "pass --overwrite to replace it"
             )
         done = self.done_indices(quarantine)
@@ -504,3 +505,17 @@ class DatasetWriter:
             if old is not None:
                 old.close()
         _fsync_replace(tmp, self.path)
+
+
+def _differences(file: dict, now: dict, prefix: str = "") -> str:
+    """'name: the file A, now B' for each setting that differs (nested dicts by dotted name)."""
+    out = []
+    for key in sorted(set(file) | set(now), key=str):
+        a, b = file.get(key), now.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            inner = _differences(a, b, f"{prefix}{key}.")
+            if inner:
+                out.append(inner)
+        elif a != b:
+            out.append(f"{prefix}{key}: the file {a!r}, now {b!r}")
+    return ", ".join(out)
