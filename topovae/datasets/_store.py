@@ -380,8 +380,13 @@ class DatasetWriter:
         return exists
 
     def _check_matches(self, header: dict[str, Any], quarantine: bool = True) -> None:
-        mine = {"distribution": self.dist.to_dict(), "seed": self.seed, "fields": self.fields,
-                "alternatives": self.alternatives, "alternative search": self.search}
+        mine = {
+            "distribution": self.dist.to_dict(),
+            "seed": self.seed,
+            "fields": self.fields,
+            "alternatives": self.alternatives,
+            "alternative search": self.search,
+        }
         theirs = {"distribution": header["distribution"].to_dict(), "seed": header["seed"],
                   "fields": header["fields"], "alternatives": header["alternatives"],
                   "alternative search": header["alternative_search"]}  # fmt: skip
