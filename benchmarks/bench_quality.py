@@ -17,9 +17,10 @@ pairwise 1 - IoU, coverage of the reference designs and the generalized energy d
 made with `generate --alternatives` holds several reference designs per problem):
 CE median / mean (raw and binarised), CE < 1 % / < 5 %, pass rate, the OAT convention (median
 and mean CE over passing designs only), floating designs, VFE, greyness; and writes everything to
-``--out``/quality.json. ``--search N`` also runs gradient and CMA-ES latent search on N held-out
-problems and reports the FE solves (search evaluations + polish iterations) until CE <= 1 %,
-against SIMP's iterations to convergence.
+``--out``/quality.json. ``--nll K`` adds each model's -log p(x | c) of the held-out designs
+(the IWAE estimate with K samples) and its ELBO. ``--search N`` also runs gradient and CMA-ES
+latent search on N held-out problems and reports the FE solves (search evaluations + polish
+iterations) until CE <= 1 %, against SIMP's iterations to convergence.
 
 Models (``--models``, comma-separated):
   conv        the first topovae CVAE: plain conv encoder/decoder, raw conditions average-pooled
@@ -215,6 +216,9 @@ def main() -> int:
     ap.add_argument("--polish", type=int, default=10)
     ap.add_argument("--limit", type=int, default=None, help="held-out problems (default all)")
     ap.add_argument("--search", type=int, default=0, help="problems for the FE-solves study")
+    ap.add_argument("--nll", type=int, default=0,
+                    help="also -log p(x | c) of the held-out designs, the IWAE estimate with "
+                    "this many samples (100 is usual), and the ELBO")  # fmt: skip
     ap.add_argument(
         "--search-budgets",
         default="8,24,60",
@@ -311,16 +315,23 @@ def main() -> int:
         model.eval()
         rep, alone = (
             evaluate(model, a.eval_data or data, "test", k=a.k, polish=a.polish, seed=0,
-                     limit=a.limit, device="cpu", connect=connect)
+                     limit=a.limit, device="cpu", connect=connect,
+                     nll=a.nll if connect else 0)
             for connect in (True, False)
         )  # fmt: skip
         results[name] = {"train_seconds": seconds, "metrics": rep["metrics"],
                          "metrics_unconnected": alone["metrics"], "problems": rep["problems"],
                          "diversity": rep["diversity"],
-                         "diversity_unconnected": alone["diversity"]}  # fmt: skip
+                         "diversity_unconnected": alone["diversity"],
+                         "likelihood": rep["likelihood"]}  # fmt: skip
         print(table(f"{name}: {rep['problems']} held-out problems", seconds, rep["metrics"]))
         print(table(f"{name}: the same, decoder alone (load paths not connected)", seconds,
                     alone["metrics"]))  # fmt: skip
+        if rep["likelihood"]:
+            lk = rep["likelihood"]
+            print(f"{name}: -log p(x | c) {lk['nll_nats']:.1f} nats per design (IWAE, K = "
+                  f"{lk['k']}), {lk['bits_per_element']:.4f} bits per element; ELBO "
+                  f"{lk['elbo_nats']:.1f} nats")  # fmt: skip
         print(diversity_table(name, rep))
         print(diversity_table(f"{name}, decoder alone", alone))
         sys.stdout.flush()
