@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._config import VAEConfig
-from ._vae import DesignVAE, VAEOutput, _act, _zero_linear
+from ._vae import DesignVAE, _act, _zero_linear
 
 
 class LadderVAE(DesignVAE):
@@ -150,28 +150,3 @@ class LadderVAE(DesignVAE):
         mu1, logvar1 = self._bottom_prior(z[:, :d2], feats)
         return torch.cat([(z[:, :d2] - mu2) * torch.exp(-0.5 * logvar2),
                           (z[:, d2:] - mu1) * torch.exp(-0.5 * logvar1)], dim=1)  # fmt: skip
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        c: torch.Tensor | None = None,
-        generator=None,
-        prior_mean: int = 0,
-        prior_noise: bool = False,
-    ):
-        """As `DesignVAE.forward`: z2 ~ q(z2 | x, c), then z1 ~ q(z1 | x, z2, c); the prior
-        decodes (``prior_mean``) are at u = 0, or u ~ N(0, I) with ``prior_noise``."""
-        c = self._check(x, c)
-        feats = self.condition_features(c)
-        d = self.config.latent_dim
-        eps = torch.randn((x.shape[0], d), generator=generator, device=x.device, dtype=x.dtype)
-        z, mu, logvar, prior_mu, prior_logvar = self.posterior_sample(x, c, feats, eps)
-        first = None
-        if prior_mean > 0:
-            n = prior_mean
-            u = torch.zeros((n, d), device=x.device, dtype=mu.dtype)
-            if prior_noise:
-                u = torch.randn(u.shape, generator=generator, device=x.device, dtype=mu.dtype)
-            fn = [f[:n] for f in feats]
-            first = self.decode(self.to_latent_coordinates(u, c[:n], fn), c[:n], fn)
-        return VAEOutput(self.decode(z, c, feats), mu, logvar, prior_mu, prior_logvar, first)

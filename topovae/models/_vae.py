@@ -376,24 +376,22 @@ class DesignVAE(nn.Module):
         ``prior_logits`` are the decodes at the prior mean (u = 0) of the first n samples'
         conditions: the model's first designs for their problems (the physics term's input);
         with ``prior_noise`` too, at prior samples z ~ p(z | c) instead (u ~ N(0, I), drawn
-        from ``generator``): any of the designs it offers for them."""
+        from ``generator``): any of the designs it offers for them. Written on
+        `posterior_sample` and `to_latent_coordinates`, so it serves every family."""
         c = self._check(x, c)
         feats = self.condition_features(c)
-        mu, logvar = self.encode(x, c, feats)
-        prior_mu, prior_logvar = self.prior(c, n=x.shape[0], feats=feats)
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-        z = mu + eps * torch.exp(0.5 * logvar)
+        d = self.config.latent_dim
+        eps = torch.randn((x.shape[0], d), generator=generator, device=x.device, dtype=x.dtype)
+        z, mu, logvar, prior_mu, prior_logvar = self.posterior_sample(x, c, feats, eps)
         first = None
         if prior_mean > 0:
             n = prior_mean
-            at = prior_mu[:n]
+            u = torch.zeros((n, d), device=x.device, dtype=mu.dtype)
             if prior_noise:
-                u = torch.randn(at.shape, generator=generator, device=at.device, dtype=at.dtype)
-                at = at + u * torch.exp(0.5 * prior_logvar[:n])
-            first = self.decode(
-                at, None if c is None else c[:n],
-                None if feats is None else [f[:n] for f in feats],
-            )  # fmt: skip
+                u = torch.randn(u.shape, generator=generator, device=x.device, dtype=mu.dtype)
+            cn = None if c is None else c[:n]
+            fn = None if feats is None else [f[:n] for f in feats]
+            first = self.decode(self.to_latent_coordinates(u, cn, fn), cn, fn)
         return VAEOutput(self.decode(z, c, feats), mu, logvar, prior_mu, prior_logvar, first)
 
     @torch.no_grad()
