@@ -146,3 +146,62 @@ def test_iwae_grows_with_k_and_reports_per_design(tiny_cvae):
     assert torch.all(mean[1] < mean[10]) and torch.all(mean[10] < mean[100])
     with pytest.raises(ConfigError, match="k must be"):
         log_likelihood(model, x, c, k=0)
+
+
+def _train_linear_vae(mu, sigma, decoder_var, encoder_logvar=None, n=50_000, seed=0):
+    """The lecture notes' linear VAE on x ~ N(mu, sigma^2): q(z | x) = N(a x + b, v_q),
+    p(z) = N(0, 1), p(x | z) = N(c z + d, decoder_var(c)), trained on the reparameterised ELBO
+    (the model's `gaussian_kl`) of n data points with fixed noise (common random numbers, so that
+    L-BFGS sees one smooth objective); v_q is 1 when ``encoder_logvar`` is None, else learned
+    from that start. Returns the fitted (a, b, c, d)."""
+    g = torch.Generator().manual_seed(seed)
+    x = mu + sigma * torch.randn(n, 1, generator=g, dtype=torch.float64)
+    eps = torch.randn(n, 1, generator=g, dtype=torch.float64)
+    start = [0.1, 0.0, 1.0, 0.0] + ([] if encoder_logvar is None else [encoder_logvar])
+    theta = torch.tensor(start, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([theta], max_iter=2000, tolerance_grad=1e-12, tolerance_change=0,
+                            line_search_fn="strong_wolfe")  # fmt: skip
+
+    def elbo_loss():
+        opt.zero_grad()
+        a, b, c, d = theta[:4]
+        m = a * x + b
+        logvar = torch.zeros_like(m) if encoder_logvar is None else theta[4].expand_as(m)
+        z = m + torch.exp(0.5 * logvar) * eps
+        var = decoder_var(c)
+        rec = 0.5 * (torch.log(2 * np.pi * var) + (x - c * z - d).pow(2) / var)
+        loss = (rec + gaussian_kl(m, logvar)).mean()
+        loss.backward()
+        return loss
+
+    opt.step(elbo_loss)
+    return theta[:4].detach().numpy()
+
+
+def test_linear_vae_reaches_the_standardising_encoder_and_its_inverse_decoder():
+    """The notes' linear example: with a near-deterministic decoder (variance s^2 = 0.01) and a
+    learned encoder variance, the ELBO's optimum is c^2 = sigma^2 - s^2, d = mu, a = c / sigma^2,
+    b = -a mu, so a -> 1/sigma, b -> -mu/sigma, c -> sigma, d -> mu as s -> 0: the encoder
+    standardises the data and the decoder undoes it."""
+    mu, sigma = 3.0, 2.0
+    s2 = torch.tensor(0.01, dtype=torch.float64)
+    a, b, c, d = _train_linear_vae(mu, sigma, lambda c: s2, encoder_logvar=-2.0)
+    np.testing.assert_allclose([a, b, c, d], [1 / sigma, -mu / sigma, sigma, mu], rtol=0.015)
+
+
+def test_linear_vae_with_unit_encoder_variance_reaches_its_own_stationary_point():
+    """As the issue writes it, q(z | x) = N(a x + b, 1) and p(x | z) = N(c z + d, c): the
+    expected ELBO over x ~ N(mu, sigma^2) is -1/2 log(2 pi c) - E(x - c(ax + b) - d)^2 / (2c)
+    - c/2 - E(ax + b)^2 / 2, stationary at d = mu, b = -a mu, a = 1 / (1 + c) and c minimising
+    1/2 log c + c/2 + sigma^2 / (2 c (1 + c)); with the encoder's variance fixed at 1 the
+    optimum is not a = 1/sigma, c = sigma (that needs the variances to vanish; test above)."""
+    from scipy.optimize import minimize_scalar
+
+    mu, sigma = 3.0, 2.0
+    c_star = minimize_scalar(
+        lambda c: 0.5 * np.log(c) + c / 2 + sigma**2 / (2 * c * (1 + c)), bounds=(1e-3, 10.0),
+        method="bounded",
+    ).x  # fmt: skip
+    a_star = 1 / (1 + c_star)
+    a, b, c, d = _train_linear_vae(mu, sigma, lambda c: c.abs() + 1e-6)
+    np.testing.assert_allclose([a, b, c, d], [a_star, -a_star * mu, c_star, mu], rtol=0.015)
