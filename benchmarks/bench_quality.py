@@ -264,6 +264,11 @@ def main() -> int:
         help="designs within this fraction of their SIMP compliance are not pushed (0: off)",
     )  # fmt: skip
     ap.add_argument(
+        "--prior-components", type=int, default=0,
+        help="unet/hvae: fit a prior mixture of this many Gaussians after training and sample "
+        "from it (VAEConfig.prior_components)",
+    )  # fmt: skip
+    ap.add_argument(
         "--init",
         default=None,
         help="start from this checkpoint's weights (fine-tuning; same architecture)",
@@ -291,7 +296,7 @@ def main() -> int:
             beta=a.beta, compliance_weight=a.compliance_weight, compliance_start=a.compliance_start,
             compliance_ramp=a.compliance_ramp, condition_dropout=a.condition_dropout,
             compliance_decode=a.compliance_decode, compliance_samples=a.compliance_samples,
-            compliance_tolerance=a.compliance_tolerance,
+            compliance_tolerance=a.compliance_tolerance, prior_components=a.prior_components,
             kl_warmup_steps=a.kl_warmup,
         )  # fmt: skip
         run = out / name

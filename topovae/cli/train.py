@@ -105,6 +105,10 @@ from ._common import (
               help="Partial conditions (cvae): leave out each condition group (volume fraction, "
               "loads, supports) with this probability in training, so the model also answers "
               "a partial problem (workflows' --drop).")  # fmt: skip
+@click.option("--prior-components", type=int, default=0, show_default=True,
+              help="cvae/hvae: fit a mixture of this many Gaussians over the latent after "
+              "training and draw prior samples from it, so that k samples cover more of a "
+              "problem's alternatives (0: the Gaussian prior).")  # fmt: skip
 @click.option(
     "--init",
     "init",
@@ -141,7 +145,7 @@ def train(
     free_bits: float, kl_warmup: int, volume_weight: float, compliance_weight: float,
     compliance_start: int, compliance_ramp: int, compliance_decode: str,
     compliance_samples: int, compliance_tolerance: float, condition_dropout: float,
-    init: str | None, epochs: int,
+    prior_components: int, init: str | None, epochs: int,
     batch_size: int,
     lr: float, seed: int, out: str, device: str, resume: bool, compile_: bool, ema: float,
     threads: int, fields: bool,
@@ -177,7 +181,7 @@ def train(
             compliance_start=compliance_start, compliance_ramp=compliance_ramp,
             compliance_decode=compliance_decode, compliance_samples=compliance_samples,
             compliance_tolerance=compliance_tolerance, condition_dropout=condition_dropout,
-            **({} if beta is None else {"beta": beta}),
+            prior_components=prior_components, **({} if beta is None else {"beta": beta}),
         )  # fmt: skip
         history = trainer.history
     except (ConfigError, ProblemError, WorkflowError, ValueError) as e:

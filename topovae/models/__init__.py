@@ -20,6 +20,7 @@ from ._losses import (
     physics_terms,
     project_volume,
 )
+from ._mixture import PriorMixture, fit_prior_mixture
 from ._nearest import NearestDesign
 from ._ppca import PPCA
 from ._registry import FAMILIES, build_model, model_class
@@ -39,6 +40,7 @@ __all__ = [
     "DesignVAE",
     "LadderVAE",
     "NearestDesign",
+    "PriorMixture",
     "ThreadTuner",
     "TrainConfig",
     "Trainer",
@@ -50,6 +52,7 @@ __all__ = [
     "check_model",
     "compliance_weight",
     "drop_condition",
+    "fit_prior_mixture",
     "gaussian_kl",
     "iwae",
     "kl_weight",

@@ -30,7 +30,8 @@ MAX_PARAMETERS = 2**30  # ~16 GiB of weights, gradients and AdamW moments in flo
 WEIGHT_LIMITS = {"beta": 1e4, "free_bits": 1e3, "volume_weight": 1e6, "capacity_max": 1e6,
                  "capacity_gamma": 1e6, "compliance_weight": 1e6,
                  "compliance_tolerance": 10.0}  # fmt: skip
-MAX_STEPS = 10**9  # schedules (warm-ups, ramps) in optimisation steps
+MAX_STEPS = 10**9
+MAX_COMPONENTS = 64  # of the prior mixture  # schedules (warm-ups, ramps) in optimisation steps
 
 
 class ConfigError(ValueError):
@@ -83,6 +84,10 @@ class VAEConfig:
         and the condition encoder also sees one indicator image per group, so that one model
         answers a full problem and a partial one ("any load on this support at VF 0.4";
         `drop_condition`).
+    prior_components: a mixture of this many Gaussians over the whitened latent coordinates,
+        fitted after training to where the model puts each condition's designs, from which
+        prior samples are drawn (`PriorMixture`; a cvae or hvae with the dependent prior;
+        0: off, samples from the Gaussian prior itself).
     """
 
     kind: str = "vae"
@@ -114,6 +119,7 @@ class VAEConfig:
     compliance_samples: int = 0
     compliance_tolerance: float = 0.0
     condition_dropout: float = 0.0
+    prior_components: int = 0
 
     def __post_init__(self) -> None:
         def choice(name: str, allowed: tuple[str, ...]) -> None:
@@ -204,6 +210,16 @@ class VAEConfig:
             raise ConfigError(
                 f"condition_dropout needs a cvae on the unet backbone, not a {self.kind!r} on "
                 f"{self.arch!r}"
+            )
+        k = self.prior_components
+        if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= MAX_COMPONENTS:
+            raise ConfigError(
+                f"prior_components must be an integer in 0..{MAX_COMPONENTS}, got {k!r}"
+            )
+        if k and self.prior != "dependent":
+            raise ConfigError(
+                f"prior_components needs a cvae or hvae with the dependent prior, not a "
+                f"{self.kind!r} with a {self.prior!r} prior"
             )
         if self.kind == "beta-vae" and self.beta <= 1 and self.capacity_max <= 0:
             raise ConfigError(

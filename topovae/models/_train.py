@@ -62,6 +62,8 @@ LOSS_FIELDS = ("beta", "capacity_max", "capacity_steps", "capacity_gamma", "free
                "kl_warmup_steps", "volume_weight", "compliance_weight", "compliance_start",
                "compliance_ramp", "compliance_decode", "compliance_samples",
                "compliance_tolerance")  # fmt: skip
+# fields a fine-tune may change besides the loss: the prior mixture is fitted after training
+AFTER_FIELDS = ("prior_components",)
 
 
 class TrainingError(RuntimeError):
@@ -455,14 +457,18 @@ class Trainer:
             raise ConfigError("initialise_from starts a run; this one has already trained")
         ckpt = read_checkpoint(check_path(path, "the checkpoint path"))
         theirs = VAEConfig.from_dict(ckpt["model_config"]).to_dict()
-        diff = _differences(self.mcfg.to_dict(), theirs, "the checkpoint", skip=LOSS_FIELDS)
+        diff = _differences(
+            self.mcfg.to_dict(), theirs, "the checkpoint", skip=LOSS_FIELDS + AFTER_FIELDS
+        )
         if diff:
             raise ConfigError(
                 f"{str(path)!r} is another architecture: {diff}; cannot start from it"
             )
-        self.model.load_state_dict(ckpt["model"])
-        if self.ema is not None:
-            self.ema.module.load_state_dict(ckpt["model"])
+        # a prior mixture is fitted at the end of this run: its weights are not carried over
+        weights = {k: v for k, v in ckpt["model"].items() if not k.startswith("prior_mixture.")}
+        for model in (self.model, *(() if self.ema is None else (self.ema.module,))):
+            fresh = {k: v for k, v in model.state_dict().items() if k.startswith("prior_mixture.")}
+            model.load_state_dict({**weights, **fresh})
         self.init = {"checkpoint": str(path), "digest": ckpt.get("digest")}
 
     def state(self) -> dict[str, Any]:
@@ -716,11 +722,36 @@ class Trainer:
                     from ..plotting import save_training_figures
 
                     save_training_figures(self, val["kl_per_dim"])
+            if self.mcfg.prior_components and self.rank == 0 and self.best < math.inf:
+                self._fit_prior_mixture(bar)
         finally:
             torch.set_num_threads(threads)
             if bar is not None:
                 bar.close()
         return self.history
+
+    def _fit_prior_mixture(self, bar=None) -> None:
+        """Fit the prior mixture (`VAEConfig.prior_components`) of best.pt's weights and write
+        it into best.pt, with the validation log-densities it reached (``prior_mixture``)."""
+        import copy
+
+        from ._mixture import fit_prior_mixture
+
+        path = self.out / "best.pt"
+        ckpt = read_checkpoint(path)
+        model = copy.deepcopy(self.eval_model)
+        model.load_state_dict(ckpt["model"])
+        report = fit_prior_mixture(model, self.train_set, self.val_set, seed=self.tcfg.seed)
+        weights = model.state_dict()
+        ckpt.update(model=weights, digest=weights_digest(weights), prior_mixture=report)
+        ckpt.pop("digests", None)
+        _atomic_save({**ckpt, "digests": part_digests(ckpt)}, path)
+        self.prior_mixture = report
+        line = (f"prior mixture of {self.mcfg.prior_components}: validation log-density "
+                f"{report['val_log_density']:.2f} per design against the Gaussian prior's "
+                f"{report['val_log_density_plain']:.2f} (step {report['step']})")  # fmt: skip
+        if bar is not None:
+            bar.write(line)
 
     def _fail(self, what: str) -> None:
         last = self.out / "last.pt"

@@ -182,6 +182,10 @@ class DesignVAE(nn.Module):
                 nn.Flatten(), nn.Linear(self._flat, 4 * top), _act(cfg.activation),
                 _zero_linear(4 * top, 2 * top),
             )  # fmt: skip
+        if cfg.prior_components:
+            from ._mixture import PriorMixture
+
+            self.prior_mixture = PriorMixture(4 * top, d, cfg.prior_components)
         # posterior encoder q(z | x, c): (B, Cin, Hp, Wp) + f_k -> (mu, logvar)
         self.encoder = pyramid(cfg.in_channels, skip)
         self.to_latent = nn.Linear(self._flat, 2 * top)
@@ -288,6 +292,21 @@ class DesignVAE(nn.Module):
         """(mu, logvar) of the prior network on the bottleneck condition features."""
         mu, logvar = self.prior_net(feats[-1]).chunk(2, dim=1)
         return mu, logvar.clamp(-10.0, 5.0)
+
+    def prior_features(self, feats) -> torch.Tensor:
+        """The prior network's hidden features (B, 4 * top) of the condition features."""
+        return self.prior_net[:3](feats[-1])
+
+    def prior_draws(self, eps: torch.Tensor, c: torch.Tensor | None = None, generator=None):
+        """Whitened prior samples (n, D) from standard normal ``eps`` (n, D) under one condition
+        ``c`` (1, Cc, H, W): ``eps`` itself, or with a fitted `PriorMixture`
+        (``prior_components``) a draw of a component (from ``generator``, a CPU one) and ``eps``
+        placed in it."""
+        if not self.config.prior_components:
+            return eps
+        with torch.no_grad():
+            h = self.prior_features(self.condition_features(self._check(None, c, n=1)))
+            return self.prior_mixture.draws(eps.cpu(), h, generator).to(eps)
 
     def encode(self, x: torch.Tensor, c: torch.Tensor | None = None, feats=None):
         """(B, Cin, H, W) [, (B, Cc, H, W)] -> posterior (mu, logvar), each (B, latent_dim)."""

@@ -119,7 +119,7 @@ def alternatives(
     dec = LatentDecoder(model, problem, device, drop=drop)
     oracle = ComplianceOracle(None if dec.device.type == "cpu" else dec.device)
     g = torch.Generator().manual_seed(seed)
-    u = temperature * torch.randn(samples, dec.latent_dim, generator=g)
+    u = dec.prior_draws(temperature * torch.randn(samples, dec.latent_dim, generator=g), g)
     u[0] = 0.0
     decoded = dec.numpy(u, project=True)
     c = oracle(decoded, [problem] * len(decoded))

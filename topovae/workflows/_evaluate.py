@@ -260,7 +260,10 @@ def evaluate(
                     c = drop_condition(item["condition"], drop) if drop else item["condition"]
                 judged_x.append(item["density"])
                 judged_c.append(c)
-                cand = dec.numpy(z, project=project, c=c)
+                u = model.prior_draws(z, None if c is None else c[None].to(dec.device), g)
+                if mean_first:
+                    u[0] = 0.0
+                cand = dec.numpy(u, project=project, c=c)
             s = score(cand, problem, simp, oracle=oracle)
             b = int(np.argmin(s["compliance_binary"]))
             chosen = {"first": 0, "best": b}
@@ -314,7 +317,8 @@ def evaluate(
         about = {"kind": NEAREST, "latent_dim": 0, "size": [d.nely, d.nelx]}
     else:
         cfg = model.config
-        about = {"kind": cfg.kind, "latent_dim": cfg.latent_dim, "size": [cfg.height, cfg.width]}
+        about = {"kind": cfg.kind, "latent_dim": cfg.latent_dim, "size": [cfg.height, cfg.width],
+                 "prior_components": cfg.prior_components}  # fmt: skip
     return {
         "model": about,
         "data": str(data),
@@ -451,6 +455,7 @@ def markdown_report(report: dict[str, Any], figures: list[str] = ()) -> str:
     if not isinstance(figures, list | tuple) or not all(isinstance(f, str) for f in figures):
         raise WorkflowError("figures must be a list of file names")
     m = report["metrics"]
+    mix = report["model"].get("prior_components", 0)
     lines = [
         f"# Evaluation of a {report['model']['kind']} on {md_escape(report['data'])} "
         f"({md_escape(report['split'])})",
@@ -460,6 +465,7 @@ def markdown_report(report: dict[str, Any], figures: list[str] = ()) -> str:
         + ("shifted onto the volume fraction" if report["project"] else "as decoded")
         + (", load paths connected" if report["project"] and report.get("connect", False) else "")
         + ("; the first is the prior mean's" if report["mean_first"] else "")
+        + (f"; prior samples from a mixture of {mix}" if mix else "")
         + (f"; {len(report['skipped'])} ill-posed problems skipped" if report["skipped"] else "")
         + f"; {report['seconds']:.0f} s.",
         "",

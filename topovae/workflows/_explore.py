@@ -58,7 +58,7 @@ def prior_samples(model, n: int, problem: Problem | None = None, seed: int = 0, 
     seed = check_seed(seed)
     dec = LatentDecoder(model, problem, device)
     g = torch.Generator().manual_seed(seed)
-    return dec.numpy(torch.randn(n, dec.latent_dim, generator=g))
+    return dec.numpy(dec.prior_draws(torch.randn(n, dec.latent_dim, generator=g), g))
 
 
 def interpolate(

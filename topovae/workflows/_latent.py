@@ -186,6 +186,12 @@ class LatentDecoder:
         c = self.condition if c is None else c.to(self.device)
         return c.expand(n, *c.shape[-3:]) if c.dim() == 3 else c
 
+    def prior_draws(self, eps: torch.Tensor, generator=None) -> torch.Tensor:
+        """Whitened prior samples of this problem from standard normal ``eps`` (n, D): ``eps``,
+        or draws of the model's fitted prior mixture (`DesignVAE.prior_draws`)."""
+        c = self._c(1, None)
+        return self.model.prior_draws(eps, None if c is None else c[:1], generator)
+
     def logits(self, u: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         """Whitened latent vectors (B, D) -> logits (B, H, W)."""
         u = self._tensor(u, "latent vectors", (self.latent_dim,))

@@ -1,0 +1,139 @@
+"""`PriorMixture`: a mixture of Gaussians over a conditional model's whitened latent coordinates,
+fitted after training to where the model puts the designs of each condition (ex-post density
+estimation: Ghosh et al. 2020 fit a Gaussian mixture to an autoencoder's codes; Dai & Wipf 2019's
+two-stage VAE fits a second model to the aggregated posterior).
+
+    trainer = Trainer(VAEConfig(kind="cvae", ..., prior_components=6), ...)  # fitted at the end
+    fit_prior_mixture(model, train_set, val_set)                              # or by hand
+
+Why: trained on several near-optimal designs per problem, a cvae's decoder makes each of a
+held-out problem's alternatives from its posterior, but the Gaussian prior p(z | c) spreads its
+mass unevenly over them (`benchmarks/bench_coverage.py --model`), so k prior samples miss the
+less stiff ones. The mixture p(u | c) = sum_k pi_k(c) N(m_k(c), diag s_k(c)^2), on the prior
+network's hidden features, is fitted by maximum likelihood to draws u ~ q(u | x, c) of the
+training designs, with early stopping on the validation split's (it overfits a few hundred
+problems within a few hundred steps). It only changes where prior samples are drawn:
+`DesignVAE.prior_draws` maps standard normal draws to mixture draws in the same whitened
+coordinates, so u = 0 stays the first design and every workflow that walks the latent space
+(interpolate, traverse, search, map) is unchanged. The model's ELBO and likelihood stay those of
+its Gaussian prior. Before fitting, every component is N(0, I) with equal weight: the same
+distribution as the plain prior.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from ._config import ConfigError
+
+LOG_SCALE = (-4.0, 2.0)  # component scales within e^-4 .. e^2 of the prior's unit scale
+
+
+class PriorMixture(nn.Module):
+    """Features (B, F) -> mixture logits (B, K), means (B, K, D) and log-scales (B, K, D)."""
+
+    def __init__(self, features: int, dim: int, components: int, hidden: int = 64) -> None:
+        super().__init__()
+        self.dim, self.components = dim, components
+        self.net = nn.Sequential(
+            nn.Linear(features, hidden), nn.SiLU(), nn.Linear(hidden, components * (1 + 2 * dim))
+        )
+        nn.init.zeros_(self.net[-1].weight)  # every component N(0, I), equal weights
+        nn.init.zeros_(self.net[-1].bias)
+        self.requires_grad_(False)  # not trained with the model: `fit_prior_mixture` fits it
+
+    def forward(self, h: torch.Tensor):
+        k, d = self.components, self.dim
+        out = self.net(h)
+        logits = out[:, :k]
+        means = out[:, k : k + k * d].view(-1, k, d)
+        log_scales = out[:, k + k * d :].view(-1, k, d).clamp(*LOG_SCALE)
+        return logits, means, log_scales
+
+    def log_prob(self, u: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """log p(u | features) (B,) of whitened u (B, D)."""
+        logits, means, log_scales = self(h)
+        z = (u[:, None] - means) * torch.exp(-log_scales)
+        per = -0.5 * z.pow(2).sum(-1) - log_scales.sum(-1) - 0.5 * self.dim * math.log(2 * math.pi)
+        return torch.logsumexp(torch.log_softmax(logits, dim=1) + per, dim=1)
+
+    def draws(self, eps: torch.Tensor, h: torch.Tensor, generator=None) -> torch.Tensor:
+        """Mixture draws (n, D) from standard normal ``eps`` (n, D, on the CPU), one component
+        each drawn from ``generator`` (a CPU one); ``h`` (1, F) or (n, F) on the model's
+        device."""
+        logits, means, log_scales = (t.float().cpu() for t in self(h.expand(eps.shape[0], -1)))
+        pick = torch.multinomial(torch.softmax(logits, 1), 1, generator=generator)[:, 0]
+        rows = torch.arange(eps.shape[0])
+        return means[rows, pick] + torch.exp(log_scales[rows, pick]) * eps.float()
+
+
+@torch.no_grad()
+def _whitened_draws(model, dataset, draws: int, generator: torch.Generator, batch: int = 256):
+    """(features (n, F), whitened posterior draws (draws, n, D)) of every design of ``dataset``."""
+    dim = model.config.latent_dim
+    device = next(model.parameters()).device
+    hs, us = [], []
+    for start in range(0, len(dataset), batch):
+        items = [dataset[i] for i in range(start, min(start + batch, len(dataset)))]
+        x = torch.stack([it["density"] for it in items]).to(device)
+        c = torch.stack([it["condition"] for it in items]).to(device)
+        feats = model.condition_features(c)
+        eps = torch.randn((draws, len(x), dim), generator=generator).to(device)
+        z = model.posterior_sample(x, c, feats, eps)[0].reshape(-1, dim)
+        cr = c.repeat(draws, 1, 1, 1)
+        u = model.whiten(z, cr, [f.repeat(draws, 1, 1, 1) for f in feats])
+        hs.append(model.prior_features(feats).cpu())
+        us.append(u.view(draws, len(x), dim).cpu())
+    return torch.cat(hs), torch.cat(us, dim=1)
+
+
+def fit_prior_mixture(
+    model, train_set, val_set, *, draws: int = 8, steps: int = 1000, lr: float = 1e-3,
+    weight_decay: float = 1e-3, batch_size: int = 256, every: int = 50, seed: int = 0,
+) -> dict[str, Any]:  # fmt: skip
+    """Fit ``model.prior_mixture`` (module docstring) by Adam on ``draws`` posterior draws of
+    each design of ``train_set``, keeping the parameters with the best mean log-density of the
+    ``val_set`` draws (checked every ``every`` steps). Returns the validation log-densities per
+    design (the plain prior's, the mixture's) and the step kept."""
+    mixture = getattr(model, "prior_mixture", None)
+    if mixture is None:
+        raise ConfigError("this model has no prior mixture (VAEConfig.prior_components = 0)")
+    if len(train_set) == 0 or len(val_set) == 0:
+        raise ConfigError("fitting the prior mixture needs designs in the train and val splits")
+    g = torch.Generator().manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    h, u = _whitened_draws(model, train_set, draws, g)
+    hv, uv = _whitened_draws(model, val_set, draws, g)
+    model.train(was_training)
+    mixture.cpu()
+    hv, uv = hv.repeat(draws, 1), uv.reshape(-1, uv.shape[-1])
+    u = u.reshape(-1, u.shape[-1])
+    h = h.repeat(draws, 1)
+
+    def val_logp() -> float:
+        with torch.no_grad():
+            return float(mixture.log_prob(uv, hv).mean())
+
+    plain = float((-0.5 * uv.pow(2).sum(1) - 0.5 * uv.shape[1] * math.log(2 * math.pi)).mean())
+    mixture.requires_grad_(True)
+    opt = torch.optim.Adam(mixture.parameters(), lr=lr, weight_decay=weight_decay)
+    best = (val_logp(), 0, {k: v.clone() for k, v in mixture.state_dict().items()})
+    for step in range(1, steps + 1):
+        pick = torch.randint(len(u), (min(batch_size, len(u)),), generator=g)
+        loss = -mixture.log_prob(u[pick], h[pick]).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % every == 0 or step == steps:
+            value = val_logp()
+            if value > best[0]:
+                best = (value, step, {k: v.clone() for k, v in mixture.state_dict().items()})
+    mixture.load_state_dict(best[2])
+    mixture.requires_grad_(False)
+    mixture.to(next(model.parameters()).device)
+    return {"val_log_density_plain": plain, "val_log_density": best[0], "step": best[1]}
