@@ -31,6 +31,8 @@ Models (``--models``, comma-separated):
   unet-noaug  the U-Net CVAE without augmentation
   hvae        the ladder VAE: the U-Net CVAE with two stochastic layers (half of --latent-dim
               on top), top-down inference (Sønderby et al. 2016)
+  vqvae       the conditional VQ-VAE on the U-Net backbone: --latent-dim discrete slots of a
+              64-code EMA codebook, its autoregressive prior fitted after training (no NLL)
   regression  condition images -> design, BCE only, no latent (the U-Net's decoder at z = 0)
 """
 
@@ -49,7 +51,7 @@ import numpy as np
 import torch
 
 from topovae.datasets import TopologyDataset, distribution, generate
-from topovae.models import DesignVAE, LadderVAE, TrainConfig, Trainer, VAEConfig, load
+from topovae.models import VQVAE, DesignVAE, LadderVAE, TrainConfig, Trainer, VAEConfig, load
 from topovae.workflows import evaluate
 
 
@@ -85,6 +87,8 @@ def model_spec(name: str, size: int, channels: int, latent: int, width: int, dep
     if name == "hvae":  # the ladder VAE: the unet cvae with two stochastic layers
         cfg = VAEConfig(**{"kl_warmup_steps": 200, **common, "kind": "hvae"})
         return cfg, LadderVAE, True
+    if name == "vqvae":
+        return VAEConfig(**{**common, "kind": "vqvae"}), VQVAE, True
     if name == "regression":
         return VAEConfig(arch="unet", prior="independent", **common), ConditionalUNet, True
     raise SystemExit(f"unknown model {name!r}")
@@ -321,7 +325,7 @@ def main() -> int:
         rep, alone = (
             evaluate(model, a.eval_data or data, "test", k=a.k, polish=a.polish, seed=0,
                      limit=a.limit, device="cpu", connect=connect,
-                     nll=a.nll if connect else 0)
+                     nll=a.nll if connect and model.continuous_latent else 0)
             for connect in (True, False)
         )  # fmt: skip
         results[name] = {"train_seconds": seconds, "metrics": rep["metrics"],

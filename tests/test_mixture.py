@@ -97,7 +97,7 @@ def mixture_run(data, tiny_checkpoints, tmp_path_factory):
 def test_the_fit_keeps_the_best_validation_density_and_is_saved_in_best_pt(mixture_run):
     path, train, val = mixture_run
     ckpt = read_checkpoint(path)  # the digests were rewritten with the fitted weights
-    report = ckpt["prior_mixture"]
+    report = ckpt["prior_fit"]
     assert report["val_log_density"] >= report["val_log_density_plain"]
     model = load(path)
     assert model.config.prior_components == 3

@@ -18,7 +18,8 @@ from ._common import (
 @click.argument("data")
 @click.option("--model", "kind", default="vae", show_default=True,
               help="vae | beta-vae | cvae | hvae (the ladder VAE: a cvae with two stochastic "
-              "layers).")  # fmt: skip
+              "layers) | vqvae (conditional, --latent-dim discrete code slots, its "
+              "autoregressive prior fitted after training).")  # fmt: skip
 @click.option("--latent-dim", type=int, default=32, show_default=True)
 @click.option(
     "--top-dim",
@@ -109,6 +110,15 @@ from ._common import (
               help="cvae/hvae: fit a mixture of this many Gaussians over the latent after "
               "training and draw prior samples from it, so that k samples cover more of a "
               "problem's alternatives (0: the Gaussian prior).")  # fmt: skip
+@click.option("--codebook-size", type=int, default=0, show_default=True,
+              help="vqvae: codes in the codebook (0: 64).")  # fmt: skip
+@click.option("--code-dim", type=int, default=0, show_default=True,
+              help="vqvae: dimensions of each code (0: 8).")  # fmt: skip
+@click.option("--commitment", type=float, default=0.25, show_default=True,
+              help="vqvae: weight of the commitment term.")  # fmt: skip
+@click.option("--codebook-decay", type=float, default=0.99, show_default=True,
+              help="vqvae: decay of the codebook's moving averages (0: the codebook loss "
+              "and gradient steps instead).")  # fmt: skip
 @click.option(
     "--init",
     "init",
@@ -145,7 +155,8 @@ def train(
     free_bits: float, kl_warmup: int, volume_weight: float, compliance_weight: float,
     compliance_start: int, compliance_ramp: int, compliance_decode: str,
     compliance_samples: int, compliance_tolerance: float, condition_dropout: float,
-    prior_components: int, init: str | None, epochs: int,
+    prior_components: int, codebook_size: int, code_dim: int, commitment: float,
+    codebook_decay: float, init: str | None, epochs: int,
     batch_size: int,
     lr: float, seed: int, out: str, device: str, resume: bool, compile_: bool, ema: float,
     threads: int, fields: bool,
@@ -181,7 +192,9 @@ def train(
             compliance_start=compliance_start, compliance_ramp=compliance_ramp,
             compliance_decode=compliance_decode, compliance_samples=compliance_samples,
             compliance_tolerance=compliance_tolerance, condition_dropout=condition_dropout,
-            prior_components=prior_components, **({} if beta is None else {"beta": beta}),
+            prior_components=prior_components, codebook_size=codebook_size, code_dim=code_dim,
+            commitment=commitment, codebook_decay=codebook_decay,
+            **({} if beta is None else {"beta": beta}),
         )  # fmt: skip
         history = trainer.history
     except (ConfigError, ProblemError, WorkflowError, ValueError) as e:

@@ -46,7 +46,8 @@ def search(checkpoint, problem, volfrac, problem_file, data, index, methods, bud
     from ..workflows._latent import check_count, check_seed
     from ..workflows._search import check_budget
 
-    methods = METHODS if "all" in methods else tuple(dict.fromkeys(methods))
+    every = "all" in methods
+    methods = METHODS if every else tuple(dict.fromkeys(methods))
     for m in methods:
         if m not in METHODS:
             raise InputError(f"unknown --method {m!r}; choose from: {', '.join(METHODS)}, all")
@@ -60,6 +61,13 @@ def search(checkpoint, problem, volfrac, problem_file, data, index, methods, bud
     folder = output_folder(out)
     check_device(device)
     model = load_model(checkpoint)
+    if not model.continuous_latent:  # discrete codes: no gradient to follow
+        if "gradient" in methods and not every:
+            raise InputError(
+                f"--method gradient follows the decoder's gradient; a {model.config.kind}'s "
+                "codes are discrete: use cmaes or random"
+            )
+        methods = tuple(m for m in methods if m != "gradient")
     prob, reference = model_problem(model, problem, volfrac, problem_file, data, index)
     if prob is None:
         raise InputError("give the problem to search for: --problem, --problem-file or --data")

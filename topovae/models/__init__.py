@@ -27,6 +27,7 @@ from ._registry import FAMILIES, build_model, model_class
 from ._threads import ThreadTuner
 from ._train import TrainConfig, Trainer, TrainingError, load, read_checkpoint
 from ._vae import CONDITION_GROUPS, DesignVAE, VAEOutput, drop_condition, normalise_condition
+from ._vq import VQVAE, CodePrior, VectorQuantiser, fit_code_prior
 
 __all__ = [
     "ACTIVATIONS",
@@ -36,6 +37,8 @@ __all__ = [
     "LIKELIHOODS",
     "NORMS",
     "PPCA",
+    "VQVAE",
+    "CodePrior",
     "ConfigError",
     "DesignVAE",
     "LadderVAE",
@@ -47,11 +50,13 @@ __all__ = [
     "TrainingError",
     "VAEConfig",
     "VAEOutput",
+    "VectorQuantiser",
     "active_units",
     "build_model",
     "check_model",
     "compliance_weight",
     "drop_condition",
+    "fit_code_prior",
     "fit_prior_mixture",
     "gaussian_kl",
     "iwae",

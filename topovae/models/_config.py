@@ -14,10 +14,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-KINDS = ("vae", "beta-vae", "cvae", "hvae")
-CONDITIONAL = ("cvae", "hvae")  # the kinds conditioned on the problem
+KINDS = ("vae", "beta-vae", "cvae", "hvae", "vqvae")
+CONDITIONAL = ("cvae", "hvae", "vqvae")  # the kinds conditioned on the problem
 ARCHS = ("unet", "conv")
-PRIORS = ("auto", "dependent", "independent")
+PRIORS = ("auto", "dependent", "independent", "autoregressive")
 NORMS = ("batch", "group", "none")
 ACTIVATIONS = ("silu", "relu", "gelu", "leaky_relu")
 LIKELIHOODS = ("bernoulli", "gaussian")
@@ -32,6 +32,7 @@ WEIGHT_LIMITS = {"beta": 1e4, "free_bits": 1e3, "volume_weight": 1e6, "capacity_
                  "compliance_tolerance": 10.0}  # fmt: skip
 MAX_STEPS = 10**9
 MAX_COMPONENTS = 64  # of the prior mixture  # schedules (warm-ups, ramps) in optimisation steps
+MAX_CODEBOOK = 4096  # codes of a vqvae
 
 
 class ConfigError(ValueError):
@@ -46,14 +47,18 @@ class VAEConfig:
         and FiLM at every decoder scale) or "conv" (the first topovae backbone; see `DesignVAE`).
     prior: "dependent" (p(z | c) = N(mu(c), sigma(c)^2) from a prior network on the condition
         features; the default for a cvae on the unet backbone), "independent" (p(z) = N(0, I);
-        the only choice for unconditional models and the conv backbone) or "auto" (resolved to
-        one of them on construction).
+        the only choice for unconditional models and the conv backbone), "autoregressive" (a
+        vqvae's: a distribution over its code slots, one after another, given the condition;
+        the vqvae's only prior) or "auto" (resolved on construction).
     kind: "vae"; "beta-vae" (KL weight ``beta`` > 1, optionally the controlled-capacity target
         of Burgess et al. 2018: loss = rec + gamma |KL - C(t)|, C growing linearly to
         ``capacity_max`` nats over ``capacity_steps``); "cvae" (encoder and decoder conditioned on
         ``cond_channels`` image channels: volume fraction, loads, supports, ...); "hvae" (the
         ladder VAE, `LadderVAE`: a conditional VAE with two stochastic layers, the top one of
-        ``top_dim`` dimensions, by default half of ``latent_dim``; the unet backbone only).
+        ``top_dim`` dimensions, by default half of ``latent_dim``; the unet backbone only);
+        "vqvae" (`VQVAE`: a conditional VQ-VAE on the unet backbone, ``latent_dim`` discrete
+        slots each one of ``codebook_size`` codes of ``code_dim`` dimensions, with its
+        autoregressive prior over the slots fitted after training).
     width: channels of the first conv stage, doubled at each of the ``depth`` stages (capped at
         ``max_width``).
     likelihood: "bernoulli" (BCE with logits, for densities in [0, 1]) or "gaussian" (MSE of the
@@ -88,6 +93,12 @@ class VAEConfig:
         fitted after training to where the model puts each condition's designs, from which
         prior samples are drawn (`PriorMixture`; a cvae or hvae with the dependent prior;
         0: off, samples from the Gaussian prior itself).
+    codebook_size, code_dim: a vqvae's codebook, ``codebook_size`` vectors of ``code_dim``
+        dimensions (0: 64 and 8).
+    commitment: a vqvae's commitment weight beta in beta ||z_e - sg(e)||^2.
+    codebook_decay: a vqvae's codebook update: the exponential moving averages of van den
+        Oord et al. 2017 (their gamma, e.g. 0.99), or 0 for the codebook loss
+        ||sg(z_e) - e||^2 and gradient steps.
     """
 
     kind: str = "vae"
@@ -120,6 +131,10 @@ class VAEConfig:
     compliance_tolerance: float = 0.0
     condition_dropout: float = 0.0
     prior_components: int = 0
+    codebook_size: int = 0
+    code_dim: int = 0
+    commitment: float = 0.25
+    codebook_decay: float = 0.99
 
     def __post_init__(self) -> None:
         def choice(name: str, allowed: tuple[str, ...]) -> None:
@@ -132,8 +147,19 @@ class VAEConfig:
         choice("arch", ARCHS)
         choice("prior", PRIORS)
         if self.prior == "auto":  # frozen dataclass: resolve once, so to_dict holds the choice
-            dependent = self.conditional and self.arch == "unet"
-            object.__setattr__(self, "prior", "dependent" if dependent else "independent")
+            if self.kind == "vqvae":
+                resolved = "autoregressive"
+            else:
+                dependent = self.conditional and self.arch == "unet"
+                resolved = "dependent" if dependent else "independent"
+            object.__setattr__(self, "prior", resolved)
+        if (self.kind == "vqvae") != (self.prior == "autoregressive"):
+            raise ConfigError(
+                f"the autoregressive prior is a vqvae's and a vqvae has no other: kind "
+                f"{self.kind!r} with prior {self.prior!r}"
+            )
+        if self.kind == "vqvae" and self.arch != "unet":
+            raise ConfigError(f"a vqvae needs the unet backbone, not {self.arch!r}")
         if self.kind == "hvae" and (self.arch != "unet" or self.prior != "dependent"):
             raise ConfigError(
                 f"an hvae needs the unet backbone and its dependent prior, not {self.arch!r} "
@@ -146,12 +172,17 @@ class VAEConfig:
             )
         choice("compliance_decode", COMPLIANCE_DECODES)
         if self.compliance_decode == "auto":
-            decode = "prior_mean" if self.conditional else "posterior"
+            decode = "prior_mean" if self.conditional and self.kind != "vqvae" else "posterior"
             object.__setattr__(self, "compliance_decode", decode)
         if self.compliance_decode in ("prior_mean", "prior_sample") and not self.conditional:
             raise ConfigError(
                 f"compliance_decode {self.compliance_decode!r} needs a cvae (a {self.kind!r} "
                 "has one prior for every problem); use 'posterior'"
+            )
+        if self.compliance_decode in ("prior_mean", "prior_sample") and self.kind == "vqvae":
+            raise ConfigError(
+                f"compliance_decode {self.compliance_decode!r} needs a prior while training; a "
+                "vqvae's is fitted after it: use 'posterior'"
             )
         choice("norm", NORMS)
         choice("activation", ACTIVATIONS)
@@ -187,7 +218,8 @@ class VAEConfig:
                 f"{article} {self.kind} needs cond_channels >= 1 (the problem's condition images)"
             )
         if not self.conditional and self.cond_channels != 0:
-            raise ConfigError(f"cond_channels is for kinds 'cvae' and 'hvae', not {self.kind!r}")
+            kinds = ", ".join(repr(k) for k in CONDITIONAL)
+            raise ConfigError(f"cond_channels is for kinds {kinds}, not {self.kind!r}")
         t = self.top_dim
         if isinstance(t, bool) or not isinstance(t, int) or t < 0:
             raise ConfigError(f"top_dim must be an integer >= 0, got {t!r}")
@@ -221,6 +253,7 @@ class VAEConfig:
                 f"prior_components needs a cvae or hvae with the dependent prior, not a "
                 f"{self.kind!r} with a {self.prior!r} prior"
             )
+        self._check_codebook()
         if self.kind == "beta-vae" and self.beta <= 1 and self.capacity_max <= 0:
             raise ConfigError(
                 f"a beta-vae needs beta > 1 or a capacity schedule, got beta={self.beta}"
@@ -230,6 +263,31 @@ class VAEConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_STEPS:
                 raise ConfigError(f"{name} must be an integer in 0..{MAX_STEPS}, got {v!r}")
+
+    def _check_codebook(self) -> None:
+        for name, high in (("codebook_size", MAX_CODEBOOK), ("code_dim", 1024)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= high:
+                raise ConfigError(f"{name} must be an integer in 0..{high} (0: default), got {v!r}")
+        if self.codebook_size == 1:
+            raise ConfigError("codebook_size must be at least 2 (one code holds no choice)")
+        v = self.commitment
+        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= 100:
+            raise ConfigError(f"commitment must be a number in [0, 100], got {v!r}")
+        v = self.codebook_decay
+        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < 1:
+            raise ConfigError(
+                f"codebook_decay must be a number in [0, 1) (0: the codebook loss), got {v!r}"
+            )
+        defaults = {"codebook_size": 0, "code_dim": 0, "commitment": 0.25, "codebook_decay": 0.99}
+        changed = [k for k, v in defaults.items() if getattr(self, k) != v]
+        if changed and self.kind != "vqvae":
+            raise ConfigError(f"{changed[0]} is for kind 'vqvae', not {self.kind!r}")
+
+    @property
+    def codebook(self) -> tuple[int, int]:
+        """A vqvae's (codes, code dimensions): ``codebook_size`` and ``code_dim`` or 64 and 8."""
+        return self.codebook_size or 64, self.code_dim or 8
 
     def parameter_estimate(self) -> int:
         """An upper estimate of the parameter count, from the sizes alone (checked before any

@@ -12,12 +12,14 @@ from __future__ import annotations
 from ._config import ConfigError, VAEConfig
 from ._ladder import LadderVAE
 from ._vae import DesignVAE
+from ._vq import VQVAE
 
 FAMILIES: dict[str, type[DesignVAE]] = {
     "vae": DesignVAE,
     "beta-vae": DesignVAE,
     "cvae": DesignVAE,
     "hvae": LadderVAE,
+    "vqvae": VQVAE,
 }
 
 

@@ -437,6 +437,7 @@ class Trainer:
         self._logged = ("reconstruction", "kl", "weighted_kl", "volume", "total")
         if model_config.compliance_weight > 0:
             self._logged += ("compliance",)
+        self._logged += tuple(self.model.extra_terms)
         self.augmenter = torch.Generator().manual_seed(train_config.seed * 7919 + 17 + self.rank)
         self.step, self.epoch, self.best = 0, 0, math.inf
         self.history: list[dict[str, float]] = []
@@ -464,10 +465,12 @@ class Trainer:
             raise ConfigError(
                 f"{str(path)!r} is another architecture: {diff}; cannot start from it"
             )
-        # a prior mixture is fitted at the end of this run: its weights are not carried over
-        weights = {k: v for k, v in ckpt["model"].items() if not k.startswith("prior_mixture.")}
+        # a prior fitted after training (a prior mixture, a vqvae's code prior) is fitted again
+        # at the end of this run: its weights are not carried over
+        fitted = f"{self.model.fitted_prior or 'prior_mixture'}."
+        weights = {k: v for k, v in ckpt["model"].items() if not k.startswith(fitted)}
         for model in (self.model, *(() if self.ema is None else (self.ema.module,))):
-            fresh = {k: v for k, v in model.state_dict().items() if k.startswith("prior_mixture.")}
+            fresh = {k: v for k, v in model.state_dict().items() if k.startswith(fitted)}
             model.load_state_dict({**weights, **fresh})
         self.init = {"checkpoint": str(path), "digest": ckpt.get("digest")}
 
@@ -596,6 +599,10 @@ class Trainer:
             self.mcfg, out.logits, x, out.mu, out.logvar, self.step, vf, out.prior_mu,
             out.prior_logvar,
         )  # fmt: skip
+        for name, value in (out.terms or {}).items():  # a family's own terms (a vqvae's)
+            terms[name] = value
+            terms["total"] = terms["total"] + value
+        terms.update(out.stats or {})
         if self.mcfg.compliance_weight > 0:
             w = compliance_weight(self.mcfg, self.step) if n else 0.0
             physics = torch.zeros((), device=x.device)
@@ -722,34 +729,38 @@ class Trainer:
                     from ..plotting import save_training_figures
 
                     save_training_figures(self, val["kl_per_dim"])
-            if self.mcfg.prior_components and self.rank == 0 and self.best < math.inf:
-                self._fit_prior_mixture(bar)
+            if self.model.fitted_prior and self.rank == 0 and self.best < math.inf:
+                self._fit_prior(bar)
         finally:
             torch.set_num_threads(threads)
             if bar is not None:
                 bar.close()
         return self.history
 
-    def _fit_prior_mixture(self, bar=None) -> None:
-        """Fit the prior mixture (`VAEConfig.prior_components`) of best.pt's weights and write
-        it into best.pt, with the validation log-densities it reached (``prior_mixture``)."""
+    def _fit_prior(self, bar=None) -> None:
+        """Fit the prior that a model fits after training (`DesignVAE.fitted_prior`: the prior
+        mixture, a vqvae's code prior) to best.pt's weights and write it into best.pt, with what
+        the fit reached (``prior_fit``)."""
         import copy
-
-        from ._mixture import fit_prior_mixture
 
         path = self.out / "best.pt"
         ckpt = read_checkpoint(path)
         model = copy.deepcopy(self.eval_model)
         model.load_state_dict(ckpt["model"])
-        report = fit_prior_mixture(model, self.train_set, self.val_set, seed=self.tcfg.seed)
+        report = model.fit_prior(self.train_set, self.val_set, seed=self.tcfg.seed)
         weights = model.state_dict()
-        ckpt.update(model=weights, digest=weights_digest(weights), prior_mixture=report)
+        ckpt.update(model=weights, digest=weights_digest(weights), prior_fit=report)
         ckpt.pop("digests", None)
         _atomic_save({**ckpt, "digests": part_digests(ckpt)}, path)
-        self.prior_mixture = report
-        line = (f"prior mixture of {self.mcfg.prior_components}: validation log-density "
-                f"{report['val_log_density']:.2f} per design against the Gaussian prior's "
-                f"{report['val_log_density_plain']:.2f} (step {report['step']})")  # fmt: skip
+        self.prior_fit = report
+        if "val_nll" in report:
+            line = (f"code prior: validation -log p(codes | c) {report['val_nll']:.2f} nats per "
+                    f"design against the uniform prior's {report['val_nll_uniform']:.2f} "
+                    f"(step {report['step']})")  # fmt: skip
+        else:
+            line = (f"prior mixture of {self.mcfg.prior_components}: validation log-density "
+                    f"{report['val_log_density']:.2f} per design against the Gaussian prior's "
+                    f"{report['val_log_density_plain']:.2f} (step {report['step']})")  # fmt: skip
         if bar is not None:
             bar.write(line)
 

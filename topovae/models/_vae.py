@@ -82,6 +82,8 @@ class VAEOutput(NamedTuple):
     prior_mu: torch.Tensor  # (B, D) zeros for the independent prior
     prior_logvar: torch.Tensor  # (B, D)
     prior_logits: torch.Tensor | None = None  # (n, Cin, H, W) decodes at the prior mean/samples
+    terms: dict[str, torch.Tensor] | None = None  # a family's own loss terms, added to the total
+    stats: dict[str, torch.Tensor] | None = None  # and statistics, logged only (`extra_terms`)
 
 
 def normalise_condition(c: torch.Tensor) -> torch.Tensor:
@@ -136,6 +138,9 @@ def _zero_linear(cin: int, cout: int) -> nn.Linear:
 
 class DesignVAE(nn.Module):
     """See the module docstring; built entirely from a `VAEConfig`."""
+
+    # whether decodes are differentiable in the whitened coordinates (gradient latent search)
+    continuous_latent = True
 
     def __init__(self, config: VAEConfig) -> None:
         if not isinstance(config, VAEConfig):
@@ -292,6 +297,25 @@ class DesignVAE(nn.Module):
         """(mu, logvar) of the prior network on the bottleneck condition features."""
         mu, logvar = self.prior_net(feats[-1]).chunk(2, dim=1)
         return mu, logvar.clamp(-10.0, 5.0)
+
+    @property
+    def extra_terms(self) -> tuple[str, ...]:
+        """Names of the family's own loss terms and statistics (`VAEOutput.terms`, ``stats``)
+        that training logs beside the ELBO's."""
+        return ()
+
+    @property
+    def fitted_prior(self) -> str | None:
+        """The submodule fitted after training (`fit_prior`), or None: the prior mixture when
+        ``prior_components`` is set."""
+        return "prior_mixture" if self.config.prior_components else None
+
+    def fit_prior(self, train_set, val_set, seed: int = 0) -> dict:
+        """Fit the `fitted_prior` to the trained model's designs of ``train_set`` (early-stopped
+        on ``val_set``); returns what the fit reached."""
+        from ._mixture import fit_prior_mixture
+
+        return fit_prior_mixture(self, train_set, val_set, seed=seed)
 
     def prior_features(self, feats) -> torch.Tensor:
         """The prior network's hidden features (B, 4 * top) of the condition features."""

@@ -197,6 +197,11 @@ def evaluate(
         check_count(limit, "--limit", high=None)
     if nll:
         check_count(nll, "--nll (importance samples)", high=100_000)
+        if not nearest and not model.continuous_latent:
+            raise WorkflowError(
+                f"--nll estimates log p(x | c) through a Gaussian latent; a {model.config.kind} "
+                "has discrete codes and no such estimate"
+            )
     drop = () if nearest else check_drop(model, drop)
     temperature = check_temperature(temperature)
     t0 = time.perf_counter()

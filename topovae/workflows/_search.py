@@ -108,6 +108,11 @@ def search(
         raise WorkflowError(
             f"unknown search method {method!r}; choose one of: {', '.join(METHODS)}"
         )
+    if method == "gradient" and not model.continuous_latent:
+        raise WorkflowError(
+            f"gradient search follows the decoder's gradient; a {model.config.kind}'s codes are "
+            "discrete: use method 'cmaes' or 'random'"
+        )
     budget = check_budget(budget)
     seed = check_seed(seed)
     check_count(polish, "--polish (SIMP iterations)", low=0, high=MAX_ITERATIONS)
