@@ -31,6 +31,8 @@ Models (``--models``, comma-separated):
   unet-noaug  the U-Net CVAE without augmentation
   hvae        the ladder VAE: the U-Net CVAE with two stochastic layers (half of --latent-dim
               on top), top-down inference (Sønderby et al. 2016)
+  ppca        probabilistic PCA (unconditional, --latent-dim dimensions), fitted in closed form
+              (its NLL exact)
   vqvae       the conditional VQ-VAE on the U-Net backbone: --latent-dim discrete slots of a
               64-code EMA codebook, its autoregressive prior fitted after training (no NLL)
   regression  condition images -> design, BCE only, no latent (the U-Net's decoder at z = 0)
@@ -51,7 +53,17 @@ import numpy as np
 import torch
 
 from topovae.datasets import TopologyDataset, distribution, generate
-from topovae.models import VQVAE, DesignVAE, LadderVAE, TrainConfig, Trainer, VAEConfig, load
+from topovae.models import (
+    VQVAE,
+    DesignVAE,
+    LadderVAE,
+    PPCAModel,
+    TrainConfig,
+    Trainer,
+    VAEConfig,
+    load,
+)
+from topovae.models._train import save_fit
 from topovae.workflows import evaluate
 
 
@@ -89,6 +101,9 @@ def model_spec(name: str, size: int, channels: int, latent: int, width: int, dep
         return cfg, LadderVAE, True
     if name == "vqvae":
         return VAEConfig(**{**common, "kind": "vqvae"}), VQVAE, True
+    if name == "ppca":
+        cfg = VAEConfig(kind="ppca", height=size, width=size, latent_dim=latent)
+        return cfg, PPCAModel, False
     if name == "regression":
         return VAEConfig(arch="unet", prior="independent", **common), ConditionalUNet, True
     raise SystemExit(f"unknown model {name!r}")
@@ -314,10 +329,13 @@ def main() -> int:
                                device="cpu", augment=augment, plots=False, ema=a.ema,
                                warmup_steps=a.warmup_steps)  # fmt: skip
             t0 = time.perf_counter()
-            trainer = Trainer(cfg, tcfg, train, val, run, model_class=cls)
-            if a.init:
-                trainer.initialise_from(a.init)
-            trainer.fit(progress=False)
+            if getattr(cls, "closed_form", False):
+                save_fit(cfg, tcfg, train, val, run)
+            else:
+                trainer = Trainer(cfg, tcfg, train, val, run, model_class=cls)
+                if a.init:
+                    trainer.initialise_from(a.init)
+                trainer.fit(progress=False)
             seconds = time.perf_counter() - t0
         model = cls(cfg)
         model.load_state_dict(load(run / "best.pt").state_dict())

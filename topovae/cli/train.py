@@ -19,7 +19,8 @@ from ._common import (
 @click.option("--model", "kind", default="vae", show_default=True,
               help="vae | beta-vae | cvae | hvae (the ladder VAE: a cvae with two stochastic "
               "layers) | vqvae (conditional, --latent-dim discrete code slots, its "
-              "autoregressive prior fitted after training).")  # fmt: skip
+              "autoregressive prior fitted after training) | ppca (probabilistic PCA, "
+              "unconditional, fitted in closed form in seconds).")  # fmt: skip
 @click.option("--latent-dim", type=int, default=32, show_default=True)
 @click.option(
     "--top-dim",

@@ -292,7 +292,12 @@ def evaluate(checkpoint, data, split, k, polish, limit, seed, project, connect, 
                          for n in fac["factors"])  # fmt: skip
         click.echo(f"factors: MIG {fac['mig']:.3f}; {best}")
     lik = report["likelihood"]
-    if lik:
+    if lik and lik.get("exact"):
+        click.echo(
+            f"likelihood: -log p(x) {lik['nll_nats']:.1f} nats per design (exact), "
+            f"{lik['bits_per_element']:.4f} bits per element"
+        )
+    elif lik:
         click.echo(
             f"likelihood: -log p(x | c) {lik['nll_nats']:.1f} nats per design (IWAE, K = "
             f"{lik['k']}), {lik['bits_per_element']:.4f} bits per element; ELBO "

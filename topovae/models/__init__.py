@@ -22,7 +22,7 @@ from ._losses import (
 )
 from ._mixture import PriorMixture, fit_prior_mixture
 from ._nearest import NearestDesign
-from ._ppca import PPCA
+from ._ppca import PPCA, PPCAModel, fit_ppca
 from ._registry import FAMILIES, build_model, model_class
 from ._threads import ThreadTuner
 from ._train import TrainConfig, Trainer, TrainingError, load, read_checkpoint
@@ -43,6 +43,7 @@ __all__ = [
     "DesignVAE",
     "LadderVAE",
     "NearestDesign",
+    "PPCAModel",
     "PriorMixture",
     "ThreadTuner",
     "TrainConfig",
@@ -57,6 +58,7 @@ __all__ = [
     "compliance_weight",
     "drop_condition",
     "fit_code_prior",
+    "fit_ppca",
     "fit_prior_mixture",
     "gaussian_kl",
     "iwae",

@@ -14,7 +14,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-KINDS = ("vae", "beta-vae", "cvae", "hvae", "vqvae")
+KINDS = ("vae", "beta-vae", "cvae", "hvae", "vqvae", "ppca")
 CONDITIONAL = ("cvae", "hvae", "vqvae")  # the kinds conditioned on the problem
 ARCHS = ("unet", "conv")
 PRIORS = ("auto", "dependent", "independent", "autoregressive")
@@ -58,7 +58,9 @@ class VAEConfig:
         ``top_dim`` dimensions, by default half of ``latent_dim``; the unet backbone only);
         "vqvae" (`VQVAE`: a conditional VQ-VAE on the unet backbone, ``latent_dim`` discrete
         slots each one of ``codebook_size`` codes of ``code_dim`` dimensions, with its
-        autoregressive prior over the slots fitted after training).
+        autoregressive prior over the slots fitted after training); "ppca" (`PPCAModel`:
+        probabilistic PCA with ``latent_dim`` dimensions, fitted in closed form, unconditional;
+        only the sizes apply).
     width: channels of the first conv stage, doubled at each of the ``depth`` stages (capped at
         ``max_width``).
     likelihood: "bernoulli" (BCE with logits, for densities in [0, 1]) or "gaussian" (MSE of the
@@ -254,6 +256,8 @@ class VAEConfig:
                 f"{self.kind!r} with a {self.prior!r} prior"
             )
         self._check_codebook()
+        if self.kind == "ppca" and self.compliance_weight > 0:
+            raise ConfigError("a ppca is fitted in closed form: it takes no physics term")
         if self.kind == "beta-vae" and self.beta <= 1 and self.capacity_max <= 0:
             raise ConfigError(
                 f"a beta-vae needs beta > 1 or a capacity schedule, got beta={self.beta}"

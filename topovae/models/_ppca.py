@@ -20,8 +20,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+from torch import nn
 
-from ._config import ConfigError
+from ._config import ConfigError, VAEConfig
+from ._vae import DesignVAE
 
 LOG_2PI = float(np.log(2 * np.pi))
 
@@ -109,3 +112,85 @@ class PPCA:
         if noise:
             x = x + np.sqrt(self.sigma2) * rng.standard_normal(x.shape)
         return x
+
+
+class PPCAModel(DesignVAE):
+    """A `PPCA` fit as a design model (kind "ppca"): ``train --model ppca`` fits it in closed
+    form on the train split (`fit_ppca`), `load` rebuilds it and every workflow uses it as it
+    uses a VAE. Unconditional, prior N(0, I) (so whitened coordinates are z itself), the exact
+    posterior p(z | x) as `encode` (its covariance is diagonal: the columns of the maximum-
+    likelihood W are orthogonal), and the decoder mean W z + b clipped into (0, 1) as
+    densities (`decode` returns their logits). `exact_log_likelihood` is log p(x), which
+    `evaluate --nll` reports instead of an estimate."""
+
+    closed_form = True
+
+    def __init__(self, config: VAEConfig) -> None:
+        if not isinstance(config, VAEConfig):
+            raise TypeError(f"config must be a VAEConfig, got {type(config).__name__}")
+        nn.Module.__init__(self)  # none of the networks: three tensors, fitted in closed form
+        self.config = config
+        n = config.in_channels * config.height * config.width
+        frozen = {"requires_grad": False}
+        self.W = nn.Parameter(torch.zeros(n, config.latent_dim, dtype=torch.float64), **frozen)
+        self.mean = nn.Parameter(torch.full((n,), 0.5, dtype=torch.float64), **frozen)
+        self.sigma2 = nn.Parameter(torch.ones((), dtype=torch.float64), **frozen)
+
+    @classmethod
+    def from_fit(cls, config: VAEConfig, fit: PPCA) -> PPCAModel:
+        model = cls(config)
+        with torch.no_grad():
+            model.W.copy_(torch.as_tensor(fit.W))
+            model.mean.copy_(torch.as_tensor(fit.mean))
+            model.sigma2.fill_(fit.sigma2)
+        return model
+
+    @classmethod
+    def fitted(cls, config: VAEConfig, train_set) -> PPCAModel:
+        """`fit_ppca`: the closed-form fit that ``train`` runs instead of training."""
+        return fit_ppca(config, train_set)
+
+    @property
+    def fit(self) -> PPCA:
+        """The `PPCA` these tensors hold (numpy, float64)."""
+        as_np = {k: t.detach().cpu().double().numpy() for k, t in
+                 (("W", self.W), ("mean", self.mean))}  # fmt: skip
+        return PPCA(W=as_np["W"], mean=as_np["mean"], sigma2=float(self.sigma2))
+
+    def condition_features(self, c):
+        return None
+
+    def encode(self, x: torch.Tensor, c: torch.Tensor | None = None, feats=None):
+        """The exact posterior p(z | x): means (B, q) and log-variances (B, q)."""
+        self._check(x, c)
+        W = self.W.to(x.device)
+        q = self.config.latent_dim
+        m = W.T @ W + self.sigma2 * torch.eye(q, dtype=W.dtype, device=W.device)
+        centred = x.flatten(1).to(W.dtype) - self.mean
+        mu = torch.linalg.solve(m, W.T @ centred.T).T
+        var = self.sigma2 * torch.diagonal(torch.linalg.inv(m))
+        return mu.to(x.dtype), torch.log(var).expand(x.shape[0], q).to(x.dtype)
+
+    def decode(self, z: torch.Tensor, c: torch.Tensor | None = None, feats=None) -> torch.Tensor:
+        """Logits (B, Cin, H, W) of the decoder mean W z + b, clipped into [1e-4, 1 - 1e-4]."""
+        self._check(None, c, n=z.shape[0])
+        cfg = self.config
+        x = (z.to(self.W.dtype) @ self.W.T + self.mean).clamp(1e-4, 1 - 1e-4)
+        return torch.logit(x).view(z.shape[0], cfg.in_channels, cfg.height, cfg.width).to(z.dtype)
+
+    def exact_log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
+        """log p(x) (B,) in nats of designs x (B, Cin, H, W): the Gaussian of `PPCA`."""
+        self._check(x, None)
+        return torch.as_tensor(self.fit.log_likelihood(x.flatten(1).double().cpu().numpy()))
+
+
+def fit_ppca(config: VAEConfig, train_set) -> PPCAModel:
+    """The maximum-likelihood PPCA of ``config.latent_dim`` dimensions of the designs of
+    ``train_set`` (items with a "density" (Cin, H, W))."""
+    if len(train_set) <= config.latent_dim:
+        raise ConfigError(
+            f"a ppca of latent_dim {config.latent_dim} needs more training designs than "
+            f"that; the train split holds {len(train_set)}"
+        )
+    x = np.stack([train_set[i]["density"].double().numpy().ravel() for i in range(len(train_set))])
+    return PPCAModel.from_fit(config, PPCA.fit(x, config.latent_dim))

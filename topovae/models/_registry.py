@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from ._config import ConfigError, VAEConfig
 from ._ladder import LadderVAE
+from ._ppca import PPCAModel
 from ._vae import DesignVAE
 from ._vq import VQVAE
 
@@ -20,6 +21,7 @@ FAMILIES: dict[str, type[DesignVAE]] = {
     "cvae": DesignVAE,
     "hvae": LadderVAE,
     "vqvae": VQVAE,
+    "ppca": PPCAModel,
 }
 
 

@@ -358,6 +358,14 @@ def _likelihood(model, xs: list, cs: list, k: int, seed: int) -> dict[str, float
     one-sample ELBOs) of the designs ``xs`` (conditions ``cs``), 16 designs at a time."""
     from ..models import iwae, log_weights
 
+    elements = model.config.height * model.config.width * model.config.in_channels
+    exact = getattr(model, "exact_log_likelihood", None)
+    if exact is not None:  # a ppca: log p(x) itself, no estimate
+        nll = float(-torch.cat([exact(torch.stack(xs[s : s + 64]).float())
+                                for s in range(0, len(xs), 64)]).double().mean())  # fmt: skip
+        return {"k": 0, "designs": len(xs), "nll_nats": nll, "elbo_nats": None,
+                "bits_per_element": nll / (elements * math.log(2)), "likelihood": "exact",
+                "exact": True}  # fmt: skip
     g = torch.Generator().manual_seed(seed + 1)
     bound, elbo = [], []
     for s in range(0, len(xs), 16):
@@ -367,7 +375,6 @@ def _likelihood(model, xs: list, cs: list, k: int, seed: int) -> dict[str, float
         bound.append(iwae(w))
         elbo.append(w.mean(0))
     bound_t, elbo_t = torch.cat(bound).double(), torch.cat(elbo).double()
-    elements = model.config.height * model.config.width * model.config.in_channels
     nll = float(-bound_t.mean())
     return {
         "k": k,
@@ -525,7 +532,14 @@ def markdown_report(report: dict[str, Any], figures: list[str] = ()) -> str:
             "",
         ]
     lik = report.get("likelihood")
-    if lik:
+    if lik and lik.get("exact"):
+        lines += [
+            f"Likelihood of the {lik['designs']} SIMP designs: -log p(x) "
+            f"{lik['nll_nats']:.1f} nats per design, exact ({lik['bits_per_element']:.4f} "
+            "bits per element).",
+            "",
+        ]
+    elif lik:
         lines += [
             f"Likelihood of the {lik['designs']} SIMP designs ({lik['likelihood']}): "
             f"-log p(x | c) {lik['nll_nats']:.1f} nats per design (the IWAE estimate, "

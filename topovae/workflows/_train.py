@@ -25,18 +25,20 @@ def train(
     train_config=None, fields: bool = True, in_memory: bool = True, init=None,
     resume: bool = False, progress: bool = True, **model_options: Any,
 ):  # fmt: skip
-    """Train a ``kind`` model (vae | beta-vae | cvae | hvae) on ``data``'s train split (validated on
-    its val split) into the run folder ``out``; returns the `Trainer` (its ``history``,
-    ``eval_model``). ``model_options`` are `VAEConfig` fields (latent_dim, base_width, beta, ...;
-    beta defaults to 4 for a beta-vae, else 1); ``train_config`` a `TrainConfig` (default
-    settings when None); ``init``: a checkpoint to start from (fine-tuning); ``resume``: go on
-    from ``out``/last.pt. Bad settings raise `ConfigError`, bad files `ProblemError`."""
+    """Train a ``kind`` model (vae | beta-vae | cvae | hvae | vqvae, or fit a ppca in closed form)
+    on ``data``'s train split (validated on its val split) into the run folder ``out``; returns
+    the `Trainer` (its ``history``, ``eval_model``; for a ppca a `FittedRun` with the same
+    two). ``model_options`` are `VAEConfig` fields (latent_dim, base_width, beta, ...; beta
+    defaults to 4 for a beta-vae, else 1); ``train_config`` a `TrainConfig` (default settings
+    when None); ``init``: a checkpoint to start from (fine-tuning); ``resume``: go on from
+    ``out``/last.pt. Bad settings raise `ConfigError`, bad files `ProblemError`."""
     import h5py
 
     from ..datasets import TopologyDataset, read_header
     from ..datasets._store import verify_dataset
-    from ..models import ConfigError, TrainConfig, Trainer, VAEConfig, read_checkpoint
+    from ..models import ConfigError, TrainConfig, Trainer, VAEConfig, model_class, read_checkpoint
     from ..models._config import CONDITIONAL
+    from ..models._train import save_fit
 
     data = check_path(data, "data")
     if train_config is None:
@@ -72,6 +74,10 @@ def train(
     )  # fmt: skip
     fingerprint = {"file": Path(data).name, "distribution": stored_distribution,
                    "seed": header["seed"], "n": header["n"], "fields": fields}  # fmt: skip
+    if getattr(model_class(kind), "closed_form", False):  # fitted, not trained: seconds
+        if init is not None:
+            raise ConfigError(f"a {kind} is fitted in closed form; it starts from no checkpoint")
+        return save_fit(mcfg, train_config, train_set, val_set, out, fingerprint)
     trainer = Trainer(mcfg, train_config, train_set, val_set, out, data_fingerprint=fingerprint)
     if init is not None:
         trainer.initialise_from(init)
