@@ -1,4 +1,5 @@
-"""Design VAEs: convolutional VAE, beta-VAE, conditional VAE and the ladder VAE, and their losses.
+"""Design models: convolutional VAE, beta-VAE, conditional VAE, the ladder VAE, the VQ-VAE and
+probabilistic PCA, and their losses.
 
 from topovae.models import VAEConfig, DesignVAE, loss_terms
 model = DesignVAE(VAEConfig(kind="beta-vae", beta=4.0, height=64, width=64))
