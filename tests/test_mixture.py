@@ -10,6 +10,7 @@ from conftest import TINY, assert_one_line_error
 
 from topovae.datasets import TopologyDataset
 from topovae.models import (
+    PLAIN_SHARE,
     ConfigError,
     PriorMixture,
     TrainConfig,
@@ -37,19 +38,29 @@ def test_the_log_density_is_the_gaussian_mixture_of_torch_distributions():
     torch.testing.assert_close(mix.log_prob(u, h), ref.log_prob(u))
 
 
-def test_draws_place_the_noise_in_the_drawn_component_with_its_weights():
+def test_draws_place_the_noise_in_the_components_by_their_shares_spread_systematically():
     mix = PriorMixture(features=2, dim=2, components=2)
     with torch.no_grad():  # component 0 at (+5, +5) with weight ~0.88, component 1 at (-5, -5)
         mix.net[-1].bias.copy_(torch.tensor([1.0, -1.0, 5, 5, -5, -5, -1, -1, -1, -1]))
     g = torch.Generator().manual_seed(0)
-    eps = torch.randn(4000, 2, generator=g)
+    n = 4000
+    eps = torch.randn(n, 2, generator=g)
     u = mix.draws(eps, torch.zeros(1, 2), g)
-    first = u[:, 0] > 0
-    assert first.float().mean().item() == pytest.approx(
-        float(torch.sigmoid(torch.tensor(2.0))), abs=0.02
-    )
+    plain = (u == eps).all(1)
+    first, second = (u[:, 0] > 2.5) & ~plain, (u[:, 0] < -2.5) & ~plain
+    w = float(torch.sigmoid(torch.tensor(2.0)))
+    shares = (PLAIN_SHARE, (1 - PLAIN_SHARE) * w, (1 - PLAIN_SHARE) * (1 - w))
+    for got, share in zip((plain, first, second), shares, strict=True):
+        assert abs(int(got.sum()) - n * share) <= 1  # systematic: each share to within a draw
+    assert int(plain.sum() + first.sum() + second.sum()) == n
     torch.testing.assert_close(u[first], 5 + torch.exp(torch.tensor(-1.0)) * eps[first])
-    torch.testing.assert_close(u[~first], -5 + torch.exp(torch.tensor(-1.0)) * eps[~first])
+    torch.testing.assert_close(u[second], -5 + torch.exp(torch.tensor(-1.0)) * eps[second])
+    # shuffled (the plain draws are not all at the start) and seeded
+    assert 0 < int(plain[: n // 2].sum()) < n // 2
+    a, b = (mix.draws(eps, torch.zeros(1, 2), torch.Generator().manual_seed(3)) for _ in "ab")
+    assert torch.equal(a, b)
+    with pytest.raises(ConfigError, match="one condition"):
+        mix.draws(eps[:3], torch.zeros(3, 2), g)
 
 
 def _tiny(cc, **kw):

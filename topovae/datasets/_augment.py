@@ -262,6 +262,21 @@ def augment_batch(
     return x, c * sign[:, :, None, None]
 
 
+def symmetric_copies(x, c, channels: tuple[str, ...] | None):
+    """(x', c') of a batch under every symmetry of its grid (`transforms`: 8 if square, else
+    4), the batch itself first; with ``channels`` None (conditions whose channels are not
+    known) the batch alone."""
+    import torch
+
+    codes = transforms(x.shape[-2], x.shape[-1]) if channels else (0,)
+    for code in codes:
+        if code == 0:
+            yield x, c
+        else:
+            which = torch.full((x.shape[0],), code, dtype=torch.long, device=x.device)
+            yield augment_batch(x, c, which, tuple(channels))
+
+
 def random_codes(
     batch: int,
     height: int,

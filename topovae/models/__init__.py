@@ -21,7 +21,7 @@ from ._losses import (
     physics_terms,
     project_volume,
 )
-from ._mixture import PriorMixture, fit_prior_mixture
+from ._mixture import PLAIN_SHARE, PriorMixture, fit_prior_mixture
 from ._nearest import NearestDesign
 from ._ppca import PPCA, PPCAModel, fit_ppca
 from ._registry import FAMILIES, build_model, model_class
@@ -37,6 +37,7 @@ __all__ = [
     "KINDS",
     "LIKELIHOODS",
     "NORMS",
+    "PLAIN_SHARE",
     "PPCA",
     "VQVAE",
     "CodePrior",

@@ -324,8 +324,8 @@ class DesignVAE(nn.Module):
     def prior_draws(self, eps: torch.Tensor, c: torch.Tensor | None = None, generator=None):
         """Whitened prior samples (n, D) from standard normal ``eps`` (n, D) under one condition
         ``c`` (1, Cc, H, W): ``eps`` itself, or with a fitted `PriorMixture`
-        (``prior_components``) a draw of a component (from ``generator``, a CPU one) and ``eps``
-        placed in it."""
+        (``prior_components``) each ``eps`` placed in a component of the mixture or in the
+        plain prior (`PriorMixture.draws`, from ``generator``, a CPU one)."""
         if not self.config.prior_components:
             return eps
         with torch.no_grad():

@@ -280,22 +280,16 @@ def _codes(model: VQVAE, dataset, batch: int = 256):
     """(bottleneck condition features (n, ...), codes (n, D)) of every design of ``dataset`` under
     every flip and quarter turn of the grid (`datasets.transforms`) when it names its condition
     channels."""
-    from ..datasets import augment_batch, transforms
+    from ..datasets import symmetric_copies
 
     device = next(model.parameters()).device
-    cfg = model.config
     channels = getattr(dataset, "condition_channels", None)
-    turns = range(len(transforms(cfg.height, cfg.width))) if channels else range(1)
     fs, ks = [], []
     for start in range(0, len(dataset), batch):
         items = [dataset[i] for i in range(start, min(start + batch, len(dataset)))]
         x0 = torch.stack([it["density"] for it in items]).to(device)
         c0 = torch.stack([it["condition"] for it in items]).to(device)
-        for code in turns:
-            x, c = x0, c0
-            if code:
-                which = torch.full((len(x0),), code, dtype=torch.long, device=device)
-                x, c = augment_batch(x0, c0, which, tuple(channels))
+        for x, c in symmetric_copies(x0, c0, channels):
             feats = model.condition_features(c)
             fs.append(feats[-1].float().cpu())
             ks.append(model.encode(x, c, feats)[0].long().cpu())
