@@ -354,8 +354,11 @@ def main() -> int:
         print(table(f"{name}: {rep['problems']} held-out problems", seconds, rep["metrics"]))
         print(table(f"{name}: the same, decoder alone (load paths not connected)", seconds,
                     alone["metrics"]))  # fmt: skip
-        if rep["likelihood"]:
-            lk = rep["likelihood"]
+        lk = rep["likelihood"]
+        if lk and lk.get("exact"):
+            print(f"{name}: -log p(x) {lk['nll_nats']:.1f} nats per design (exact), "
+                  f"{lk['bits_per_element']:.4f} bits per element")  # fmt: skip
+        elif lk:
             print(f"{name}: -log p(x | c) {lk['nll_nats']:.1f} nats per design (IWAE, K = "
                   f"{lk['k']}), {lk['bits_per_element']:.4f} bits per element; ELBO "
                   f"{lk['elbo_nats']:.1f} nats")  # fmt: skip
