@@ -48,7 +48,7 @@ def _batch(b=5, seed=1):
 
 
 def test_the_registry_builds_each_kind_and_refuses_bad_ladders():
-    assert set(FAMILIES) == {"vae", "beta-vae", "cvae", "hvae", "vqvae"}
+    assert set(FAMILIES) == {"vae", "beta-vae", "cvae", "hvae", "vqvae", "ppca"}
     m = _model()
     assert isinstance(m, LadderVAE) and m.latent_layers == (2, 4)
     assert type(build_model(VAEConfig(kind="vae", height=8, width=8, depth=2))) is DesignVAE
