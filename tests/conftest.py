@@ -99,3 +99,41 @@ def assert_one_line_error(result, *fragments):
     assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
+
+
+def run_every_workflow(run, ckpt, data, tmp_path, *, conditional=True, evaluate_args=()):
+    """Every workflow command on the checkpoint ``ckpt`` (sample, interpolate, traverse, map,
+    page, search with every method the model takes, alternatives, evaluate), each asserted to
+    succeed and its picture written; returns (the search command's result, the evaluate
+    report). ``evaluate_args``: more options for evaluate (e.g. --nll 4 --factors)."""
+    import json
+
+    import h5py
+
+    def ok(*args):
+        result = run(*args)
+        assert result.exit_code == 0, result.output
+        return result
+
+    problem = ("--problem", "cantilever") if conditional else ()
+    ok("explore", "sample", ckpt, *problem, "-n", 2, "--device", "cpu", "--out", "s.png")
+    with h5py.File(data, "r") as f:
+        first, second = (int(i) for i in f["index"][:2])
+    ok("explore", "interpolate", ckpt, "--data", data, "--from", first, "--to", second,
+       "--steps", 3, "--device", "cpu", "--out", "i.png")  # fmt: skip
+    ok("explore", "traverse", ckpt, *problem, "--dim", 1, "--steps", 2, "--device", "cpu",
+       "--out", "t.png")  # fmt: skip
+    ok("explore", "map", ckpt, "--data", data, "--split", "all", "--grid", 2, "--device", "cpu",
+       "--out", "m.png")  # fmt: skip
+    ok("explore", "page", ckpt, "--problem", "mbb", "--grid", 2, "--device", "cpu",
+       "--out", "p.html")  # fmt: skip
+    searched = ok("search", ckpt, "--problem", "cantilever", "--method", "all", "--budget", 6,
+                  "--polish", 1, "--device", "cpu", "--quiet", "--out", "s")  # fmt: skip
+    ok("alternatives", ckpt, "--problem", "mbb", "-k", 2, "--samples", 8, "--polish", 1,
+       "--device", "cpu", "--out", "a.png")  # fmt: skip
+    ok("evaluate", ckpt, data, "-k", 2, "--polish", 1, "--limit", 3, *evaluate_args,
+       "--device", "cpu", "--quiet", "--out", "e")  # fmt: skip
+    for png in ("s.png", "i.png", "t.png", "m.png", "a.png"):
+        assert (tmp_path / png).stat().st_size > 0
+    assert (tmp_path / "p.html").stat().st_size > 0
+    return searched, json.loads((tmp_path / "e" / "report.json").read_text())

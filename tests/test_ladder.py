@@ -4,11 +4,10 @@ coordinates, and a trained checkpoint through `load` and every workflow command.
 import json
 import math
 
-import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import TINY
+from conftest import TINY, run_every_workflow
 from torch.distributions import Normal, kl_divergence
 
 from topovae.models import (
@@ -175,31 +174,7 @@ def test_a_trained_hvae_loads_and_works_in_every_workflow(tiny_checkpoints, run,
         assert row["val_kl_top"] > 0 and row["val_kl_bottom"] > 0
         assert row["val_kl_top"] + row["val_kl_bottom"] == pytest.approx(row["val_kl"], rel=1e-4)
 
-    def ok(*args):
-        r = run(*args)
-        assert r.exit_code == 0, r.output
-        return r
-
-    ok("explore", "sample", ckpt, "--problem", "cantilever", "-n", 2, "--device", "cpu",
-       "--out", "s.png")  # fmt: skip
-    with h5py.File(data, "r") as f:
-        first, second = (int(i) for i in f["index"][:2])
-    ok("explore", "interpolate", ckpt, "--data", data, "--from", first, "--to", second,
-       "--steps", 3, "--device", "cpu", "--out", "i.png")  # fmt: skip
-    ok("explore", "traverse", ckpt, "--problem", "mbb", "--dim", 3, "--steps", 2, "--device",
-       "cpu", "--out", "t.png")  # fmt: skip
-    ok("explore", "map", ckpt, "--data", data, "--split", "all", "--grid", 2, "--device", "cpu",
-       "--out", "m.png")  # fmt: skip
-    ok("explore", "page", ckpt, "--problem", "mbb", "--grid", 2, "--device", "cpu",
-       "--out", "p.html")  # fmt: skip
-    ok("search", ckpt, "--problem", "cantilever", "--method", "all", "--budget", 6,
-       "--polish", 1, "--device", "cpu", "--quiet", "--out", "s")  # fmt: skip
-    ok("alternatives", ckpt, "--problem", "mbb", "-k", 2, "--samples", 8, "--polish", 1,
-       "--device", "cpu", "--out", "a.png")  # fmt: skip
-    ok("evaluate", ckpt, data, "-k", 2, "--polish", 1, "--limit", 2, "--nll", 4, "--factors",
-       "--device", "cpu", "--quiet", "--out", "e")  # fmt: skip
-    report = json.loads((tmp_path / "e" / "report.json").read_text())
+    _, report = run_every_workflow(
+        run, ckpt, data, tmp_path, evaluate_args=("--nll", 4, "--factors")
+    )
     assert report["model"]["kind"] == "hvae" and report["likelihood"]["nll_nats"] > 0
-    for png in ("s.png", "i.png", "t.png", "m.png", "a.png"):
-        assert (tmp_path / png).stat().st_size > 0
-    assert (tmp_path / "p.html").stat().st_size > 0

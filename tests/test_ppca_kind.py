@@ -2,13 +2,10 @@
 checkpoint, its posterior and likelihood the `PPCA` fit's exact ones, and every workflow
 command on it."""
 
-import json
-
-import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, assert_one_line_error
+from conftest import TINY, assert_one_line_error, run_every_workflow
 
 from topovae.datasets import TopologyDataset
 from topovae.models import PPCA, PPCAModel, VAEConfig, fit_ppca, load, read_checkpoint
@@ -44,29 +41,9 @@ def test_train_fits_a_ppca_and_every_workflow_uses_it(run, data, tmp_path):
     model = load(ckpt)
     assert isinstance(model, PPCAModel) and model.config.latent_dim == 3
 
-    def ok(*args):
-        result = run(*args)
-        assert result.exit_code == 0, result.output
-        return result
-
-    ok("explore", "sample", ckpt, "-n", 2, "--device", "cpu", "--out", "s.png")
-    with h5py.File(data, "r") as f:
-        first, second = (int(i) for i in f["index"][:2])
-    ok("explore", "interpolate", ckpt, "--data", data, "--from", first, "--to", second,
-       "--steps", 3, "--device", "cpu", "--out", "i.png")  # fmt: skip
-    ok("explore", "traverse", ckpt, "--dim", 1, "--steps", 2, "--device", "cpu",
-       "--out", "t.png")  # fmt: skip
-    ok("explore", "map", ckpt, "--data", data, "--split", "all", "--grid", 2, "--device", "cpu",
-       "--out", "m.png")  # fmt: skip
-    ok("explore", "page", ckpt, "--problem", "mbb", "--grid", 2, "--device", "cpu",
-       "--out", "p.html")  # fmt: skip
-    ok("search", ckpt, "--problem", "cantilever", "--method", "all", "--budget", 6,
-       "--polish", 1, "--device", "cpu", "--quiet", "--out", "s")  # fmt: skip
-    ok("alternatives", ckpt, "--problem", "mbb", "-k", 2, "--samples", 8, "--polish", 1,
-       "--device", "cpu", "--out", "a.png")  # fmt: skip
-    ok("evaluate", ckpt, data, "-k", 2, "--polish", 1, "--limit", 3, "--nll", 4, "--factors",
-       "--device", "cpu", "--quiet", "--out", "e")  # fmt: skip
-    report = json.loads((tmp_path / "e" / "report.json").read_text())
+    _, report = run_every_workflow(
+        run, ckpt, data, tmp_path, conditional=False, evaluate_args=("--nll", 4, "--factors")
+    )
     lik = report["likelihood"]
     assert lik["exact"] and lik["designs"] == 3
     test = TopologyDataset(data, "test", in_memory=True, fields=False)

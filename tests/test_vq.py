@@ -2,13 +2,10 @@
 formula, dead-code restarts, its autoregressive prior's whitened coordinates, and a trained
 checkpoint through `load` and every workflow command."""
 
-import json
-
-import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, assert_one_line_error
+from conftest import TINY, assert_one_line_error, run_every_workflow
 
 from topovae.datasets import TopologyDataset
 from topovae.models import (
@@ -191,35 +188,9 @@ def test_training_logs_the_codebook_and_fits_the_code_prior(vq_run):
 
 def test_a_trained_vqvae_loads_and_works_in_every_workflow(vq_run, run, tmp_path, data):
     ckpt = vq_run[1]
-
-    def ok(*args):
-        r = run(*args)
-        assert r.exit_code == 0, r.output
-        return r
-
-    ok("explore", "sample", ckpt, "--problem", "cantilever", "-n", 2, "--device", "cpu",
-       "--out", "s.png")  # fmt: skip
-    with h5py.File(data, "r") as f:
-        first, second = (int(i) for i in f["index"][:2])
-    ok("explore", "interpolate", ckpt, "--data", data, "--from", first, "--to", second,
-       "--steps", 3, "--device", "cpu", "--out", "i.png")  # fmt: skip
-    ok("explore", "traverse", ckpt, "--problem", "mbb", "--dim", 2, "--steps", 2, "--device",
-       "cpu", "--out", "t.png")  # fmt: skip
-    ok("explore", "map", ckpt, "--data", data, "--split", "all", "--grid", 2, "--device", "cpu",
-       "--out", "m.png")  # fmt: skip
-    ok("explore", "page", ckpt, "--problem", "mbb", "--grid", 2, "--device", "cpu",
-       "--out", "p.html")  # fmt: skip
-    r = ok("search", ckpt, "--problem", "cantilever", "--method", "all", "--budget", 6,
-           "--polish", 1, "--device", "cpu", "--quiet", "--out", "s")  # fmt: skip
-    assert "cmaes" in r.output and "gradient" not in r.output  # no gradient to follow
-    ok("alternatives", ckpt, "--problem", "mbb", "-k", 2, "--samples", 8, "--polish", 1,
-       "--device", "cpu", "--out", "a.png")  # fmt: skip
-    ok("evaluate", ckpt, data, "-k", 2, "--polish", 1, "--limit", 2, "--factors",
-       "--device", "cpu", "--quiet", "--out", "e")  # fmt: skip
-    report = json.loads((tmp_path / "e" / "report.json").read_text())
+    searched, report = run_every_workflow(run, ckpt, data, tmp_path, evaluate_args=("--factors",))
+    assert "cmaes" in searched.output and "gradient" not in searched.output  # nothing to follow
     assert report["model"]["kind"] == "vqvae" and report["metrics"]["first"]["ce_median"] >= 0
-    for png in ("s.png", "i.png", "t.png", "m.png", "a.png"):
-        assert (tmp_path / png).stat().st_size > 0
     assert_one_line_error(
         run("search", ckpt, "--problem", "mbb", "--method", "gradient", "--out", "g"),
         "gradient", "discrete",

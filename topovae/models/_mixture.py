@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from ._config import ConfigError
+from ._fit import fit_early_stopped
 
 LOG_SCALE = (-4.0, 2.0)  # component scales within e^-4 .. e^2 of the prior's unit scale
 # The share of prior draws from the Gaussian prior itself, the one the decoder was trained and
@@ -141,26 +142,11 @@ def fit_prior_mixture(
     hv, uv = hv.repeat(draws, 1), uv.reshape(-1, uv.shape[-1])
     u = u.reshape(-1, u.shape[-1])
     h = h.repeat(draws, 1)
-
-    def val_logp() -> float:
-        with torch.no_grad():
-            return float(mixture.log_prob(uv, hv).mean())
-
     plain = float((-0.5 * uv.pow(2).sum(1) - 0.5 * uv.shape[1] * math.log(2 * math.pi)).mean())
-    mixture.requires_grad_(True)
-    opt = torch.optim.Adam(mixture.parameters(), lr=lr, weight_decay=weight_decay)
-    best = (val_logp(), 0, {k: v.clone() for k, v in mixture.state_dict().items()})
-    for step in range(1, steps + 1):
-        pick = torch.randint(len(u), (min(batch_size, len(u)),), generator=g)
-        loss = -mixture.log_prob(u[pick], h[pick]).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if step % every == 0 or step == steps:
-            value = val_logp()
-            if value > best[0]:
-                best = (value, step, {k: v.clone() for k, v in mixture.state_dict().items()})
-    mixture.load_state_dict(best[2])
-    mixture.requires_grad_(False)
+    loss, step = fit_early_stopped(
+        mixture, lambda pick: -mixture.log_prob(u[pick], h[pick]).mean(),
+        lambda: -mixture.log_prob(uv, hv).mean(), len(u), g, steps=steps, lr=lr,
+        weight_decay=weight_decay, batch_size=batch_size, every=every,
+    )  # fmt: skip
     mixture.to(next(model.parameters()).device)
-    return {"val_log_density_plain": plain, "val_log_density": best[0], "step": best[1]}
+    return {"val_log_density_plain": plain, "val_log_density": -loss, "step": step}

@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._config import ConfigError, VAEConfig
+from ._fit import fit_early_stopped
 from ._vae import DesignVAE, VAEOutput, _zero_linear
 
 DEAD = 0.03  # a code whose moving count falls below this share of the mean restarts
@@ -315,26 +316,11 @@ def fit_code_prior(
     prior = model.code_prior
     device = next(prior.parameters()).device
     prior.cpu()
-
-    def val_nll() -> float:
-        with torch.no_grad():
-            return float(-prior.log_prob(kv, fv).mean())
-
-    prior.requires_grad_(True)
-    opt = torch.optim.Adam(prior.parameters(), lr=lr, weight_decay=weight_decay)
-    best = (val_nll(), 0, {n: v.clone() for n, v in prior.state_dict().items()})
-    for step in range(1, steps + 1):
-        pick = torch.randint(len(k), (min(batch_size, len(k)),), generator=g)
-        loss = -prior.log_prob(k[pick], f[pick]).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if step % every == 0 or step == steps:
-            value = val_nll()
-            if value < best[0]:
-                best = (value, step, {n: v.clone() for n, v in prior.state_dict().items()})
-    prior.load_state_dict(best[2])
-    prior.requires_grad_(False)
+    nll, step = fit_early_stopped(
+        prior, lambda pick: -prior.log_prob(k[pick], f[pick]).mean(),
+        lambda: -prior.log_prob(kv, fv).mean(), len(k), g, steps=steps, lr=lr,
+        weight_decay=weight_decay, batch_size=batch_size, every=every,
+    )  # fmt: skip
     prior.to(device)
     uniform = model.config.latent_dim * math.log(model.quantiser.codes)
-    return {"val_nll_uniform": uniform, "val_nll": best[0], "step": best[1]}
+    return {"val_nll_uniform": uniform, "val_nll": nll, "step": step}
