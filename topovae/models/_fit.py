@@ -41,3 +41,17 @@ def fit_early_stopped(
     module.load_state_dict(best[2])
     module.requires_grad_(False)
     return best[0], best[1]
+
+
+def design_batches(dataset, device, symmetries: bool = True, batch: int = 256):
+    """(designs, conditions) of ``dataset`` in batches on ``device``, each batch also under
+    every flip and quarter turn of the grid (`datasets.symmetric_copies`) with ``symmetries``
+    when the dataset names its condition channels: what a prior fitted after training sees."""
+    from ..datasets import symmetric_copies
+
+    channels = getattr(dataset, "condition_channels", None) if symmetries else None
+    for start in range(0, len(dataset), batch):
+        items = [dataset[i] for i in range(start, min(start + batch, len(dataset)))]
+        x = torch.stack([it["density"] for it in items]).to(device)
+        c = torch.stack([it["condition"] for it in items]).to(device)
+        yield from symmetric_copies(x, c, channels)

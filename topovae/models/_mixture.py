@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from ._config import ConfigError
-from ._fit import fit_early_stopped
+from ._fit import design_batches, fit_early_stopped
 
 LOG_SCALE = (-4.0, 2.0)  # component scales within e^-4 .. e^2 of the prior's unit scale
 # The share of prior draws from the Gaussian prior itself, the one the decoder was trained and
@@ -97,24 +97,17 @@ def _whitened_draws(model, dataset, draws: int, generator: torch.Generator, batc
     """(features (n, F), whitened posterior draws (draws, n, D)) of every design of ``dataset``
     (with ``symmetries``, under every flip and quarter turn of the grid too, when the dataset
     names its condition channels: the model was trained on them)."""
-    from ..datasets import symmetric_copies
-
     dim = model.config.latent_dim
     device = next(model.parameters()).device
-    channels = getattr(dataset, "condition_channels", None) if symmetries else None
     hs, us = [], []
-    for start in range(0, len(dataset), batch):
-        items = [dataset[i] for i in range(start, min(start + batch, len(dataset)))]
-        x0 = torch.stack([it["density"] for it in items]).to(device)
-        c0 = torch.stack([it["condition"] for it in items]).to(device)
-        for x, c in symmetric_copies(x0, c0, channels):
-            feats = model.condition_features(c)
-            eps = torch.randn((draws, len(x), dim), generator=generator).to(device)
-            z = model.posterior_sample(x, c, feats, eps)[0].reshape(-1, dim)
-            cr = c.repeat(draws, 1, 1, 1)
-            u = model.whiten(z, cr, [f.repeat(draws, 1, 1, 1) for f in feats])
-            hs.append(model.prior_features(feats).cpu())
-            us.append(u.view(draws, len(x), dim).cpu())
+    for x, c in design_batches(dataset, device, symmetries, batch):
+        feats = model.condition_features(c)
+        eps = torch.randn((draws, len(x), dim), generator=generator).to(device)
+        z = model.posterior_sample(x, c, feats, eps)[0].reshape(-1, dim)
+        cr = c.repeat(draws, 1, 1, 1)
+        u = model.whiten(z, cr, [f.repeat(draws, 1, 1, 1) for f in feats])
+        hs.append(model.prior_features(feats).cpu())
+        us.append(u.view(draws, len(x), dim).cpu())
     return torch.cat(hs), torch.cat(us, dim=1)
 
 

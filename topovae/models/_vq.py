@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._config import ConfigError, VAEConfig
-from ._fit import fit_early_stopped
+from ._fit import design_batches, fit_early_stopped
 from ._vae import DesignVAE, VAEOutput, _zero_linear
 
 DEAD = 0.03  # a code whose moving count falls below this share of the mean restarts
@@ -281,19 +281,11 @@ def _codes(model: VQVAE, dataset, batch: int = 256):
     """(bottleneck condition features (n, ...), codes (n, D)) of every design of ``dataset`` under
     every flip and quarter turn of the grid (`datasets.transforms`) when it names its condition
     channels."""
-    from ..datasets import symmetric_copies
-
-    device = next(model.parameters()).device
-    channels = getattr(dataset, "condition_channels", None)
     fs, ks = [], []
-    for start in range(0, len(dataset), batch):
-        items = [dataset[i] for i in range(start, min(start + batch, len(dataset)))]
-        x0 = torch.stack([it["density"] for it in items]).to(device)
-        c0 = torch.stack([it["condition"] for it in items]).to(device)
-        for x, c in symmetric_copies(x0, c0, channels):
-            feats = model.condition_features(c)
-            fs.append(feats[-1].float().cpu())
-            ks.append(model.encode(x, c, feats)[0].long().cpu())
+    for x, c in design_batches(dataset, next(model.parameters()).device, batch=batch):
+        feats = model.condition_features(c)
+        fs.append(feats[-1].float().cpu())
+        ks.append(model.encode(x, c, feats)[0].long().cpu())
     return torch.cat(fs), torch.cat(ks)
 
 
