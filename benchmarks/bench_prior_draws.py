@@ -7,6 +7,10 @@ over several sampling seeds, with its prior samples drawn in several ways:
     systematic:S   the same weights, the k draws spread over the components systematically
                    (evenly spaced points, one random offset) and shuffled: what
                    `PriorMixture.draws` does with S = PLAIN_SHARE
+    sobol:S        as systematic:S, the standard normal draws from scrambled Sobol points
+                   (randomised quasi-Monte Carlo) rather than independent ones
+    diverse:M      the code's draws, M x k of them decoded and k kept far apart (farthest-point
+                   selection on the decoded solids, 1 - IoU, from the design at u = 0)
 
 ``--refit symmetric|plain`` first fits the mixture again from scratch to the training designs'
 posterior draws with or without the grid's eight symmetries. Prints, per variant, the coverage
@@ -45,12 +49,47 @@ def variant_draws(kind: str, share: float):
         else:
             points = (torch.arange(n) + torch.rand((), generator=generator)) / n
             pick = torch.searchsorted(weights.cumsum(0), points, right=True)
-            pick = pick.clamp(max=self.components)[torch.randperm(n, generator=generator)]
+            pick = pick.clamp(max=self.components)
+        if kind == "sobol":  # scrambled Sobol points, the first ones to the plain prior
+            seed = int(torch.randint(2**31 - 1, (), generator=generator))
+            sobol = torch.quasirandom.SobolEngine(eps.shape[1], scramble=True, seed=seed)
+            eps = torch.special.ndtri(sobol.draw(n).clamp(1e-6, 1 - 1e-6))
+        perm = torch.randperm(n, generator=generator)
+        eps, pick = eps[perm], pick[perm]
         fitted = (pick - 1).clamp(min=0)
         out = means[fitted] + torch.exp(log_scales[fitted]) * eps.float()
         return torch.where((pick == 0)[:, None], eps.float(), out)
 
     return draws
+
+
+def diverse_draws(model, draws, oversample: float):
+    """A `DesignVAE.prior_draws` that draws ``oversample`` x n, decodes them and keeps n far
+    apart: the design at u = 0 first, then each time the draw whose solid (decoded density
+    above 0.5) is farthest (1 - IoU) from every one kept (farthest-point selection)."""
+
+    @torch.no_grad()
+    def pick(eps, c=None, generator=None):
+        n = eps.shape[0]
+        m, d = round(oversample * n), eps.shape[1]
+        pool = torch.cat([torch.zeros(1, d), torch.randn(m, d, generator=generator)])
+        u = draws(model, pool, c, generator)
+        u[0] = 0.0
+        logits = model.decode_whitened(u, c.expand(len(u), *c.shape[1:]))[:, 0]
+        solid = (logits > 0).flatten(1).float()
+        inter = solid @ solid.T
+        area = solid.sum(1)
+        dist = 1 - inter / (area[:, None] + area[None] - inter).clamp(min=1)
+        kept = [0]
+        near = dist[0].clone()
+        for _ in range(n - 1):
+            near[kept] = -1
+            j = int(near.argmax())
+            kept.append(j)
+            near = torch.minimum(near, dist[j])
+        return u[kept]
+
+    return pick
 
 
 def main() -> int:
@@ -79,9 +118,16 @@ def main() -> int:
         report = fit_prior_mixture(model, train, val, symmetries=a.refit == "symmetric")
         print(f"refit ({a.refit}): {report}")
     seeds = [int(s) for s in a.seeds.split(",")]
+    plain_draws = PriorMixture.draws
+    model_draws = type(model).prior_draws
     for spec in a.variants.split(","):
         kind, share = spec.split(":")
-        PriorMixture.draws = variant_draws(kind, float(share))
+        if kind == "diverse":  # the product's draws, k of `share` x k picked far apart
+            PriorMixture.draws = plain_draws
+            model.prior_draws = diverse_draws(model, model_draws, float(share))
+        else:
+            PriorMixture.draws = variant_draws(kind, float(share))
+            model.prior_draws = model_draws.__get__(model)
         rows = []
         for s in seeds:
             d = evaluate(model, a.data, "test", k=a.k, polish=0, seed=s, limit=a.limit,

@@ -31,6 +31,11 @@ Models (``--models``, comma-separated):
   unet-noaug  the U-Net CVAE without augmentation
   hvae        the ladder VAE: the U-Net CVAE with two stochastic layers (half of --latent-dim
               on top), top-down inference (Sønderby et al. 2016)
+  vae         the unconditional VAE on the U-Net backbone (no condition: its samples ignore
+              the problem, a yardstick for what the condition buys)
+  beta-vae    the same with beta = 4 (--beta does not apply)
+  nearest     no model: the k training designs with the nearest conditions (`evaluate`'s
+              "nearest" yardstick, no NLL)
   ppca        probabilistic PCA (unconditional, --latent-dim dimensions), fitted in closed form
               (its NLL exact)
   vqvae       the conditional VQ-VAE on the U-Net backbone: --latent-dim discrete slots of a
@@ -65,6 +70,7 @@ from topovae.models import (
 )
 from topovae.models._train import save_fit
 from topovae.workflows import evaluate
+from topovae.workflows._evaluate import NEAREST
 
 
 class ConditionalUNet(DesignVAE):
@@ -99,6 +105,11 @@ def model_spec(name: str, size: int, channels: int, latent: int, width: int, dep
     if name == "hvae":  # the ladder VAE: the unet cvae with two stochastic layers
         cfg = VAEConfig(**{"kl_warmup_steps": 200, **common, "kind": "hvae"})
         return cfg, LadderVAE, True
+    if name in ("vae", "beta-vae"):
+        cfg = VAEConfig(kind=name, arch="unet", height=size, width=size, latent_dim=latent,
+                        base_width=width, depth=depth, kl_warmup_steps=200,
+                        beta=4.0 if name == "beta-vae" else 1.0)  # fmt: skip
+        return cfg, DesignVAE, True
     if name == "vqvae":
         return VAEConfig(**{**common, "kind": "vqvae"}), VQVAE, True
     if name == "ppca":
@@ -310,6 +321,15 @@ def main() -> int:
     size = train.header["distribution"].nely
     results = {}
     for name in a.models.split(","):
+        if name == NEAREST:
+            rep = evaluate(NEAREST, a.eval_data or data, "test", k=a.k, polish=a.polish, seed=0,
+                           limit=a.limit, device="cpu")  # fmt: skip
+            results[name] = {"train_seconds": 0.0, "metrics": rep["metrics"],
+                             "problems": rep["problems"],
+                             "diversity": rep["diversity"]}  # fmt: skip
+            print(table(f"{name}: {rep['problems']} held-out problems", 0.0, rep["metrics"]))
+            print(diversity_table(name, rep))
+            continue
         cfg, cls, augment = model_spec(
             name, size, len(train.condition_channels), a.latent_dim, a.base_width, a.depth,
             beta=a.beta, compliance_weight=a.compliance_weight, compliance_start=a.compliance_start,
