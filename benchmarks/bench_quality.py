@@ -379,7 +379,8 @@ def main() -> int:
             print(f"{name}: -log p(x) {lk['nll_nats']:.1f} nats per design (exact), "
                   f"{lk['bits_per_element']:.4f} bits per element")  # fmt: skip
         elif lk:
-            print(f"{name}: -log p(x | c) {lk['nll_nats']:.1f} nats per design (IWAE, K = "
+            given = " | c" if model.config.conditional else ""
+            print(f"{name}: -log p(x{given}) {lk['nll_nats']:.1f} nats per design (IWAE, K = "
                   f"{lk['k']}), {lk['bits_per_element']:.4f} bits per element; ELBO "
                   f"{lk['elbo_nats']:.1f} nats")  # fmt: skip
         print(diversity_table(name, rep))
