@@ -7,6 +7,8 @@ over several sampling seeds, with its prior samples drawn in several ways:
     systematic:S   the same weights, the k draws spread over the components systematically
                    (evenly spaced points, one random offset) and shuffled: what
                    `PriorMixture.draws` does with S = PLAIN_SHARE
+    uniform:S      as systematic:S with the fitted components weighted alike (a draw for each
+                   mode, however rare: coverage counts every reference alike)
     sobol:S        as systematic:S, the standard normal draws from scrambled Sobol points
                    (randomised quasi-Monte Carlo) rather than independent ones
     diverse:M      the code's draws, M x k of them decoded and k kept far apart (farthest-point
@@ -43,7 +45,10 @@ def variant_draws(kind: str, share: float):
     def draws(self, eps, h, generator=None):
         logits, means, log_scales = (t[0].float().cpu() for t in self(h))
         n = eps.shape[0]
-        weights = torch.cat([torch.tensor([share]), (1 - share) * logits.softmax(0)])
+        fitted_weights = logits.softmax(0)
+        if kind == "uniform":  # every fitted component alike, whatever its weight
+            fitted_weights = torch.full_like(fitted_weights, 1 / len(fitted_weights))
+        weights = torch.cat([torch.tensor([share]), (1 - share) * fitted_weights])
         if kind == "iid":
             pick = torch.multinomial(weights, n, replacement=True, generator=generator)
         else:
