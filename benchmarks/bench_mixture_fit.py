@@ -7,6 +7,10 @@ place and prints coverage and distinct designs over five sampling seeds, as
 `bench_prior_draws.py` does:
 
     python benchmarks/bench_mixture_fit.py --model runs/x/best.pt --data alt.h5 --evaluate
+    python benchmarks/bench_mixture_fit.py ... --variants "as fitted" --half --evaluate
+
+``--half`` fits to the designs of every other training problem only (does the fit want more
+problems?).
 
 Variants: as `fit_prior_mixture` fits it (6 components, hidden 64, weight decay 1e-3); one
 mixture for every problem (the features zeroed: is the condition worth it?); hidden 16 and
@@ -41,12 +45,28 @@ VARIANTS = {
 }
 
 
+class HalfOf:
+    """The designs of ``problems`` (their indices) in ``dataset``, as a dataset."""
+
+    def __init__(self, dataset, problems: set[int]) -> None:
+        self.dataset, self.condition_channels = dataset, dataset.condition_channels
+        self.rows = [i for i in range(len(dataset)) if int(dataset[i]["index"]) in problems]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int):
+        return self.dataset[self.rows[i]]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", required=True, help="a checkpoint with prior_components > 0")
     ap.add_argument("--data", required=True, help="the file it was trained on (alternatives)")
     ap.add_argument("--draws", type=int, default=8, help="posterior draws per design")
     ap.add_argument("--evaluate", action="store_true", help="judge the best variant's draws")
+    ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated names")
+    ap.add_argument("--half", action="store_true", help="every other training problem only")
     ap.add_argument("--seeds", default="0,1,2,3,4")
     ap.add_argument("-k", type=int, default=16)
     ap.add_argument("--limit", type=int, default=80)
@@ -58,6 +78,13 @@ def main() -> int:
         raise SystemExit(f"{a.model} has no prior mixture (train --prior-components K)")
     train = TopologyDataset(a.data, "train", in_memory=True, fields=True)
     val = TopologyDataset(a.data, "val", in_memory=True, fields=True)
+    names = a.variants.split(",")
+    for name in names:
+        if name not in VARIANTS:
+            raise SystemExit(f"unknown variant {name!r}; choose from: {', '.join(VARIANTS)}")
+    if a.half:
+        problems = sorted({int(train[i]["index"]) for i in range(len(train))})[::2]
+        train = HalfOf(train, set(problems))
     g = torch.Generator().manual_seed(0)
     h, u = _whitened_draws(model, train, a.draws, g, symmetries=True)
     hv, uv = _whitened_draws(model, val, a.draws, g, symmetries=False)
@@ -66,7 +93,8 @@ def main() -> int:
     plain = float((-0.5 * uv.pow(2).sum(1) - 0.5 * uv.shape[1] * math.log(2 * math.pi)).mean())
     print(f"{len(u)} training draws; the Gaussian prior's val log-density {plain:.3f}")
     best = None
-    for name, v in VARIANTS.items():
+    for name in names:
+        v = VARIANTS[name]
         torch.manual_seed(0)
         m = PriorMixture(h.shape[1], u.shape[1], v.get("components", 6), v.get("hidden", 64))
         ht, hvt = (h, hv) if v.get("condition", True) else (h * 0, hv * 0)
