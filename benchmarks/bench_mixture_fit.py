@@ -25,14 +25,13 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import numpy as np
 import torch
+from bench_prior_draws import design_space  # this folder's: a script's is on sys.path
 
 from topovae.datasets import TopologyDataset
 from topovae.models import load
 from topovae.models._fit import fit_early_stopped
 from topovae.models._mixture import PriorMixture, _whitened_draws
-from topovae.workflows import evaluate
 
 VARIANTS = {
     "as fitted": {},
@@ -110,18 +109,11 @@ def main() -> int:
         if v.get("condition", True) and (best is None or -loss > best[0]):
             best = (-loss, name, m)
     if a.evaluate:
+        if best is None:
+            raise SystemExit("--evaluate needs a variant with the condition among --variants")
         model.prior_mixture = best[2]
-        rows = []
-        for s in (int(s) for s in a.seeds.split(",")):
-            d = evaluate(model, a.data, "test", k=a.k, polish=0, seed=s, limit=a.limit,
-                         device="cpu")["diversity"]  # fmt: skip
-            rows.append([d["coverage_median"], d["coverage_mean"], d["distinct_10_median"],
-                         d["distinct_10_mean"]])  # fmt: skip
-        r = np.asarray(rows)
-        pct = np.round(100 * r[:, :2]).astype(int)
-        print(f"{best[1]}: coverage median {pct[:, 0].tolist()} %, mean {pct[:, 1].tolist()} %; "
-              f"distinct within 10 % median {r[:, 2].tolist()}, mean "
-              f"{np.round(r[:, 3], 2).tolist()}")  # fmt: skip
+        seeds = [int(s) for s in a.seeds.split(",")]
+        print(f"{best[1]}: {design_space(model, a.data, seeds, a.k, a.limit)}")
     return 0
 
 

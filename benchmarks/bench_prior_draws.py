@@ -97,6 +97,23 @@ def diverse_draws(model, draws, oversample: float):
     return pick
 
 
+def design_space(model, data: str, seeds, k: int, limit: int) -> str:
+    """`evaluate`'s coverage and distinct designs within 10 % of the test split's first
+    ``limit`` problems, k prior samples each (no polish), one figure per sampling seed."""
+    rows = []
+    for s in seeds:
+        d = evaluate(model, data, "test", k=k, polish=0, seed=s, limit=limit,
+                     device="cpu")["diversity"]  # fmt: skip
+        rows.append([d["coverage_median"], d["coverage_mean"], d["distinct_10_median"],
+                     d["distinct_10_mean"]])  # fmt: skip
+    r = np.asarray(rows)
+    pct = np.round(100 * r[:, :2]).astype(int)
+    return (
+        f"coverage median {pct[:, 0].tolist()} %, mean {pct[:, 1].tolist()} %; distinct "
+        f"within 10 % median {r[:, 2].tolist()}, mean {np.round(r[:, 3], 2).tolist()}"
+    )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", required=True, help="a checkpoint with prior_components > 0")
@@ -133,17 +150,7 @@ def main() -> int:
         else:
             PriorMixture.draws = variant_draws(kind, float(share))
             model.prior_draws = model_draws.__get__(model)
-        rows = []
-        for s in seeds:
-            d = evaluate(model, a.data, "test", k=a.k, polish=0, seed=s, limit=a.limit,
-                         device="cpu")["diversity"]  # fmt: skip
-            rows.append([d["coverage_median"], d["coverage_mean"], d["distinct_10_median"],
-                         d["distinct_10_mean"]])  # fmt: skip
-        r = np.asarray(rows)
-        pct = np.round(100 * r[:, :2]).astype(int)
-        print(f"{spec:>16}: coverage median {pct[:, 0].tolist()} %, mean {pct[:, 1].tolist()} %; "
-              f"distinct within 10 % median {r[:, 2].tolist()}, mean "
-              f"{np.round(r[:, 3], 2).tolist()}", flush=True)  # fmt: skip
+        print(f"{spec:>16}: {design_space(model, a.data, seeds, a.k, a.limit)}", flush=True)
     return 0
 
 
