@@ -54,6 +54,7 @@ for _v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import dataclasses  # noqa: E402
+import functools  # noqa: E402
 import math  # noqa: E402
 import re  # noqa: E402
 import shutil  # noqa: E402
@@ -384,12 +385,56 @@ class Competitor:
         self.proc.wait()
 
 
+def convolution_floor(trainer, reps: int = 10) -> tuple[float, float, float]:
+    """What the step's convolutions alone cost: (FLOPs of one training step, the convolutions'
+    share of them, seconds per step of the convolutions timed one by one). Each convolution of
+    the model is timed in isolation, forward and backward, at the shapes, layout and thread
+    count of the step (the fastest of ``reps``: a floor). A step that ran nothing but its
+    convolutions, each as fast as it runs alone, would take the summed time; the rest of a
+    measured step is what fusing or removing every other op (normalisation, activations,
+    copies, data, optimizer) could win at most."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from topovae.models._train import _batch
+
+    model = trainer.model
+    item = next(iter(trainer._loader(trainer.train_set, shuffle=True)))
+    x, c, vf = _batch(item, trainer.device, True)
+    seen = []
+    hooks = [
+        m.register_forward_hook(lambda m, i, o: seen.append((m, i[0].shape, i[0].requires_grad)))
+        for m in model.modules() if isinstance(m, torch.nn.Conv2d)
+    ]  # fmt: skip
+    with FlopCounterMode(display=False) as counter:
+        trainer._terms(x, c, vf)["total"].backward()
+    for h in hooks:
+        h.remove()
+    flops = counter.get_total_flops()
+    counts = counter.get_flop_counts()["Global"]
+    conv = sum(v for op, v in counts.items() if "convolution" in str(op))
+    seconds = 0.0
+    for m, shape, grad in seen:
+        inp = torch.rand(shape).to(memory_format=torch.channels_last).requires_grad_(grad)
+        times = []
+        for _ in range(reps + 1):
+            start = time.perf_counter()
+            m(inp).sum().backward()
+            times.append(time.perf_counter() - start)
+        seconds += min(times[1:])
+    model.zero_grad(set_to_none=True)
+    return flops, conv / flops, seconds
+
+
 def demo_step(args) -> None:
     """Samples/s of the demo's training epochs (Trainer._train_epoch on the demo's data, model
-    and settings) before (NCHW weights, torch fixed on every core, as the demo ran until
-    2026-12-07) and after (channels-last weights, ThreadTuner), alone and beside one competing
-    CPU-bound process; then the validation loss over the first epochs of both, and of the new
-    one with another seed (the noise a difference must beat)."""
+    and settings), in both of its phases (its first epochs, and its last ones with the physics
+    term on 16 prior samples of each batch), before (NCHW weights, torch fixed on every core,
+    the physics term's FE by the multigrid CG: as the demo ran until 2026-12-07) and after
+    (channels-last weights, ThreadTuner, the FE by the sparse direct solver), alone and beside
+    one competing CPU-bound process; the demo's whole training as their mix; then the
+    validation loss over the first epochs of both, and of the new one with another seed (the
+    noise a difference must beat); then what the convolutions alone cost (`convolution_floor`)."""
+    import topovae.solvers.batched as batched
     from topovae.datasets import TopologyDataset
     from topovae.models import ThreadTuner
     from topovae.workflows._demo import PLANS, training_configs
@@ -411,68 +456,105 @@ def demo_step(args) -> None:
         "before": (ContiguousVAE, dataclasses.replace(tcfg, threads=cores, plots=False)),
         "after": (DesignVAE, dataclasses.replace(tcfg, plots=False)),
     }
+    phases = {"plain": mcfg, "physics": dataclasses.replace(mcfg, compliance_start=0)}
+    weights = {"plain": plan.epochs - plan.physics_epochs, "physics": plan.physics_epochs}
     print(
         f"\n== 0. the demo's training step: {len(train)} designs {plan.size}x{plan.size}, "
         f"batch {tcfg.batch_size}, {args.demo_epochs} epochs a figure, {cores} cores =="
     )
     trainers = {}
+    solve = batched.compliance
+    multigrid = functools.partial(solve, solver="multigrid")
     tmp = Path(tempfile.mkdtemp())
     try:
         for name, (cls, cfg) in variants.items():
-            t = Trainer(mcfg, cfg, train, val, tmp / name, model_class=cls)
-            t.tuner = ThreadTuner(cores) if cfg.threads == 0 else None
-            trainers[name] = t
-        rates: dict[tuple[str, str], list[float]] = {}
+            for phase, m in phases.items():
+                t = Trainer(m, cfg, train, val, tmp / f"{name}-{phase}", model_class=cls)
+                t.tuner = ThreadTuner(cores) if cfg.threads == 0 else None
+                trainers[(name, phase)] = t
+        rates: dict[tuple[str, str, str], list[float]] = {}
 
-        def timed(name: str, phase: str) -> None:
-            t = trainers[name]
+        def timed(key: tuple[str, str], load: str) -> None:
+            t = trainers[key]
             if t.tuner is None:
                 torch.set_num_threads(t.tcfg.threads)
-            start = time.perf_counter()
-            for _ in range(args.demo_epochs):
-                t._train_epoch(None)
-            rate = args.demo_epochs * len(train) / (time.perf_counter() - start)
-            rates.setdefault((name, phase), []).append(rate)
+            batched.compliance = multigrid if key[0] == "before" else solve
+            try:
+                start = time.perf_counter()
+                for _ in range(args.demo_epochs):
+                    t._train_epoch(None)
+                rate = args.demo_epochs * len(train) / (time.perf_counter() - start)
+            finally:
+                batched.compliance = solve
+            rates.setdefault((*key, load), []).append(rate)
             threads = "" if t.tuner is None else f", tuner at {t.tuner.current} thread(s)"
-            print(f"  {phase:<10} {name:<7} {rate:7.1f} samples/s{threads}", flush=True)
+            print(f"  {load:<10} {key[1]:<8} {key[0]:<7} {rate:7.1f} samples/s{threads}",
+                  flush=True)  # fmt: skip
 
-        for name in trainers:  # warm-up: oneDNN primitives, the first data pass
-            timed(name, "warm-up")
+        for key in trainers:  # warm-up: oneDNN primitives, the first data pass
+            timed(key, "warm-up")
         for _ in range(args.demo_rounds):
-            for name in trainers:
-                timed(name, "alone")
+            for key in trainers:
+                timed(key, "alone")
         with Competitor():
             for _ in range(args.demo_rounds):
-                for name in trainers:
-                    timed(name, "contended")
+                for key in trainers:
+                    timed(key, "contended")
         torch.set_num_threads(cores)
         med = {k: float(np.median(v)) for k, v in rates.items()}
-        print(f"\n{'variant':<8} {'alone':>12} {'contended':>12} {'slowdown':>9}")
-        for name in trainers:
-            a, c = med[(name, "alone")], med[(name, "contended")]
-            print(f"{name:<8} {a:>10.1f}/s {c:>10.1f}/s {a / c:>8.2f}x")
-        a = med[("after", "alone")] / med[("before", "alone")]
-        c = med[("after", "contended")] / med[("before", "contended")]
-        print(f"after / before: {a:.2f}x alone, {c:.2f}x contended (target: >= 2x alone; "
-              f"contended no more than 3x slower than alone)")  # fmt: skip
+        for name in variants:  # the demo's training: its epochs of each phase at their rates
+            for load in ("alone", "contended"):
+                seconds = sum(w / med[(name, ph, load)] for ph, w in weights.items())
+                med[(name, "demo", load)] = sum(weights.values()) / seconds
+        print(f"\n{'variant':<8} {'epochs':<8} {'alone':>12} {'contended':>12} {'slowdown':>9}")
+        for phase in (*phases, "demo"):
+            for name in variants:
+                a, c = med[(name, phase, "alone")], med[(name, phase, "contended")]
+                print(f"{name:<8} {phase:<8} {a:>10.1f}/s {c:>10.1f}/s {a / c:>8.2f}x")
+        for phase in (*phases, "demo"):
+            a = med[("after", phase, "alone")] / med[("before", phase, "alone")]
+            c = med[("after", phase, "contended")] / med[("before", phase, "contended")]
+            print(f"after / before, {phase} epochs: {a:.2f}x alone, {c:.2f}x contended")
+        print("(target: >= 2x alone; contended no more than 3x slower than alone; 'demo' is "
+              f"{weights['plain']} plain and {weights['physics']} physics epochs)")  # fmt: skip
 
-        print(f"\nvalidation loss over the first {args.curve_epochs} epochs (fresh runs):")
-        curves = {}
-        for label, name, seed in (("before", "before", 0), ("after", "after", 0),
-                                  ("after, seed 1", "after", 1)):  # fmt: skip
-            cls, cfg = variants[name]
-            cfg = dataclasses.replace(cfg, epochs=args.curve_epochs, seed=seed)
-            torch.set_num_threads(cores)
-            t = Trainer(mcfg, cfg, train, val, tmp / f"curve-{label}", model_class=cls)
-            curves[label] = [r["val_total"] for r in t.fit(progress=False)]
-        for label, v in curves.items():
-            print(f"  {label:<14} " + " ".join(f"{x:8.2f}" for x in v))
-        layout = max(abs(a - b) for a, b in zip(curves["before"], curves["after"], strict=True))
-        seeds = max(
-            abs(a - b) for a, b in zip(curves["after"], curves["after, seed 1"], strict=True)
+        for phase, m in phases.items():
+            print(f"\nvalidation loss over the first {args.curve_epochs} epochs, {phase} "
+                  "(fresh runs):")  # fmt: skip
+            curves = {}
+            for label, name, seed in (("before", "before", 0), ("after", "after", 0),
+                                      ("after, seed 1", "after", 1)):  # fmt: skip
+                cls, cfg = variants[name]
+                cfg = dataclasses.replace(cfg, epochs=args.curve_epochs, seed=seed)
+                torch.set_num_threads(cores)
+                t = Trainer(m, cfg, train, val, tmp / f"curve-{phase}-{label}", model_class=cls)
+                batched.compliance = multigrid if name == "before" else solve
+                try:
+                    curves[label] = [r["val_total"] for r in t.fit(progress=False)]
+                finally:
+                    batched.compliance = solve
+            for label, v in curves.items():
+                print(f"  {label:<14} " + " ".join(f"{x:8.2f}" for x in v))
+            pairs = zip(curves["before"], curves["after"], strict=True)
+            layout = max(abs(a - b) for a, b in pairs)
+            pairs = zip(curves["after"], curves["after, seed 1"], strict=True)
+            seeds = max(abs(a - b) for a, b in pairs)
+            print(f"largest |before - after| {layout:.2f}; largest |seed 0 - seed 1| {seeds:.2f}")
+
+        torch.set_num_threads(cores)
+        flops, share, conv = convolution_floor(trainers[("after", "plain")])
+        bound = tcfg.batch_size / conv
+        before, after = med[("before", "plain", "alone")], med[("after", "plain", "alone")]
+        print(
+            f"\nthe plain step: {flops / 1e9:.1f} GFLOP per batch of {tcfg.batch_size}, "
+            f"{100 * share:.0f} % of them in convolutions; the convolutions alone, each timed "
+            f"by itself (channels-last, {cores} threads), take {1e3 * conv:.0f} ms per batch "
+            f"({flops * share / conv / 1e9:.0f} GFLOP/s): at most {bound:.0f} samples/s even if "
+            f"every other op were free, {bound / before:.2f}x the before step and "
+            f"{bound / after:.2f}x the after step"
         )
-        print(f"largest |before - after| {layout:.2f}; largest |seed 0 - seed 1| {seeds:.2f}")
     finally:
+        batched.compliance = solve
         torch.set_num_threads(cores)
         shutil.rmtree(tmp, ignore_errors=True)
 

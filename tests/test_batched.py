@@ -16,6 +16,7 @@ Independent references:
 from __future__ import annotations
 
 import itertools
+import math
 import warnings
 
 import numpy as np
@@ -344,21 +345,25 @@ def test_coarse_elements_of_uniform_moduli_are_ke():
 
 
 # -- 4. differentiable compliance ----------------------------------------------------------------
-def test_compliance_value_matches_direct():
+SOLVERS = ("multigrid", "direct")
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_compliance_value_matches_direct(solver):
     nelx, nely = 20, 10
     names = ("mbb", "cantilever", "l-bracket", "bridge", "michell", "two-load")
     problems = [preset(n, nelx, nely) for n in names]
     rho = np.stack([smooth_density(nely, nelx, seed=10 + k) for k in range(len(names))])
-    c = compliance(torch.as_tensor(rho), problems, physical=False)
+    c = compliance(torch.as_tensor(rho), problems, physical=False, solver=solver)
     assert c.shape == (len(names),)
     for b, p in enumerate(problems):
         assert float(c[b]) == pytest.approx(direct_compliance(rho[b], p), rel=1e-8)
     # one design as a (nely, nelx) tensor and one problem: a scalar
-    c0 = compliance(torch.as_tensor(rho[0]), problems[0], physical=False)
+    c0 = compliance(torch.as_tensor(rho[0]), problems[0], physical=False, solver=solver)
     assert c0.dim() == 0 and float(c0) == pytest.approx(float(c[0]), rel=1e-12)
     # penal comes from the problem's settings
     p4 = problems[0].with_settings(penal=4.0)
-    c4 = compliance(torch.as_tensor(rho[0]), p4, physical=False)
+    c4 = compliance(torch.as_tensor(rho[0]), p4, physical=False, solver=solver)
     assert float(c4) == pytest.approx(direct_compliance(rho[0], p4), rel=1e-8)
 
 
@@ -412,8 +417,9 @@ def _gradient_problems(name: str, nelx: int, nely: int, settings: dict):
     return [preset(name, nelx, nely, **settings)]
 
 
+@pytest.mark.parametrize("solver", SOLVERS)
 @pytest.mark.parametrize("case", list(GRADIENT_CASES))
-def test_compliance_gradient_matches_finite_differences(case):
+def test_compliance_gradient_matches_finite_differences(case, solver):
     spec = GRADIENT_CASES[case]
     nelx, nely = 10, 6
     problems = _gradient_problems(spec["name"], nelx, nely, spec["settings"])
@@ -425,7 +431,9 @@ def test_compliance_gradient_matches_finite_differences(case):
     ).requires_grad_(True)
 
     def fun(v: torch.Tensor) -> torch.Tensor:
-        return compliance(v, problems, physical=spec["physical"], beta=spec["beta"], tol=1e-13)
+        return compliance(
+            v, problems, physical=spec["physical"], beta=spec["beta"], tol=1e-13, solver=solver
+        )
 
     c = fun(x)
     weights = torch.arange(1.0, b + 1, dtype=F64)  # a weighted sum checks each row's grad
@@ -456,11 +464,12 @@ def test_compliance_batch_gradients_equal_single_problem_gradients():
         torch.testing.assert_close(x.grad[b], xb.grad, rtol=1e-8, atol=0)
 
 
+@pytest.mark.parametrize("solver", SOLVERS)
 @pytest.mark.parametrize(
     ("settings", "beta", "passive"),
     [({"filter": "density"}, None, False), ({"filter": "heaviside"}, 4.0, True)],
 )
-def test_compliance_gradcheck(settings, beta, passive):
+def test_compliance_gradcheck(settings, beta, passive, solver):
     """torch.autograd.gradcheck on 6x4, the FE solve converged to 1e-12 (c's error from CG is
     quadratic in it, ~1e-20). What is left is round-off: c ~ 100 carries ~1e-12 of it (matrix-free
     sums, PCG), so central differences with eps carry ~1e-12 / eps; with eps = 1e-5 that is ~2e-7
@@ -477,7 +486,7 @@ def test_compliance_gradcheck(settings, beta, passive):
         p = preset("two-load", nelx, nely, **settings)
     x = torch.as_tensor(smooth_density(nely, nelx, seed=40, lo=0.2)[None]).requires_grad_(True)
     assert torch.autograd.gradcheck(
-        lambda v: compliance(v, [p], physical=True, beta=beta, tol=1e-12),
+        lambda v: compliance(v, [p], physical=True, beta=beta, tol=1e-12, solver=solver),
         (x,),
         eps=1e-5,
         atol=2e-6,
@@ -485,7 +494,7 @@ def test_compliance_gradcheck(settings, beta, passive):
     )
     # raw densities too
     assert torch.autograd.gradcheck(
-        lambda v: compliance(v, [p], physical=False, tol=1e-12),
+        lambda v: compliance(v, [p], physical=False, tol=1e-12, solver=solver),
         (x,),
         eps=1e-5,
         atol=2e-6,
@@ -650,7 +659,9 @@ def test_unconverged_solve_is_not_silent():
     fe = BatchedFE(ProblemBatch.build([p], CPU, F64), tol=1e-12, max_iter=2)
     assert _signals(lambda: fe.solve(young))
     rho = torch.as_tensor(smooth_density(nely, nelx, seed=60))
-    assert _signals(lambda: compliance(rho, p, physical=False, tol=1e-12, max_iter=2))
+    assert _signals(
+        lambda: compliance(rho, p, physical=False, tol=1e-12, max_iter=2, solver="multigrid")
+    )
 
 
 def test_slender_ill_conditioned_beam_converges():
@@ -721,7 +732,9 @@ def test_broken_float32_cycle_is_redone_in_float64(monkeypatch):
     for k, p in enumerate(problems):
         expected = direct_to_torch(FEModel(p).solve(to_vector(young[k])), nely, nelx)
         assert rel(u[k], expected) <= 1e-6
-    c = compliance(torch.as_tensor(young[0] ** (1 / 3)), problems[0], physical=False)
+    c = compliance(
+        torch.as_tensor(young[0] ** (1 / 3)), problems[0], physical=False, solver="multigrid"
+    )
     assert bool(torch.isfinite(c).all())
 
 
@@ -749,3 +762,53 @@ def test_coarse_cholesky_shifts_only_the_matrices_round_off_made_indefinite():
     scale = singular.diagonal().abs().max()
     assert torch.isfinite(chol).all()
     assert float((rebuilt - singular).abs().max()) <= 1e-6 * float(scale)
+
+
+def test_direct_and_multigrid_compliance_agree_on_a_mixed_batch():
+    """The CPU default (one Cholesky factorisation per design on the grid's shared pattern,
+    supports imposed by identity rows) against the multigrid CG: values and adjoint gradients of
+    a batch of problems with other supports, two load cases and passive regions."""
+    nelx, nely = 16, 8
+    problems = [preset(n, nelx, nely) for n in ("mbb", "cantilever", "two-load", "l-bracket")]
+    problems.append(_passive_mbb(nelx, nely))
+    x = torch.as_tensor(
+        np.stack([smooth_density(nely, nelx, seed=70 + k, lo=0.1) for k in range(5)])
+    )
+    out = {}
+    for solver in SOLVERS:
+        xs = x.clone().requires_grad_(True)
+        c = compliance(xs, problems, physical=True, tol=1e-12, solver=solver)
+        (c * torch.arange(1.0, 6.0, dtype=F64)).sum().backward()
+        out[solver] = (c.detach(), xs.grad)
+    torch.testing.assert_close(out["direct"][0], out["multigrid"][0], rtol=1e-9, atol=0)
+    assert rel(out["direct"][1].numpy(), out["multigrid"][1].numpy()) <= 1e-8
+    # float32 densities: computed in float64, returned in float32
+    c32 = compliance(x.float(), problems, physical=True)
+    assert c32.dtype == torch.float32
+    torch.testing.assert_close(c32.double(), out["direct"][0], rtol=1e-5, atol=0)
+
+
+def test_grid_fe_displacements_are_the_problem_models():
+    """`GridFE` (every DOF's pattern, supports on the values) gives `FEModel`'s displacements,
+    zero on the fixed DOFs, for problems with other supports on the same grid."""
+    from topovae.solvers._fe import GridFE
+
+    nelx, nely = 12, 6
+    fe = GridFE(nelx, nely)
+    for name in ("mbb", "cantilever", "two-load", "michell"):
+        p = preset(name, nelx, nely)
+        young = simp_modulus(to_vector(smooth_density(nely, nelx, seed=3)), 3.0)
+        u = fe.solve(young, p.fixed_dofs(), p.force_matrix())
+        expected = FEModel(p).solve(young)
+        assert rel(u, expected) <= 1e-10
+        assert np.all(u[p.fixed_dofs()] == 0)
+
+
+def test_direct_compliance_of_non_finite_densities_is_nan_and_bad_solver_is_named():
+    p = preset("mbb", 10, 6)
+    x = torch.full((2, 6, 10), 0.5, dtype=F64)
+    x[0, 2, 3] = float("nan")
+    c = compliance(x, [p, p], physical=False, solver="direct")
+    assert math.isnan(float(c[0])) and math.isfinite(float(c[1]))
+    with pytest.raises(ProblemError, match="unknown solver 'cg'; choose one of: auto, direct"):
+        compliance(x, [p, p], solver="cg")

@@ -9,6 +9,7 @@ iteration is one sparse mat-vec ``data = scatter @ E`` from element Young's modu
 values (no COO -> CSC sort, no K[free][:, free] slicing). The free DOFs are numbered in a geometric
 nested-dissection order of the grid (`nested_dissection`), so the factorisation needs no
 fill-reducing ordering of its own: on a 300x100 grid it factorises ~25 % faster than with AMD.
+`GridFE` assembles on every DOF of a grid instead, for designs of many problems on one grid.
 """
 
 from __future__ import annotations
@@ -236,6 +237,62 @@ class FEModel:
         """Sum over load cases of f^T u."""
         u = self._array(u, "u", self.forces.shape)
         return float(np.einsum("dc,dc->", self.forces, u))
+
+
+class GridFE:
+    """Direct FE for designs of any problems on one nelx x nely grid.
+
+    An `FEModel` analyses the pattern of one problem's free DOFs, which costs more than a solve
+    at small grids (13 ms against 2 ms at 32x32). For batches of designs of many problems (the
+    physics term judges 16 designs of 16 problems, each flipped or turned, every training step),
+    `GridFE` analyses the pattern of every DOF once per grid and imposes each problem's supports
+    on its values instead: the rows and columns of the fixed DOFs are zeroed and their diagonal
+    set to 1, with zero load, so K u = f holds for the free DOFs and u = 0 on the fixed ones,
+    and every solve is one numeric factorisation. Not for use by two threads at once (one
+    factor is refactorised in place; `grid_fe` keeps one per thread).
+    """
+
+    def __init__(self, nelx: int, nely: int, linear_solver: str = "auto") -> None:
+        self.nelx, self.nely = check_size(nelx, nely)
+        self.edof = edof_matrix(self.nelx, self.nely)
+        self.ndof = 2 * (self.nelx + 1) * (self.nely + 1)
+        node_order = nested_dissection(self.nely + 1, self.nelx + 1)
+        self.order = np.stack([2 * node_order, 2 * node_order + 1], axis=1).ravel()
+        self.solver: LinearSolver = make_linear_solver(linear_solver)
+        indptr, indices, self._scatter = _free_dof_pattern(
+            self.edof, self.ndof, self.order, lower=self.solver.lower_only
+        )
+        self.solver.set_pattern(indptr, indices)
+        self._rows = indices
+        self._cols = np.repeat(np.arange(self.ndof), np.diff(indptr))
+        self._diagonal = self._rows == self._cols
+
+    def solve(self, young: np.ndarray, fixed: np.ndarray, forces: np.ndarray) -> np.ndarray:
+        """Element moduli (nele,) > 0, fixed DOFs (ndof,) bool and forces (ndof, ncases), in
+        top88's orders (`to_vector`, `Problem.fixed_dofs`, `Problem.force_matrix`) -> the
+        displacements (ndof, ncases), zero on the fixed DOFs."""
+        fixed = fixed[self.order]
+        data = self._scatter @ young
+        held = fixed[self._rows] | fixed[self._cols]
+        data[held] = 0.0
+        data[held & self._diagonal] = 1.0
+        self.solver.factorize(data)
+        rhs = forces[self.order]
+        rhs[fixed] = 0.0
+        u = np.empty((self.ndof, forces.shape[1]))
+        u[self.order] = self.solver.solve(rhs)
+        return u
+
+    def element_energy(self, u: np.ndarray) -> np.ndarray:
+        """(ndof, ncases) displacements -> (nele,) sum over cases of u_e^T KE u_e."""
+        ue = u.T[:, self.edof]
+        return np.einsum("cea,cea->e", ue @ KE, ue)
+
+
+@functools.lru_cache(maxsize=8)
+def grid_fe(nelx: int, nely: int, linear_solver: str, thread: int) -> GridFE:
+    """The `GridFE` of a grid for one thread (``thread``: `threading.get_ident()`), cached."""
+    return GridFE(nelx, nely, linear_solver)
 
 
 @functools.lru_cache(maxsize=16)
