@@ -9,6 +9,7 @@ import json
 import math
 import shutil
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -576,6 +577,56 @@ def test_physics_terms_with_a_known_reference_equals_solving_it(splits):
     torch.testing.assert_close(physics_terms(logits, x, problems, reference), solved)
     with pytest.raises(ConfigError, match="one Problem per design"):
         physics_terms(logits, x, problems[:2])
+
+
+def test_floating_terms_on_hand_made_designs():
+    """A cantilever (clamped left edge, load at the right): a bar from the support to the load
+    carries it all (term 0, no gradient on the empty elements); an island apart from it floats
+    in the binarisation, and the term is its soft density over the solid's size, which raising
+    the island's logits raises."""
+    from topovae.models import floating_terms
+    from topovae.solvers import preset
+
+    nelx, nely = 12, 6
+    p = preset("cantilever", nelx, nely)
+    load_row = int(np.argmax(np.abs(p.loads[0, 1]).max(axis=1)))  # the loaded node's row
+    row = min(load_row, nely - 1)
+    bar = np.full((nely, nelx), 0.02)
+    bar[row, :] = 0.98
+    island = bar.copy()
+    top = 0 if row > 2 else nely - 1
+    island[top, 4:6] = 0.98
+    for design, floating in ((bar, 0), (island, 2)):
+        vf = (design > 0.5).mean()
+        q = p.replace(volfrac=float(vf))
+        logits = torch.logit(torch.as_tensor(design))[None, None].requires_grad_(True)
+        term = floating_terms(logits, [q])
+        value = float(term.detach()[0])
+        rho = torch.sigmoid(logits.detach()[0, 0].double())
+        if floating == 0:
+            assert value == 0.0
+        else:
+            solid = int((design > 0.5).sum())
+            # the projection shifts the logits slightly: the island's density ~0.98 each
+            assert value == pytest.approx(float(rho[top, 4:6].sum()) / solid, rel=0.05)
+            term.sum().backward()
+            assert float(logits.grad[0, 0, top, 4:6].min()) > 0  # raising it raises the term
+    with pytest.raises(ConfigError, match="floating_weight 1 is part of the physics term"):
+        model_config("cvae", floating_weight=1.0)
+
+
+def test_the_floating_term_is_part_of_the_physics_term(splits, tmp_path):
+    """floating_weight: the judged designs' floating material is logged and weighs into the
+    physics term (val_total = the rest + w_c (compliance term, floating included))."""
+    physics = {"compliance_weight": 0.5, "compliance_samples": 3, "floating_weight": 2.0}
+    trainer = make_trainer(splits, tmp_path, "cvae", epochs=1, model_kw=physics)
+    row = trainer.fit(progress=False)[0]
+    assert 0 <= row["train_floating"] <= 1 and 0 <= row["val_floating"] <= 1
+    base = row["val_reconstruction"] + row["val_weighted_kl"] + row["val_volume"]
+    assert row["val_total"] == pytest.approx(base + 0.5 * row["val_compliance"], rel=1e-5)
+    off = make_trainer(splits, tmp_path / "off", "cvae", epochs=1,
+                       model_kw={**physics, "floating_weight": 0.0})  # fmt: skip
+    assert "train_floating" not in off.fit(progress=False)[0]
 
 
 def test_a_run_can_start_from_a_checkpoints_weights(splits, tmp_path):

@@ -103,6 +103,10 @@ from ._common import (
               help="Designs within this fraction of their SIMP design's compliance are not "
               "pushed further (0.1: within 10 %), so a prior_sample term keeps near-optimal "
               "alternatives apart.")  # fmt: skip
+@click.option("--floating-weight", type=float, default=0.0, show_default=True,
+              help="Weight, within the physics term, of the judged designs' floating material "
+              "(their density outside every load-carrying component of their binarisation), so "
+              "the decoder needs no load-path repair (needs --compliance-weight > 0).")  # fmt: skip
 @click.option("--condition-dropout", type=float, default=0.0, show_default=True,
               help="Partial conditions (cvae): leave out each condition group (volume fraction, "
               "loads, supports) with this probability in training, so the model also answers "
@@ -155,9 +159,9 @@ def train(
     prior: str, augment: bool, beta: float | None,
     free_bits: float, kl_warmup: int, volume_weight: float, compliance_weight: float,
     compliance_start: int, compliance_ramp: int, compliance_decode: str,
-    compliance_samples: int, compliance_tolerance: float, condition_dropout: float,
-    prior_components: int, codebook_size: int, code_dim: int, commitment: float,
-    codebook_decay: float, init: str | None, epochs: int,
+    compliance_samples: int, compliance_tolerance: float, floating_weight: float,
+    condition_dropout: float, prior_components: int, codebook_size: int, code_dim: int,
+    commitment: float, codebook_decay: float, init: str | None, epochs: int,
     batch_size: int,
     lr: float, seed: int, out: str, device: str, resume: bool, compile_: bool, ema: float,
     threads: int, fields: bool,
@@ -192,9 +196,10 @@ def train(
             volume_weight=volume_weight, compliance_weight=compliance_weight,
             compliance_start=compliance_start, compliance_ramp=compliance_ramp,
             compliance_decode=compliance_decode, compliance_samples=compliance_samples,
-            compliance_tolerance=compliance_tolerance, condition_dropout=condition_dropout,
-            prior_components=prior_components, codebook_size=codebook_size, code_dim=code_dim,
-            commitment=commitment, codebook_decay=codebook_decay,
+            compliance_tolerance=compliance_tolerance, floating_weight=floating_weight,
+            condition_dropout=condition_dropout, prior_components=prior_components,
+            codebook_size=codebook_size, code_dim=code_dim, commitment=commitment,
+            codebook_decay=codebook_decay,
             **({} if beta is None else {"beta": beta}),
         )  # fmt: skip
         history = trainer.history

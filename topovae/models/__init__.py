@@ -14,6 +14,7 @@ from ._likelihood import iwae, log_likelihood, log_weights
 from ._losses import (
     active_units,
     compliance_weight,
+    floating_terms,
     gaussian_kl,
     kl_weight,
     loss_terms,
@@ -62,6 +63,7 @@ __all__ = [
     "fit_code_prior",
     "fit_ppca",
     "fit_prior_mixture",
+    "floating_terms",
     "gaussian_kl",
     "iwae",
     "kl_weight",

@@ -29,7 +29,7 @@ MAX_PARAMETERS = 2**30  # ~16 GiB of weights, gradients and AdamW moments in flo
 # use up to ~250, the physics term ~50-200); beyond it the term swamps the loss or overflows
 WEIGHT_LIMITS = {"beta": 1e4, "free_bits": 1e3, "volume_weight": 1e6, "capacity_max": 1e6,
                  "capacity_gamma": 1e6, "compliance_weight": 1e6,
-                 "compliance_tolerance": 10.0}  # fmt: skip
+                 "compliance_tolerance": 10.0, "floating_weight": 1e6}  # fmt: skip
 MAX_STEPS = 10**9
 MAX_COMPONENTS = 64  # of the prior mixture  # schedules (warm-ups, ramps) in optimisation steps
 MAX_CODEBOOK = 4096  # codes of a vqvae
@@ -85,6 +85,11 @@ class VAEConfig:
         log(1 + tolerance)) (0: every design is pushed to be stiffer). With "prior_sample" it
         keeps near-optimal alternatives apart instead of pulling every sample to the stiffest
         layout (docs/architecture.md, "A latent that spans alternatives").
+    floating_weight: weight, within the physics term, of the floating-material term of each
+        judged design (`floating_terms`: its soft density on the elements that float in its
+        binarisation, outside every component touching a load and a support, over the solid's
+        size; 0: off). Needs ``compliance_weight`` > 0: it judges the same decodes on the same
+        schedule, so that the decoder makes designs that need no load-path repair.
     condition_dropout: partial conditions (a unet cvae; 0: off). Training leaves out each
         condition group (the volume fraction, the loads, the supports) of each sample with this
         probability, as zeros (the full-material fields go with the loads and the supports),
@@ -131,6 +136,7 @@ class VAEConfig:
     compliance_decode: str = "auto"
     compliance_samples: int = 0
     compliance_tolerance: float = 0.0
+    floating_weight: float = 0.0
     condition_dropout: float = 0.0
     prior_components: int = 0
     codebook_size: int = 0
@@ -256,6 +262,11 @@ class VAEConfig:
                 f"{self.kind!r} with a {self.prior!r} prior"
             )
         self._check_codebook()
+        if self.floating_weight > 0 and self.compliance_weight <= 0:
+            raise ConfigError(
+                f"floating_weight {self.floating_weight:g} is part of the physics term: it needs "
+                f"compliance_weight > 0"
+            )
         if self.kind == "ppca" and self.compliance_weight > 0:
             raise ConfigError("a ppca is fitted in closed form: it takes no physics term")
         if self.kind == "beta-vae" and self.beta <= 1 and self.capacity_max <= 0:

@@ -14,7 +14,9 @@ p(z|c) = N(mu_p, diag(exp(logvar_p))) (mu_p = 0, logvar_p = 0: the independent p
                      (scaled by the pixel count to weigh like the summed reconstruction)
     compliance     = log(C(P(x_hat)) / C(x)), batch mean: the FE compliance of the decoded design
                      shifted onto the volume fraction (`project_volume`) relative to the SIMP
-                     design's, through the batched differentiable FE (`physics_terms`; optional)
+                     design's, through the batched differentiable FE (`physics_terms`; optional),
+                     plus floating_weight * the floating material of the same designs
+                     (`floating_terms`; optional)
     total          = reconstruction + weighted_kl + volume + w_c(t) * compliance
                      (w_c: compliance_weight, off before compliance_start, then a linear ramp
                      over compliance_ramp steps)
@@ -234,17 +236,43 @@ def physics_terms(
     for k, p in enumerate(problems):
         check_problem(p, f"problems[{k}]")
 
+    rho = judged_density(logits, problems)
+    if reference is None:
+        reference = simp_compliance(x, problems, tol)
+    c = compliance(rho, problems, physical=False, tol=tol)
+    return torch.log(c / reference.to(c))
+
+
+def judged_density(logits: torch.Tensor, problems) -> torch.Tensor:
+    """(B, H, W) float64: the decoder's designs as the physics term judges them, logits
+    (B, 1, H, W) shifted onto each problem's volume fraction (`project_volume`), passive
+    regions imposed."""
     solid, void = _passive(problems, logits.device)
     free = ~(solid | void)
     n = solid[0].numel()
     vf = torch.tensor([p.volfrac for p in problems], dtype=torch.float64, device=logits.device)
     target = (vf * n - solid.sum((1, 2))) / free.sum((1, 2)).clamp_min(1)
     rho = torch.sigmoid(project_volume(logits[:, 0].double(), free, target))
-    rho = torch.where(solid, 1.0, torch.where(void, 0.0, rho))
-    if reference is None:
-        reference = simp_compliance(x, problems, tol)
-    c = compliance(rho, problems, physical=False, tol=tol)
-    return torch.log(c / reference.to(c))
+    return torch.where(solid, 1.0, torch.where(void, 0.0, rho))
+
+
+def floating_terms(logits: torch.Tensor, problems) -> torch.Tensor:
+    """(B,) per design: the sum of its soft densities (`judged_density`) over the elements that
+    float in its binarisation (`solvers.solid`: solid, but outside every component that touches
+    both a loaded and a supported node, the judge's floating material), over the binarised
+    solid's size. 0 for a design whose solid all carries load; its gradient lowers exactly the
+    densities the judge counts as floating (the volume projection hands their material to the
+    rest). Differentiable in the logits; the binarisation itself is a constant."""
+    from ..solvers import solid as binarise
+    from ..solvers._connectivity import load_carrying
+
+    rho = judged_density(logits, problems)
+    out = []
+    for r, p in zip(rho, problems, strict=True):
+        hard = binarise(r.detach().cpu().numpy(), p)
+        floating = torch.as_tensor(hard & ~load_carrying(hard, p), device=r.device)
+        out.append((r * floating).sum() / max(int(hard.sum()), 1))
+    return torch.stack(out)
 
 
 def physics_hinge(terms: torch.Tensor, tolerance: float) -> torch.Tensor:

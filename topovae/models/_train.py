@@ -40,6 +40,7 @@ from ._config import ConfigError, VAEConfig
 from ._losses import (
     active_units,
     compliance_weight,
+    floating_terms,
     loss_terms,
     physics_hinge,
     physics_terms,
@@ -61,7 +62,7 @@ PHYSICS_TOL = 1e-6
 LOSS_FIELDS = ("beta", "capacity_max", "capacity_steps", "capacity_gamma", "free_bits",
                "kl_warmup_steps", "volume_weight", "compliance_weight", "compliance_start",
                "compliance_ramp", "compliance_decode", "compliance_samples",
-               "compliance_tolerance")  # fmt: skip
+               "compliance_tolerance", "floating_weight")  # fmt: skip
 # fields a fine-tune may change besides the loss: the prior mixture is fitted after training
 AFTER_FIELDS = ("prior_components",)
 
@@ -437,6 +438,8 @@ class Trainer:
         self._logged = ("reconstruction", "kl", "weighted_kl", "volume", "total")
         if model_config.compliance_weight > 0:
             self._logged += ("compliance",)
+        if model_config.floating_weight > 0:
+            self._logged += ("floating",)
         self._logged += tuple(self.model.extra_terms)
         self.augmenter = torch.Generator().manual_seed(train_config.seed * 7919 + 17 + self.rank)
         self.step, self.epoch, self.best = 0, 0, math.inf
@@ -605,15 +608,20 @@ class Trainer:
         terms.update(out.stats or {})
         if self.mcfg.compliance_weight > 0:
             w = compliance_weight(self.mcfg, self.step) if n else 0.0
-            physics = torch.zeros((), device=x.device)
+            physics = floating = torch.zeros((), device=x.device)
             if w > 0:
-                logits = out.prior_logits if extra else out.logits[:n]
+                logits = (out.prior_logits if extra else out.logits[:n]).float()
                 problems, reference = judged
                 physics = physics_hinge(
-                    physics_terms(logits.float(), x[:n], problems, reference, tol=PHYSICS_TOL),
+                    physics_terms(logits, x[:n], problems, reference, tol=PHYSICS_TOL),
                     self.mcfg.compliance_tolerance,
                 ).mean().float()  # fmt: skip
+                if self.mcfg.floating_weight > 0:
+                    floating = floating_terms(logits, problems).mean().float()
+                    physics = physics + self.mcfg.floating_weight * floating
             terms["compliance"] = physics
+            if self.mcfg.floating_weight > 0:
+                terms["floating"] = floating
             terms["total"] = terms["total"] + w * physics
         return terms
 
