@@ -34,14 +34,16 @@ from topovae.workflows import evaluate
 
 
 def fine_tune(src: str, data: str, out: Path, sharpness: float, samples: int, epochs: int,
-              floating: float = 0.0):  # fmt: skip
+              floating: float = 0.0, decode: str = ""):  # fmt: skip
     """``epochs`` more epochs of ``src`` with the physics term from the first step, judging
     ``samples`` samples per batch (0: the model's own count) decoded with logits x
-    ``sharpness``, with `VAEConfig.floating_weight` ``floating``."""
+    ``sharpness``, with `VAEConfig.floating_weight` ``floating``, judging the model's own
+    ``compliance_decode`` or ``decode``."""
     model = load(src)
     cfg = dataclasses.replace(
         model.config, compliance_start=0, compliance_ramp=0, kl_warmup_steps=0,
         compliance_samples=samples or model.config.compliance_samples, floating_weight=floating,
+        compliance_decode=decode or model.config.compliance_decode,
     )  # fmt: skip
     tcfg = TrainConfig(epochs=epochs, batch_size=64, lr=3e-4, warmup_steps=0, seed=0,
                        device="cpu", plots=False)  # fmt: skip
@@ -67,6 +69,8 @@ def main() -> int:
     ap.add_argument("--samples", type=int, default=0, help="samples judged per batch (0: as is)")
     ap.add_argument("--floating-weights", default="0",
                     help="comma-separated weights of the floating penalty (0: off)")  # fmt: skip
+    ap.add_argument("--decode", default="", choices=("", "prior_mean", "prior_sample"),
+                    help="what the terms judge (default: as the model was trained)")  # fmt: skip
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--limit", type=int, default=80)
     ap.add_argument("--threads", type=int, default=2)
@@ -76,9 +80,11 @@ def main() -> int:
     rows = [("as trained", load(a.model))]
     for s in (float(v) for v in a.sharpness.split(",")):
         for f in (float(v) for v in a.floating_weights.split(",")):
-            run = Path(a.out) / f"sharpness{s:g}_samples{a.samples}_floating{f:g}"
+            run = Path(a.out) / f"sharpness{s:g}_samples{a.samples}_floating{f:g}{a.decode}"
             name = f"+{a.epochs} epochs, sharpness {s:g}" + (f", floating {f:g}" if f else "")
-            rows.append((name, fine_tune(a.model, a.data, run, s, a.samples, a.epochs, f)))
+            name += f", {a.decode}" if a.decode else ""
+            run_model = fine_tune(a.model, a.data, run, s, a.samples, a.epochs, f, a.decode)
+            rows.append((name, run_model))
     for name, model in rows:
         for connect in (False, True):
             rep = evaluate(model, a.data, "test", k=8, polish=10, seed=0, limit=a.limit,
