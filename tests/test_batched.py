@@ -788,13 +788,15 @@ def test_direct_and_multigrid_compliance_agree_on_a_mixed_batch():
     torch.testing.assert_close(c32.double(), out["direct"][0], rtol=1e-5, atol=0)
 
 
-def test_grid_fe_displacements_are_the_problem_models():
+@pytest.mark.parametrize("linear_solver", ["auto", "superlu"])
+def test_grid_fe_displacements_are_the_problem_models(linear_solver):
     """`GridFE` (every DOF's pattern, supports on the values) gives `FEModel`'s displacements,
-    zero on the fixed DOFs, for problems with other supports on the same grid."""
+    zero on the fixed DOFs, for problems with other supports on the same grid, with CHOLMOD
+    (the lower triangle) where it is installed and with SuperLU (the whole matrix)."""
     from topovae.solvers._fe import GridFE
 
     nelx, nely = 12, 6
-    fe = GridFE(nelx, nely)
+    fe = GridFE(nelx, nely, linear_solver)
     for name in ("mbb", "cantilever", "two-load", "michell"):
         p = preset(name, nelx, nely)
         young = simp_modulus(to_vector(smooth_density(nely, nelx, seed=3)), 3.0)
