@@ -13,7 +13,9 @@ floating material, polished CE:
 the fine-tunes. Measured (docs/architecture.md, the load-path connection): the demo model's
 decoder alone floats on 13.75 % of first designs; 10 more epochs of the term, 10.0 %; sharpened
 4x, 10.0 % with first CE 6.31 % against 3.21 %; with the floating term at weight 5 / 50, 8.75 /
-7.5 % (first CE 2.58 / 3.66 %), at 200, 11.25 % (5.82 %). About 2.5 minutes per fine-tune.
+7.5 % (first CE 2.58 / 3.66 %), at 200, 11.25 % (5.82 %); ``--repair-weight 20 / 100`` (the
+workflows' load-path repair taught to the decoder, `repair_terms`) 16.25 / 25.0 % (4.10 /
+6.63 %). About 2.5 minutes per fine-tune.
 """
 
 from __future__ import annotations
@@ -33,12 +35,47 @@ from topovae.models import TrainConfig, Trainer, load
 from topovae.workflows import evaluate
 
 
+def repair_terms(logits: torch.Tensor, problems) -> torch.Tensor:
+    """(B,) the workflows' load-path repair (`connect`) taught to the decoder: for each design
+    whose binarisation floats or leaves a load bare, the binary cross-entropy of its soft
+    density (as the physics term judges it) against the repaired design's binarisation, on the
+    elements where the two binarisations differ (the path the repair raised), over the solid's
+    size; 0 for a connected design."""
+    import numpy as np
+
+    from topovae.models._losses import judged_density
+    from topovae.solvers import solid as binarise
+    from topovae.workflows._connect import connect
+
+    rho = judged_density(logits, problems)
+    out = []
+    for b, p in enumerate(problems):
+
+        def density(lg: np.ndarray, p=p) -> np.ndarray:
+            with torch.no_grad():
+                return judged_density(torch.from_numpy(lg)[None, None], [p])[0].numpy()
+
+        r = rho[b]
+        hard = binarise(r.detach().numpy(), p)
+        repaired = binarise(connect(logits[b, 0].detach().double().numpy(), p, density), p)
+        differ = torch.as_tensor(hard != repaired)
+        if not differ.any():
+            out.append(r.sum() * 0.0)
+            continue
+        target = torch.as_tensor(repaired, dtype=r.dtype)
+        bce = torch.nn.functional.binary_cross_entropy(r.clamp(1e-6, 1 - 1e-6), target,
+                                                       reduction="none")  # fmt: skip
+        out.append((bce * differ).sum() / max(int(hard.sum()), 1))
+    return torch.stack(out)
+
+
 def fine_tune(src: str, data: str, out: Path, sharpness: float, samples: int, epochs: int,
-              floating: float = 0.0, decode: str = ""):  # fmt: skip
+              floating: float = 0.0, decode: str = "", repair: float = 0.0):  # fmt: skip
     """``epochs`` more epochs of ``src`` with the physics term from the first step, judging
     ``samples`` samples per batch (0: the model's own count) decoded with logits x
     ``sharpness``, with `VAEConfig.floating_weight` ``floating``, judging the model's own
-    ``compliance_decode`` or ``decode``."""
+    ``compliance_decode`` or ``decode``, plus ``repair`` times `repair_terms` of the same
+    decodes."""
     model = load(src)
     cfg = dataclasses.replace(
         model.config, compliance_start=0, compliance_ramp=0, kl_warmup_steps=0,
@@ -51,7 +88,13 @@ def fine_tune(src: str, data: str, out: Path, sharpness: float, samples: int, ep
     val = TopologyDataset(data, "val", in_memory=True, fields=True)
     plain = training.physics_terms
 
-    training.physics_terms = lambda logits, *a, **k: plain(sharpness * logits, *a, **k)
+    def judged(logits, x, problems, *a, **k):
+        terms = plain(sharpness * logits, x, problems, *a, **k)
+        if repair > 0:
+            terms = terms + repair * repair_terms(logits, problems).to(terms)
+        return terms
+
+    training.physics_terms = judged
     try:
         trainer = Trainer(cfg, tcfg, train, val, out)
         trainer.initialise_from(src)
@@ -71,6 +114,12 @@ def main() -> int:
                     help="comma-separated weights of the floating penalty (0: off)")  # fmt: skip
     ap.add_argument("--decode", default="", choices=("", "prior_mean", "prior_sample"),
                     help="what the terms judge (default: as the model was trained)")  # fmt: skip
+    ap.add_argument(
+        "--repair-weight",
+        type=float,
+        default=0.0,
+        help="weight of the repair taught to the decoder (`repair_terms`; 0: off)",
+    )
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--limit", type=int, default=80)
     ap.add_argument("--threads", type=int, default=2)
@@ -80,10 +129,16 @@ def main() -> int:
     rows = [("as trained", load(a.model))]
     for s in (float(v) for v in a.sharpness.split(",")):
         for f in (float(v) for v in a.floating_weights.split(",")):
-            run = Path(a.out) / f"sharpness{s:g}_samples{a.samples}_floating{f:g}{a.decode}"
+            run = Path(a.out) / (
+                f"sharpness{s:g}_samples{a.samples}_floating{f:g}{a.decode}"
+                f"_repair{a.repair_weight:g}"
+            )
             name = f"+{a.epochs} epochs, sharpness {s:g}" + (f", floating {f:g}" if f else "")
             name += f", {a.decode}" if a.decode else ""
-            run_model = fine_tune(a.model, a.data, run, s, a.samples, a.epochs, f, a.decode)
+            name += f", repair {a.repair_weight:g}" if a.repair_weight else ""
+            run_model = fine_tune(
+                a.model, a.data, run, s, a.samples, a.epochs, f, a.decode, a.repair_weight
+            )
             rows.append((name, run_model))
     for name, model in rows:
         for connect in (False, True):
