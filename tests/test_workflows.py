@@ -597,6 +597,63 @@ def test_evaluate_temperature_scales_the_prior_samples(cvae, data):
     assert warm["diversity"]["pairwise_mean"] > 0.0
 
 
+def test_guidance_moves_a_floating_design_until_it_is_connected():
+    """`guide_away_from_floating` on a decoder made by hand (cantilever, load at the right): u =
+    (a, b) -> a bar from the support to the load, an island apart whose logits fall as a grows
+    (the background rises towards the bar, so the material the island frees joins the bar).
+    From u = 0 the island floats; guidance moves a up until nothing floats; a connected design
+    (no island) does not move, nor does anything with 0 steps."""
+    from topovae.models import floating_terms
+    from topovae.solvers import preset
+    from topovae.workflows._latent import guide_away_from_floating
+
+    nelx, nely = 12, 6
+    p = preset("cantilever", nelx, nely)
+    load_row = int(np.argmax(np.abs(p.loads[0, 1]).max(axis=1)))
+    row = min(load_row, nely - 1)
+    top = 0 if row > 2 else nely - 1
+    rows = torch.arange(nely, dtype=torch.float64)[:, None].expand(nely, nelx)
+    background = -4.0 - 0.5 * (rows - row).abs()
+    bar = torch.zeros(nely, nelx, dtype=torch.float64)
+    bar[row] = 1.0
+    island = torch.zeros(nely, nelx, dtype=torch.float64)
+    island[top, 4:6] = 1.0
+    p = p.replace(volfrac=float((nelx + 2) / (nelx * nely)))
+
+    def decoder(with_island: bool):
+        def logits_of(u):
+            lg = torch.where(bar > 0, 4.0, background) + 0 * u[:, 1:].sum()
+            if with_island:
+                lg = torch.where(island > 0, 4.0 - 10.0 * u[0, 0], lg)
+            return lg[None].float()
+
+        return logits_of
+
+    zero = torch.zeros(1, 2)
+    floats = decoder(True)
+    assert float(floating_terms(floats(zero)[:, None], [p])) > 0
+    u = guide_away_from_floating(floats, p, zero, steps=100)
+    assert float(u[0, 0]) > 0
+    assert float(floating_terms(floats(u)[:, None], [p])) == 0.0
+    assert torch.equal(guide_away_from_floating(floats, p, zero, steps=0), zero)
+    assert torch.equal(guide_away_from_floating(decoder(False), p, zero, steps=100), zero)
+
+
+def test_evaluate_with_guidance_judges_the_guided_first_design(cvae, data):
+    """--guide moves only first designs that float: a connected one is judged as without it
+    (that guidance connects a floating one is the test above)."""
+    plain = evaluate(cvae, data, "test", k=2, polish=0, limit=3, device="cpu", connect=False)
+    guided = evaluate(cvae, data, "test", k=2, polish=0, limit=3, device="cpu", connect=False,
+                      guide=20)  # fmt: skip
+    assert guided["problems"] == plain["problems"] == 3
+    for a, b in zip(plain["per_problem"], guided["per_problem"], strict=True):
+        first = [key for key in a if key.startswith("first_")]
+        if a["first_floating"] == 0:  # a connected first design does not move
+            assert all(a[key] == b[key] for key in first)
+    with pytest.raises(WorkflowError, match="--guide needs a trained model"):
+        evaluate("nearest", data, "test", guide=5)
+
+
 def test_evaluate_an_unconditional_model(vae, data):
     r = evaluate(vae, data, "val", k=2, polish=0, limit=1, device="cpu")
     assert r["model"]["kind"] == "vae" and r["problems"] == 1
@@ -605,6 +662,7 @@ def test_evaluate_an_unconditional_model(vae, data):
 @pytest.mark.parametrize("kw, fragment", [
     ({"k": 0}, "-k"), ({"polish": -1}, "--polish"), ({"limit": 0}, "--limit"),
     ({"split": "nope"}, "nope"), ({"temperature": 0}, "--temperature"),
+    ({"guide": -1}, "--guide"),
 ])  # fmt: skip
 def test_evaluate_refuses_bad_options(cvae, data, kw, fragment):
     with pytest.raises(WorkflowError, match=fragment):

@@ -243,11 +243,14 @@ def alternatives(checkpoint, problem, volfrac, problem_file, data, index, k, sam
               help="Also relate each latent dimension to the problems' known factors (volume "
               "fraction, load place and direction, supports, passive regions): mutual "
               "information and MIG, factors.png.")  # fmt: skip
+@click.option("--guide", type=int, default=0, show_default=True,
+              help="Guide the first design away from floating material at sampling time: at "
+              "most this many steps on its latent vector (0: off; 100 is usual).")  # fmt: skip
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda.")
 @click.option("--out", required=True, help="Report folder.")
 @click.option("--quiet", "-q", is_flag=True)
 def evaluate(checkpoint, data, split, k, polish, limit, seed, project, connect, mean_first, drop,
-             temperature, nll, factors, device, out, quiet) -> None:  # fmt: skip
+             temperature, nll, factors, guide, device, out, quiet) -> None:  # fmt: skip
     """Judge a model's designs against the SIMP designs of a dataset split.
 
     CHECKPOINT "nearest" judges the yardstick instead: the k training designs whose conditions
@@ -268,7 +271,7 @@ def evaluate(checkpoint, data, split, k, polish, limit, seed, project, connect, 
                                 device=device, progress=not quiet, project=project,
                                 connect=connect, mean_first=mean_first,
                                 drop=drop or (), temperature=temperature, nll=nll,
-                                factors=factors)  # fmt: skip
+                                factors=factors, guide=guide)  # fmt: skip
     except workflow_errors() as e:
         raise InputError(str(e)) from None
     paths = write_report(report, folder)

@@ -155,6 +155,7 @@ def evaluate(
     temperature: float = 1.0,
     nll: int = 0,
     factors: bool = False,
+    guide: int = 0,
 ) -> dict[str, Any]:
     """See the module docstring. ``mean_first``: the first of the k latent vectors is the prior
     mean (the model's most likely design for the problem), the others prior samples.
@@ -173,6 +174,9 @@ def evaluate(
     the posterior means of the judged designs relate to the problems' known factors (normalised
     mutual information per factor and dimension, and the MIG: `workflows._factors`), under
     "factors", drawn as factors.png by `write_report`.
+    ``guide`` = N > 0: the first design (the prior mean's, with ``mean_first``) is guided
+    away from floating material at sampling time, at most N steps on its latent vector
+    (`guide_away_from_floating`); a design that does not float is left as it is.
     ``model`` = "nearest": the yardstick instead of a model (`NearestDesign` fitted on the
     train split): the k training designs with the nearest conditions (volume fraction and
     full-material fields), placed on the problem
@@ -183,7 +187,7 @@ def evaluate(
     nearest = isinstance(model, str) and model == NEAREST
     if nearest:
         flags = (("--nll", nll), ("--factors", factors), ("--drop", drop),
-                 ("--temperature", temperature != 1.0))  # fmt: skip
+                 ("--temperature", temperature != 1.0), ("--guide", guide))  # fmt: skip
         for flag, value in flags:
             if value:
                 raise WorkflowError(f"{flag} needs a trained model; 'nearest' is a yardstick")
@@ -192,6 +196,7 @@ def evaluate(
     check_path(data, "data")
     check_count(k, "-k")
     check_count(polish, "--polish (SIMP iterations)", low=0, high=MAX_ITERATIONS)
+    check_count(guide, "--guide (steps)", low=0, high=10_000)
     seed = check_seed(seed)
     if limit is not None:
         check_count(limit, "--limit", high=None)
@@ -268,6 +273,8 @@ def evaluate(
                 u = model.prior_draws(z, None if c is None else c[None].to(dec.device), g)
                 if mean_first:
                     u[0] = 0.0
+                if guide and mean_first:
+                    u[:1] = dec.guided(u[:1], guide, c=c)
                 cand = dec.numpy(u, project=project, c=c)
             s = score(cand, problem, simp, oracle=oracle)
             b = int(np.argmin(s["compliance_binary"]))
