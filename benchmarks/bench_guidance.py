@@ -40,36 +40,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from topovae.datasets import TopologyDataset  # noqa: E402
-from topovae.models import floating_terms, load  # noqa: E402
+from topovae.models import load  # noqa: E402
 from topovae.workflows._judge import score  # noqa: E402
-from topovae.workflows._latent import LatentDecoder  # noqa: E402
-
-
-def guided(dec: LatentDecoder, problem, steps: int, lr: float, lam: float,
-           stiffness: float = 0.0) -> torch.Tensor:  # fmt: skip
-    """The first design's latent vector (1, D) after at most ``steps`` guidance steps; with
-    ``stiffness`` the objective also holds stiffness x log(C / C_0) of the projected design
-    (C_0: the unguided design's compliance)."""
-    from topovae.models._losses import judged_density
-    from topovae.solvers.batched import compliance
-
-    u = torch.zeros(1, dec.latent_dim, requires_grad=True)
-    opt = torch.optim.Adam([u], lr=lr)
-    c0 = None
-    for _ in range(steps):
-        logits = dec.logits(u)[:, None]
-        term = floating_terms(logits, [problem]).sum()
-        if float(term.detach()) == 0.0:
-            break
-        loss = term + 0.5 * lam * u.pow(2).sum()
-        if stiffness > 0:
-            c = compliance(judged_density(logits, [problem]), [problem], physical=False).sum()
-            c0 = float(c.detach()) if c0 is None else c0
-            loss = loss + stiffness * torch.log(c / c0)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return u.detach()
+from topovae.workflows._latent import LatentDecoder, guide_away_from_floating  # noqa: E402
 
 
 def main() -> int:
@@ -104,7 +77,10 @@ def main() -> int:
         for k in range(n):
             p = test.problem(k)
             dec = LatentDecoder(model, p, connect=False)
-            u = guided(dec, p, budget, lr, a.lam, a.stiffness)
+            u = guide_away_from_floating(
+                dec.logits, p, torch.zeros(1, dec.latent_dim), budget, lr=lr, pull=a.lam,
+                stiffness=a.stiffness,
+            )  # fmt: skip
             with torch.no_grad():
                 design = dec.designs(u, project=True)[0].numpy()
             reference = test[k]["density"][0].double().numpy()

@@ -274,7 +274,7 @@ def evaluate(
                 if mean_first:
                     u[0] = 0.0
                 if guide and mean_first:
-                    u[:1] = dec.guided(u[:1], guide, c=c)
+                    u[:1] = dec.guided(u[:1], guide, c=c).to(u.device)
                 cand = dec.numpy(u, project=project, c=c)
             s = score(cand, problem, simp, oracle=oracle)
             b = int(np.argmin(s["compliance_binary"]))
