@@ -9,7 +9,8 @@ fraction 0.2, two load cases), each also at volume fraction 0.3 (a model conditi
 load case skips the two-load ones), and six problems of the "mixed"
 distribution (1-3 loads anywhere, point or distributed, holes, volume fraction 0.25-0.6). For
 each: the model's first design (the prior mean, decoded as the workflows return it: projected
-onto the volume fraction, load paths connected) and the decoder's design alone, judged by
+onto the volume fraction, guided away from floating material as `evaluate` guides it (``--guide
+0``: not), load paths connected) and the decoder's design alone, judged by
 `score` against SIMP's design from its uniform start. Prints a row per kind and the medians, the
 worst CE and the share of designs with floating material.
 """
@@ -28,7 +29,7 @@ from topovae.models import load
 from topovae.solvers import PRESETS, ProblemError, preset, solve
 from topovae.workflows import WorkflowError
 from topovae.workflows._judge import score
-from topovae.workflows._latent import LatentDecoder
+from topovae.workflows._latent import GUIDE_STEPS, LatentDecoder
 
 
 def kinds(size: int, settings) -> list:
@@ -49,6 +50,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("checkpoint")
     ap.add_argument("--data", default=None, help="the model's training data (its SIMP settings)")
+    ap.add_argument("--guide", type=int, default=GUIDE_STEPS,
+                    help="floating-material guidance steps on the first design, as evaluate "
+                    "guides it (0: off)")  # fmt: skip
     a = ap.parse_args()
     torch.manual_seed(0)
     model = load(a.checkpoint)
@@ -64,6 +68,7 @@ def main() -> None:
         try:
             simp = solve(problem)
             u = torch.zeros(1, model.config.latent_dim)
+            u = LatentDecoder(model, problem).guided(u, a.guide)
             firsts = [LatentDecoder(model, problem, connect=c).numpy(u, project=True)[0]
                       for c in (True, False)]  # fmt: skip
         except (ProblemError, WorkflowError) as e:

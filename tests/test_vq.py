@@ -199,6 +199,10 @@ def test_a_trained_vqvae_loads_and_works_in_every_workflow(vq_run, run, tmp_path
     assert_one_line_error(
         run("evaluate", ckpt, data, "--nll", 4, "--out", "n"), "--nll", "discrete"
     )
+    assert report["guide"] == 0  # the default: discrete codes have no gradient to guide
+    assert_one_line_error(
+        run("evaluate", ckpt, data, "--guide", 5, "--out", "n"), "--guide", "discrete"
+    )
 
 
 def test_the_cli_trains_a_vqvae_and_refuses_bad_codebooks(run, data, tmp_path):

@@ -30,6 +30,7 @@ from topovae.workflows import (
     evaluate,
     greyness,
     interpolate,
+    markdown_report,
     prior_samples,
     save_scored_grid,
     score,
@@ -38,6 +39,7 @@ from topovae.workflows import (
     traverse,
     write_report,
 )
+from topovae.workflows._latent import GUIDE_STEPS
 
 H = W = 12  # grid of the session dataset and models
 LATENT = 4
@@ -589,9 +591,12 @@ def test_search_an_unconditional_model(vae, cantilever):
 
 
 def test_evaluate_temperature_scales_the_prior_samples(cvae, data):
-    """Near temperature 0 every sample is the prior mean: the k designs are one design."""
-    cold = evaluate(cvae, data, "test", k=4, polish=0, limit=2, device="cpu", temperature=1e-6)
-    warm = evaluate(cvae, data, "test", k=4, polish=0, limit=2, device="cpu", temperature=3.0)
+    """Near temperature 0 every sample is the prior mean: the k designs are one design (the
+    first unguided: guidance would move it away from the others)."""
+    cold = evaluate(cvae, data, "test", k=4, polish=0, limit=2, device="cpu", temperature=1e-6,
+                    guide=0)  # fmt: skip
+    warm = evaluate(cvae, data, "test", k=4, polish=0, limit=2, device="cpu", temperature=3.0,
+                    guide=0)  # fmt: skip
     assert cold["temperature"] == 1e-6 and warm["temperature"] == 3.0
     assert cold["diversity"]["pairwise_mean"] == 0.0
     assert warm["diversity"]["pairwise_mean"] > 0.0
@@ -640,18 +645,26 @@ def test_guidance_moves_a_floating_design_until_it_is_connected():
 
 
 def test_evaluate_with_guidance_judges_the_guided_first_design(cvae, data):
-    """--guide moves only first designs that float: a connected one is judged as without it
-    (that guidance connects a floating one is the test above)."""
-    plain = evaluate(cvae, data, "test", k=2, polish=0, limit=3, device="cpu", connect=False)
-    guided = evaluate(cvae, data, "test", k=2, polish=0, limit=3, device="cpu", connect=False,
-                      guide=20)  # fmt: skip
+    """Guidance (on by default, GUIDE_STEPS) moves only first designs that float: a connected
+    one is judged as without it (that guidance connects a floating one is the test above)."""
+    plain = evaluate(cvae, data, "test", k=2, polish=0, limit=3, device="cpu", connect=False,
+                     guide=0)  # fmt: skip
+    guided = evaluate(cvae, data, "test", k=2, polish=0, limit=3, device="cpu", connect=False)
+    assert (plain["guide"], guided["guide"]) == (0, GUIDE_STEPS)
     assert guided["problems"] == plain["problems"] == 3
+    floating = 0
     for a, b in zip(plain["per_problem"], guided["per_problem"], strict=True):
         first = [key for key in a if key.startswith("first_")]
+        floating += a["first_floating"] > 0
         if a["first_floating"] == 0:  # a connected first design does not move
             assert all(a[key] == b[key] for key in first)
+    assert guided["guided"] == floating and plain["guided"] == 0
+    assert "guided away" in markdown_report(guided)
+    assert "guided away" not in markdown_report(plain)
+    assert evaluate(cvae, data, "test", k=2, polish=0, limit=1, mean_first=False)["guide"] == 0
     with pytest.raises(WorkflowError, match="--guide needs a trained model"):
         evaluate("nearest", data, "test", guide=5)
+    assert evaluate("nearest", data, "test", k=2, polish=0, limit=1)["guide"] == 0
 
 
 def test_evaluate_an_unconditional_model(vae, data):

@@ -243,9 +243,10 @@ def alternatives(checkpoint, problem, volfrac, problem_file, data, index, k, sam
               help="Also relate each latent dimension to the problems' known factors (volume "
               "fraction, load place and direction, supports, passive regions): mutual "
               "information and MIG, factors.png.")  # fmt: skip
-@click.option("--guide", type=int, default=0, show_default=True,
+@click.option("--guide", type=int, default=None,
               help="Guide the first design away from floating material at sampling time: at "
-              "most this many steps on its latent vector (0: off; 100 is usual).")  # fmt: skip
+              "most this many steps on its latent vector (0: off).  [default: 100 for a "
+              "continuous latent, 0 for discrete codes or --random-first]")  # fmt: skip
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda.")
 @click.option("--out", required=True, help="Report folder.")
 @click.option("--quiet", "-q", is_flag=True)

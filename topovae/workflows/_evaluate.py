@@ -45,6 +45,7 @@ from ..solvers._problem import MAX_ITERATIONS
 from ._diversity import diversity
 from ._judge import SCORE_KEYS, ComplianceOracle, ce_text, score
 from ._latent import (
+    GUIDE_STEPS,
     LatentDecoder,
     Placement,
     WorkflowError,
@@ -155,7 +156,7 @@ def evaluate(
     temperature: float = 1.0,
     nll: int = 0,
     factors: bool = False,
-    guide: int = 0,
+    guide: int | None = None,
 ) -> dict[str, Any]:
     """See the module docstring. ``mean_first``: the first of the k latent vectors is the prior
     mean (the model's most likely design for the problem), the others prior samples.
@@ -176,7 +177,9 @@ def evaluate(
     "factors", drawn as factors.png by `write_report`.
     ``guide`` = N > 0: the first design (the prior mean's, with ``mean_first``) is guided
     away from floating material at sampling time, at most N steps on its latent vector
-    (`guide_away_from_floating`); a design that does not float is left as it is.
+    (`guide_away_from_floating`); a design that does not float is left as it is. None (the
+    default): GUIDE_STEPS for a model with a continuous latent and ``mean_first``, else 0; 0
+    judges the decoder's first design unguided.
     ``model`` = "nearest": the yardstick instead of a model (`NearestDesign` fitted on the
     train split): the k training designs with the nearest conditions (volume fraction and
     full-material fields), placed on the problem
@@ -185,18 +188,27 @@ def evaluate(
     Returns the report (JSON-ready) with per-problem rows under
     ``"problems"`` and arrays for figures under ``"_designs"`` (dropped when written)."""
     nearest = isinstance(model, str) and model == NEAREST
+    if guide is not None:
+        check_count(guide, "--guide (steps)", low=0, high=10_000)
     if nearest:
         flags = (("--nll", nll), ("--factors", factors), ("--drop", drop),
                  ("--temperature", temperature != 1.0), ("--guide", guide))  # fmt: skip
         for flag, value in flags:
             if value:
                 raise WorkflowError(f"{flag} needs a trained model; 'nearest' is a yardstick")
+        guide = 0
     else:
         check_model(model)
+        if guide is None:
+            guide = GUIDE_STEPS if model.continuous_latent and mean_first else 0
+        elif guide and not model.continuous_latent:
+            raise WorkflowError(
+                f"--guide follows the gradient of a continuous latent; a {model.config.kind} has "
+                "discrete codes (--guide 0)"
+            )
     check_path(data, "data")
     check_count(k, "-k")
     check_count(polish, "--polish (SIMP iterations)", low=0, high=MAX_ITERATIONS)
-    check_count(guide, "--guide (steps)", low=0, high=10_000)
     seed = check_seed(seed)
     if limit is not None:
         check_count(limit, "--limit", high=None)
@@ -237,6 +249,7 @@ def evaluate(
     per_problem, designs, skipped = [], {v: [] for v in (*VARIANTS, "simp")}, []
     problems, spread = [], {}
     judged_x, judged_c = [], []  # the designs and conditions whose likelihood --nll estimates
+    guided = 0  # first designs that guidance moved
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -275,6 +288,7 @@ def evaluate(
                     u[0] = 0.0
                 if guide and mean_first:
                     u[:1] = dec.guided(u[:1], guide, c=c).to(u.device)
+                    guided += int(not torch.equal(u[0], torch.zeros_like(u[0])))
                 cand = dec.numpy(u, project=project, c=c)
             s = score(cand, problem, simp, oracle=oracle)
             b = int(np.argmin(s["compliance_binary"]))
@@ -341,6 +355,8 @@ def evaluate(
         "polish_iterations": polish,
         "seed": seed,
         "mean_first": mean_first,
+        "guide": guide,
+        "guided": guided,
         "project": project,
         "connect": connect,
         "drop": list(drop),
@@ -484,6 +500,12 @@ def markdown_report(report: dict[str, Any], figures: list[str] = ()) -> str:
         + ("shifted onto the volume fraction" if report["project"] else "as decoded")
         + (", load paths connected" if report["project"] and report.get("connect", False) else "")
         + ("; the first is the prior mean's" if report["mean_first"] else "")
+        + (
+            f", guided away from floating material (at most {report['guide']} steps; "
+            f"{report['guided']} moved)"
+            if report.get("guide") and report["mean_first"]
+            else ""
+        )
         + (f"; prior samples from a mixture of {mix}" if mix else "")
         + (f"; {len(report['skipped'])} ill-posed problems skipped" if report["skipped"] else "")
         + f"; {report['seconds']:.0f} s.",
