@@ -7,10 +7,10 @@ Each plan EPOCHS:PHYSICS trains EPOCHS epochs, the last PHYSICS with the physics
 samples, exactly as `topovae demo` trains (torch on every core, the trainer's thread tuner,
 training seed ``--seeds``), then runs `evaluate` as the demo does (80 held-out problems, k = 8,
 10 polish iterations, the first design guided) and once more with ``connect=False`` (the decoder
-alone). Prints per run: training seconds, first-design CE median raw and binarised, pass rate,
-polished CE against SIMP's same 10 iterations, and the decoder's floating first designs. The
-report's targets: first CE <= 5 % raw and binarised, pass >= 95 %, polished below SIMP-10.
-About 4 minutes per run of 55 epochs on 2 cores; run it alone.
+alone, its first design guided as well). Prints per run: training seconds, first-design CE
+median raw and binarised, pass rate, polished CE against SIMP's same 10 iterations, and the
+decoder's floating first designs. The report's targets: first CE <= 5 % raw and binarised,
+pass >= 95 %, polished below SIMP-10. About 6 minutes per run of 70 epochs on 2 cores; run it alone.
 """
 
 from __future__ import annotations

@@ -180,8 +180,18 @@ def main() -> int:
             rows.append((name, run_model))
     for name, model in rows:
         for connect in (False, True):
-            rep = evaluate(model, a.data, "test", k=8, polish=10, seed=0, limit=a.limit,
-                           device="cpu", connect=connect)  # fmt: skip
+            rep = evaluate(
+                model,
+                a.data,
+                "test",
+                k=8,
+                polish=10,
+                seed=0,
+                limit=a.limit,
+                device="cpu",
+                connect=connect,
+                guide=0,
+            )  # training's effect alone
             f, p = rep["metrics"]["first"], rep["metrics"]["polished"]
             how = "repaired" if connect else "decoder alone"
             print(f"{name:>30} ({how}): first CE {100 * f['ce_median']:.2f} / "

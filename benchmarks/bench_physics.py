@@ -40,7 +40,7 @@ VARIANTS = ("none", "posterior", "prior_mean")
 
 def first_designs(model, data: str, limit: int) -> dict[str, float]:
     """The judge's figures for the prior-mean designs of the first ``limit`` test problems."""
-    m = evaluate(model, data, "test", k=1, polish=0, limit=limit)["metrics"]["first"]
+    m = evaluate(model, data, "test", k=1, polish=0, limit=limit, guide=0)["metrics"]["first"]
     keys = ("ce_median", "ce_binary_median", "ce_mean", "ce_under_5pct", "pass_rate",
             "floating_rate", "greyness_mean")  # fmt: skip
     return {k: float("nan") if m[k] is None else m[k] for k in keys}

@@ -168,7 +168,7 @@ def unseen_metrics(model, path: str, n_seen: int, a, connect: bool = True) -> di
     from topovae.workflows._judge import SCORE_KEYS
 
     rep = evaluate(model, path, "test", k=a.k, polish=a.polish, seed=0, device="cpu",
-                   connect=connect)  # fmt: skip
+                   connect=connect, guide=a.guide)  # fmt: skip
     rows = [r for r in rep["per_problem"] if r["index"] >= n_seen]
     return {
         v: _summary({key: np.array([r[f"{v}_{key}"] for r in rows]) for key in SCORE_KEYS})
@@ -244,6 +244,9 @@ def main() -> int:
     ap.add_argument("--depth", type=int, default=3)
     ap.add_argument("-k", type=int, default=8)
     ap.add_argument("--polish", type=int, default=10)
+    ap.add_argument("--guide", type=int, default=None,
+                    help="guidance steps on the first design (default: evaluate's, 100 for a "
+                    "continuous latent; 0: unguided, as figures before 2026-12-07)")  # fmt: skip
     ap.add_argument("--limit", type=int, default=None, help="held-out problems (default all)")
     ap.add_argument("--search", type=int, default=0, help="problems for the FE-solves study")
     ap.add_argument("--nll", type=int, default=0,
@@ -362,7 +365,7 @@ def main() -> int:
         model.eval()
         rep, alone = (
             evaluate(model, a.eval_data or data, "test", k=a.k, polish=a.polish, seed=0,
-                     limit=a.limit, device="cpu", connect=connect,
+                     limit=a.limit, device="cpu", connect=connect, guide=a.guide,
                      nll=a.nll if connect and model.continuous_latent else 0)
             for connect in (True, False)
         )  # fmt: skip

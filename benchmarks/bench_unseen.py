@@ -50,12 +50,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("checkpoint")
     ap.add_argument("--data", default=None, help="the model's training data (its SIMP settings)")
-    ap.add_argument("--guide", type=int, default=GUIDE_STEPS,
-                    help="floating-material guidance steps on the first design, as evaluate "
-                    "guides it (0: off)")  # fmt: skip
+    ap.add_argument("--guide", type=int, default=None,
+                    help=f"guidance steps on the first design (default: as evaluate guides "
+                    f"it, {GUIDE_STEPS} for a continuous latent; 0: off)")  # fmt: skip
     a = ap.parse_args()
     torch.manual_seed(0)
     model = load(a.checkpoint)
+    if a.guide is None:
+        a.guide = GUIDE_STEPS if model.continuous_latent else 0
     size = model.config.height
     settings = preset("mbb", size, size).settings
     if a.data:

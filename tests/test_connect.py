@@ -121,8 +121,8 @@ def test_a_bare_load_is_reached(cvae):
 
 
 def test_evaluate_connects_unless_told_not_to(cvae, data):
-    on = evaluate(cvae, data, "test", k=3, polish=0, limit=6)
-    off = evaluate(cvae, data, "test", k=3, polish=0, limit=6, connect=False)
+    on = evaluate(cvae, data, "test", k=3, polish=0, limit=6, guide=0)  # the decoder's designs
+    off = evaluate(cvae, data, "test", k=3, polish=0, limit=6, connect=False, guide=0)
     assert on["connect"] and not off["connect"]
     for v in ("first", "best"):
         assert on["metrics"][v]["floating_rate"] == 0

@@ -647,17 +647,18 @@ def test_guidance_moves_a_floating_design_until_it_is_connected():
 def test_evaluate_with_guidance_judges_the_guided_first_design(cvae, data):
     """Guidance (on by default, GUIDE_STEPS) moves only first designs that float: a connected
     one is judged as without it (that guidance connects a floating one is the test above)."""
-    plain = evaluate(cvae, data, "test", k=2, polish=0, limit=3, device="cpu", connect=False,
+    plain = evaluate(cvae, data, "test", k=2, polish=0, limit=6, device="cpu", connect=False,
                      guide=0)  # fmt: skip
-    guided = evaluate(cvae, data, "test", k=2, polish=0, limit=3, device="cpu", connect=False)
+    guided = evaluate(cvae, data, "test", k=2, polish=0, limit=6, device="cpu", connect=False)
     assert (plain["guide"], guided["guide"]) == (0, GUIDE_STEPS)
-    assert guided["problems"] == plain["problems"] == 3
+    assert guided["problems"] == plain["problems"] == 4  # the whole test split
     floating = 0
     for a, b in zip(plain["per_problem"], guided["per_problem"], strict=True):
         first = [key for key in a if key.startswith("first_")]
         floating += a["first_floating"] > 0
         if a["first_floating"] == 0:  # a connected first design does not move
             assert all(a[key] == b[key] for key in first)
+    assert floating > 0  # the tiny model's first designs do float: guidance has work to do
     assert guided["guided"] == floating and plain["guided"] == 0
     assert "guided away" in markdown_report(guided)
     assert "guided away" not in markdown_report(plain)
@@ -675,7 +676,7 @@ def test_evaluate_an_unconditional_model(vae, data):
 @pytest.mark.parametrize("kw, fragment", [
     ({"k": 0}, "-k"), ({"polish": -1}, "--polish"), ({"limit": 0}, "--limit"),
     ({"split": "nope"}, "nope"), ({"temperature": 0}, "--temperature"),
-    ({"guide": -1}, "--guide"),
+    ({"guide": -1}, "--guide"), ({"guide": 5, "mean_first": False}, "--random-first"),
 ])  # fmt: skip
 def test_evaluate_refuses_bad_options(cvae, data, kw, fragment):
     with pytest.raises(WorkflowError, match=fragment):

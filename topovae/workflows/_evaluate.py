@@ -189,7 +189,12 @@ def evaluate(
     ``"problems"`` and arrays for figures under ``"_designs"`` (dropped when written)."""
     nearest = isinstance(model, str) and model == NEAREST
     if guide is not None:
-        check_count(guide, "--guide (steps)", low=0, high=10_000)
+        guide = check_count(guide, "--guide (steps)", low=0, high=10_000)
+        if guide and not mean_first:
+            raise WorkflowError(
+                "--guide guides the first design, the prior mean's; with --random-first there "
+                "is none (--guide 0)"
+            )
     if nearest:
         flags = (("--nll", nll), ("--factors", factors), ("--drop", drop),
                  ("--temperature", temperature != 1.0), ("--guide", guide))  # fmt: skip
@@ -207,8 +212,8 @@ def evaluate(
                 "discrete codes (--guide 0)"
             )
     check_path(data, "data")
-    check_count(k, "-k")
-    check_count(polish, "--polish (SIMP iterations)", low=0, high=MAX_ITERATIONS)
+    k = check_count(k, "-k")
+    polish = check_count(polish, "--polish (SIMP iterations)", low=0, high=MAX_ITERATIONS)
     seed = check_seed(seed)
     if limit is not None:
         check_count(limit, "--limit", high=None)
@@ -287,8 +292,9 @@ def evaluate(
                 if mean_first:
                     u[0] = 0.0
                 if guide and mean_first:
+                    before = u[:1].clone()
                     u[:1] = dec.guided(u[:1], guide, c=c).to(u.device)
-                    guided += int(not torch.equal(u[0], torch.zeros_like(u[0])))
+                    guided += int(not torch.equal(u[:1], before))
                 cand = dec.numpy(u, project=project, c=c)
             s = score(cand, problem, simp, oracle=oracle)
             b = int(np.argmin(s["compliance_binary"]))
