@@ -2,8 +2,10 @@
 # local CPU wheel), then the project with its extras; the test tools (the dev extra) only for
 # `make test` and `make lint` (the demo does not need them: ~10 s of a fresh `make demo`).
 # pip's --no-compile: byte-compiling every module of torch and the rest at install took 40 of
-# the set-up's 75 s; Python compiles what it imports on first use instead (where
-# PYTHONDONTWRITEBYTECODE is set it compiles in memory each time, ~2 s per process).
+# the set-up's 75 s; the demo's one process compiles what it imports instead (in memory where
+# PYTHONDONTWRITEBYTECODE is set: ~2 s). The test suite starts many processes, so `make test`'s
+# set-up byte-compiles everything once, on every core (~23 s; some packages ship test files
+# that are not valid Python 3, hence the ignored status).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
@@ -26,6 +28,7 @@ $(STAMP): pyproject.toml
 
 $(DEV_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet --no-compile -e '.[dev]'
+	-$(PY) -m compileall -q -j 0 $(VENV)/lib topovae > /dev/null
 	touch $(DEV_STAMP)
 
 install: $(STAMP)
