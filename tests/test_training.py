@@ -529,6 +529,37 @@ def test_best_checkpoint_compares_only_epochs_judged_with_the_same_physics_weigh
     assert best["best"] == min(r["val_total"] for r in history[1:])
 
 
+def test_epochs_before_a_late_physics_term_are_validated_only_for_the_curves(splits, tmp_path):
+    """20 epochs of 2 steps, the physics term from step 34: the epochs judged with the final
+    weight (the candidates for best.pt) are all validated; before them only the first, every
+    2nd (epochs // 10) and none other; their logs leave the val_ values out (JSONL) or empty
+    (CSV), the figures still draw, and best.pt is the best of the physics epochs."""
+    physics = {"compliance_weight": 1000.0, "compliance_samples": 2, "compliance_start": 34}
+    trainer = make_trainer(splits, tmp_path, "cvae", epochs=20, model_kw=physics, plots=True)
+    history = trainer.fit(progress=False)
+    final = [r["epoch"] for r in history if r["step"] >= 34]
+    assert final == [17, 18, 19, 20]
+    validated = [r["epoch"] for r in history if "val_total" in r]
+    assert validated == [1, 2, 4, 6, 8, 10, 12, 14, 16, *final]
+    assert all(r["val_compliance"] > 0 for r in history if r["epoch"] in final)
+    best = read_checkpoint(tmp_path / "best.pt")
+    assert best["epoch"] in final
+    assert best["best"] == min(r["val_total"] for r in history if r["epoch"] in final)
+    assert jsonl(tmp_path / "metrics.jsonl") == history
+    with open(tmp_path / "metrics.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in table] == list(range(1, 21))
+    for row, logged in zip(table, history, strict=True):
+        assert {k for k, v in row.items() if v != ""} == set(logged)
+    for name in FIGURES:
+        assert (tmp_path / name).read_bytes()[:8] == PNG, name
+
+
+def test_without_a_late_physics_term_every_epoch_is_validated(splits, tmp_path):
+    history = make_trainer(splits, tmp_path, epochs=20).fit(progress=False)
+    assert all("val_total" in r for r in history) and len(history) == 20
+
+
 def test_forward_decodes_the_prior_mean_of_the_first_samples(splits):
     train, _ = splits
     torch.manual_seed(0)

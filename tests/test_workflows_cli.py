@@ -89,7 +89,9 @@ def test_demo_quick_runs_every_step_end_to_end(demo):
         assert is_png(out / name), name
     report = json.loads((out / "report.json").read_text())
     plan = report["plan"]
-    assert read_header(out / "data.h5")["n"] == plan["n"]
+    header = read_header(out / "data.h5")
+    assert header["n"] == plan["n"]
+    assert header["fields"] == ("strain_energy", "von_mises")  # stored, not computed in training
     md = (out / "report.md").read_text()
     for alt in report["alternatives"].values():  # the design space, in the report
         assert alt["distinct"] == len(alt["designs"]) >= 1

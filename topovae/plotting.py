@@ -193,7 +193,8 @@ def save_training_figures(trainer: Any, kl_per_dim: list[float], n: int = 8) -> 
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
     for ax, key in zip(axes, ("total", "reconstruction", "kl"), strict=True):
         ax.plot(epochs, [r[f"train_{key}"] for r in hist], label="train")
-        ax.plot(epochs, [r[f"val_{key}"] for r in hist], label="validation")
+        val = [r for r in hist if f"val_{key}" in r]  # epochs that were validated
+        ax.plot([r["epoch"] for r in val], [r[f"val_{key}"] for r in val], label="validation")
         ax.set_title(key)
         ax.set_xlabel("epoch")
     axes[0].legend()

@@ -707,23 +707,24 @@ class Trainer:
                 self.epoch += 1
                 if self.rank != 0:  # rank 0 evaluates, logs and writes the checkpoints
                     continue
-                val = self.evaluate()
+                validated = self._validates(self.epoch)
+                val = self.evaluate() if validated else {}
                 row = {"epoch": self.epoch, "step": self.step,
                        "lr": self.sched.get_last_lr()[0], "seconds": time.perf_counter() - t0,
                        **{f"train_{k}": v for k, v in train.items()},
                        **{f"val_{k}": v for k, v in val.items() if k != "kl_per_dim"}}  # fmt: skip
-                if not math.isfinite(row["val_total"]):
+                if validated and not math.isfinite(row["val_total"]):
                     self.epoch -= 1
                     self._fail(f"the validation loss became {row['val_total']}")
                 # best.pt: the lowest validation total among the epochs judged with this
                 # epoch's physics weight; a term that starts or ramps up later changes the
                 # objective, and the epochs before it are not comparable
                 weight = compliance_weight(self.mcfg, self.step)
-                comparable = [r["val_total"] for r in self.history
-                              if compliance_weight(self.mcfg, r["step"]) == weight]  # fmt: skip
+                comparable = [r["val_total"] for r in self.history if "val_total" in r
+                              and compliance_weight(self.mcfg, r["step"]) == weight]  # fmt: skip
                 self.history.append(row)
                 self._log(row)
-                improved = row["val_total"] < min(comparable, default=math.inf)
+                improved = validated and row["val_total"] < min(comparable, default=math.inf)
                 if improved:
                     self.best = row["val_total"]
                 state = self.state()  # one copy and one digest of the weights for both files
@@ -731,7 +732,8 @@ class Trainer:
                     _atomic_save(state, self.out / "best.pt")
                 _atomic_save(state, self.out / "last.pt")
                 # the PNGs show the latest state and are overwritten: draw them about ten times
-                # a run and at its end, not every epoch (150 redraws cost the demo ~1 minute)
+                # a run and at its end, not every epoch (150 redraws cost the demo ~1 minute);
+                # those epochs are always validated
                 every = max(1, self.tcfg.epochs // 10)
                 if self.tcfg.plots and (self.epoch % every == 0 or self.epoch == self.tcfg.epochs):
                     from ..plotting import save_training_figures
@@ -744,6 +746,21 @@ class Trainer:
             if bar is not None:
                 bar.close()
         return self.history
+
+    def _final_objective(self) -> bool:
+        """Whether the steps so far are judged with the run's final physics weight: only such
+        epochs can hold the run's best.pt."""
+        total = math.ceil(len(self.train_set) / self.tcfg.batch_size) * self.tcfg.epochs
+        return compliance_weight(self.mcfg, self.step) == compliance_weight(self.mcfg, total)
+
+    def _validates(self, epoch: int) -> bool:
+        """Whether the finished ``epoch`` (1-based) is validated: every epoch of the final
+        objective (the candidates for best.pt; without a late physics term, every epoch), and
+        before it the first, every ``epochs // 10``-th and the last, enough for the loss curves
+        and for a best.pt should the run stop early (the demo's 50 epochs before its physics
+        term spent ~20 s validating)."""
+        every = max(1, self.tcfg.epochs // 10)
+        return self._final_objective() or epoch in (1, self.tcfg.epochs) or epoch % every == 0
 
     def _fit_prior(self, bar=None) -> None:
         """Fit the prior that a model fits after training (`DesignVAE.fitted_prior`: the prior
@@ -850,9 +867,10 @@ class Trainer:
             for k in self._logged:
                 sums[k] = sums.get(k, 0.0) + float(terms[k]) * b
             kl_dim = terms["kl_per_dim"] * b if kl_dim is None else kl_dim + terms["kl_per_dim"] * b
-            mu, _ = model.encode(x, c)
+            feats = model.condition_features(c)  # once for the encoding and its decode
+            mu, _ = model.encode(x, c, feats)
             mus.append(mu.float().cpu())
-            rec = model.decode(mu, c) > 0  # sigmoid > 0.5
+            rec = model.decode(mu, c, feats) > 0  # sigmoid > 0.5
             solid = x > 0.5
             inter += float((rec & solid).sum())
             union += float((rec | solid).sum())
@@ -887,11 +905,16 @@ class Trainer:
             tb.flush()
         with open(self.out / "metrics.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
+        # the CSV keeps its first row's columns (a validated epoch: every key); an epoch that
+        # was not validated leaves the val_ cells empty (metrics.jsonl omits them)
         path = self.out / "metrics.csv"
-        new = not path.exists()
+        header = None
+        if path.exists():
+            with open(path, newline="") as f:
+                header = next(csv.reader(f), None)
         with open(path, "a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(row))
-            if new:
+            w = csv.DictWriter(f, fieldnames=header or list(row), restval="")
+            if header is None:
                 w.writeheader()
             w.writerow(row)
 

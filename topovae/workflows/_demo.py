@@ -101,7 +101,7 @@ def run_demo(
 ) -> dict[str, Any]:  # fmt: skip
     """Run the demo into ``out`` (see the module docstring); returns the report."""
 
-    from ..datasets import TopologyDataset, distribution, generate, read_header
+    from ..datasets import FIELDS, TopologyDataset, distribution, generate, read_header
     from ..models import Trainer, load, read_checkpoint
     from ..plotting import save_design_grid, save_search_curves, save_solve_figure
     from ..solvers import preset, solve
@@ -134,12 +134,15 @@ def run_demo(
     mode = "overwrite"
     if data.exists():
         h = read_header(data)
-        same = (h["n_requested"], h["alternatives"], h["distribution"]) == (plan.n, 0, dist)
+        found = (h["n_requested"], h["alternatives"], h["distribution"], h["fields"])
+        same = found == (plan.n, 0, dist, FIELDS)
         mode = "resume" if same else "overwrite"
-    generate(data, dist, plan.n, seed=0, mode=mode, progress=progress)
     # condition on the full-material strain energy and stress too: without them the U-Net
     # CVAE's first designs had median CE 17.1 % on this data, with them 4.2 %
-    # (benchmarks/bench_quality.py --no-fields, 100 epochs)
+    # (benchmarks/bench_quality.py --no-fields, 100 epochs). The file stores them (one more FE
+    # solve per problem, on the generation's workers) instead of training computing them on one
+    # core in its first epoch.
+    generate(data, dist, plan.n, seed=0, mode=mode, fields=FIELDS, progress=progress)
     train_set = TopologyDataset(data, "train", in_memory=True, fields=True)
     val_set = TopologyDataset(data, "val", in_memory=True, fields=True)
     everything = TopologyDataset(data, "all")
