@@ -28,8 +28,13 @@ from topovae.workflows import evaluate
 from topovae.workflows._demo import PLANS, training_configs
 
 
-def run(data: str, epochs: int, physics: int, seed: int) -> str:
-    plan = dataclasses.replace(PLANS["full"], epochs=epochs, physics_epochs=physics)
+def run(data: str, epochs: int, physics: int, seed: int, width: int) -> str:
+    plan = dataclasses.replace(
+        PLANS["full"],
+        epochs=epochs,
+        physics_epochs=physics,
+        base_width=width or PLANS["full"].base_width,
+    )
     train = TopologyDataset(data, "train", in_memory=True, fields=True)
     val = TopologyDataset(data, "val", in_memory=True, fields=True)
     mcfg, tcfg = training_configs(plan, len(train.condition_channels), len(train), "cpu")
@@ -45,7 +50,8 @@ def run(data: str, epochs: int, physics: int, seed: int) -> str:
     alone = evaluate(model, data, "test", connect=False, **{**kw, "polish": 0})["metrics"]
     f, p, s = m["first"], m["polished"], m["simp_k"]
     return (
-        f"{epochs}:{physics} seed {seed}: training {seconds:.0f} s; first CE "
+        f"{epochs}:{physics} width {plan.base_width} seed {seed}: training {seconds:.0f} s; "
+        "first CE "
         f"{100 * f['ce_median']:.2f} / {100 * f['ce_binary_median']:.2f} %, pass "
         f"{100 * f['pass_rate']:.2f} %, polished {100 * p['ce_median']:.2f} % (SIMP-10 "
         f"{100 * s['ce_median']:.2f} %), decoder alone floating "
@@ -58,11 +64,14 @@ def main() -> int:
     ap.add_argument("--data", required=True, help="the demo's data (out/demo/data.h5)")
     ap.add_argument("--plans", default="70:20,55:15", help="EPOCHS:PHYSICS_EPOCHS, comma-separated")
     ap.add_argument("--seeds", default="0")
+    ap.add_argument(
+        "--base-width", type=int, default=0, help="the U-Net's first width (0: the plan's)"
+    )
     a = ap.parse_args()
     for spec in a.plans.split(","):
         epochs, physics = (int(x) for x in spec.split(":"))
         for seed in (int(s) for s in a.seeds.split(",")):
-            print(run(a.data, epochs, physics, seed), flush=True)
+            print(run(a.data, epochs, physics, seed, a.base_width), flush=True)
     return 0
 
 

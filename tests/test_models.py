@@ -334,6 +334,37 @@ def test_project_volume_meets_the_target_on_the_free_elements():
     torch.testing.assert_close(got, target, rtol=0, atol=1e-10)
 
 
+def test_project_volume_converges_on_crisp_float32_designs_as_brent_does():
+    """Decoders make crisp designs (|logits| ~ 10-40): the shift must reach the root there too,
+    in float32, where Newton steps once bounced at the float's resolution; the root is checked
+    against scipy's brentq on the same mean in float64."""
+    from scipy.optimize import brentq
+
+    g = torch.Generator().manual_seed(3)
+    rough = torch.randn(6, 16, 16, generator=g)
+    logits = 40 * torch.nn.functional.avg_pool2d(rough[:, None], 5, 1, 2)[:, 0]
+    free = torch.ones(16, 16, dtype=torch.bool)
+    target = torch.linspace(0.25, 0.6, 6)
+    shifted = project_volume(logits, free, target)
+    got = torch.sigmoid(shifted).mean((1, 2))
+    torch.testing.assert_close(got, target, rtol=0, atol=1e-6)
+
+    def excess(s, k):  # the design's volume above its target at shift s, in float64
+        return float(torch.sigmoid(logits[k].double() + s).mean()) - float(target[k])
+
+    for k in range(6):
+        root = brentq(excess, -40, 40, args=(k,))
+        assert float((shifted[k] - logits[k]).mean()) == pytest.approx(root, abs=1e-4)
+
+
+def test_project_volume_gradient_is_the_implicit_functions():
+    g = torch.Generator().manual_seed(4)
+    logits = (2 * torch.randn(2, 5, 6, generator=g, dtype=torch.float64)).requires_grad_(True)
+    free = torch.rand(5, 6, generator=g) > 0.2
+    target = torch.tensor([0.3, 0.55], dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda x: project_volume(x, free, target), (logits,))
+
+
 def test_the_compliance_weight_schedule():
     cfg = VAEConfig(compliance_weight=2.0, compliance_start=10, compliance_ramp=4)
     assert [compliance_weight(cfg, s) for s in (0, 9, 10, 11, 13, 100)] == [

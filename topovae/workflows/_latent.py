@@ -9,8 +9,9 @@ is a prior sample, u = 0 the prior mean, and a box |u_i| <= 3 holds 99.7 % of th
 for every problem, whatever the model's prior.
 
 ``project`` shifts each design's logits by one scalar so that the design meets the problem's
-volume fraction exactly (the shift is found by bisection; its gradient is the implicit one, so
-gradients through the projection are exact). Passive regions are imposed on every design.
+volume fraction exactly (the shift is a bracketed Newton solve's root; its gradient is the
+implicit one, so gradients through the projection are exact). Passive regions are imposed on
+every design.
 `numpy` with ``project`` (the designs workflows return and judge) also connects each design's
 load path along its grey members (`_connect`), unless the decoder was made with
 ``connect=False``; `designs` (differentiable) does not.
