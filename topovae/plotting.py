@@ -181,6 +181,17 @@ def save_results_grid(results: list[SolveResult], path: str | Path, ncols: int =
     return save_design_grid(items, path, ncols=ncols)
 
 
+def _mosaic(rows: list[np.ndarray], gap: int = 1, line: float = 0.2) -> np.ndarray:
+    """Rows of density images, each (n, H, W) with the same n, H, W, as one (rows (H + gap) -
+    gap, n (W + gap) - gap) density image, ``gap`` elements of density ``line`` between them."""
+    n, h, w = rows[0].shape
+    out = np.full((len(rows) * (h + gap) - gap, n * (w + gap) - gap), line, dtype=float)
+    for r, images in enumerate(rows):
+        for k, img in enumerate(images):
+            out[r * (h + gap) : r * (h + gap) + h, k * (w + gap) : k * (w + gap) + w] = img
+    return out
+
+
 def save_training_figures(trainer: Any, kl_per_dim: list[float], n: int = 8) -> None:
     """PNGs of a `Trainer` in its output folder (redrawn about ten times a run): loss curves
     (loss.png), held-out reconstructions (reconstructions.png), prior samples (samples.png; a
@@ -198,7 +209,8 @@ def save_training_figures(trainer: Any, kl_per_dim: list[float], n: int = 8) -> 
         ax.set_title(key)
         ax.set_xlabel("epoch")
     axes[0].legend()
-    fig.tight_layout()
+    # fixed margins, not tight_layout: its extra draw was a third of a redraw's time
+    fig.subplots_adjust(left=0.05, right=0.99, bottom=0.16, top=0.9, wspace=0.22)
     fig.savefig(out / "loss.png", dpi=100)
     plt.close(fig)
 
@@ -215,15 +227,15 @@ def save_training_figures(trainer: Any, kl_per_dim: list[float], n: int = 8) -> 
     gen = torch.Generator(device=trainer.device).manual_seed(0)
     samples = model.sample(len(items), c, generator=gen).float().cpu().numpy()
     x = x.float().cpu().numpy()
+    # each picture is one image (a mosaic of the designs, light grey lines between them): one
+    # axes instead of one per design, and no tight_layout (an extra draw): a redraw of the four
+    # PNGs took 1.6 s on 2 cores, ten times a run
     for name, rows in (("reconstructions", (x, rec)), ("samples", (samples,))):
-        fig, axes = plt.subplots(len(rows), len(items), figsize=(1.6 * len(items), 1.7 * len(rows)),
-                                 squeeze=False)  # fmt: skip
-        for r, images in enumerate(rows):
-            for k, img in enumerate(images):
-                axes[r, k].imshow(1 - img[0], cmap="gray", vmin=0, vmax=1)
-                axes[r, k].axis("off")
+        fig = plt.figure(figsize=(1.6 * len(items), 1.6 * len(rows) + 0.4))
+        ax = fig.add_axes((0.01, 0.01, 0.98, 1 - 0.45 / fig.get_figheight()))
+        ax.imshow(1 - _mosaic([images[:, 0] for images in rows]), cmap="gray", vmin=0, vmax=1)
+        ax.axis("off")
         fig.suptitle(f"epoch {trainer.epoch}: {name}" + (" (top: data)" if len(rows) > 1 else ""))
-        fig.tight_layout()
         fig.savefig(out / f"{name}.png", dpi=100)
         plt.close(fig)
 
@@ -232,7 +244,7 @@ def save_training_figures(trainer: Any, kl_per_dim: list[float], n: int = 8) -> 
     ax.set_xlabel("latent dimension")
     ax.set_ylabel("KL (nats)")
     ax.set_title(f"epoch {trainer.epoch}: KL per dimension")
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.12, right=0.98, bottom=0.16, top=0.9)
     fig.savefig(out / "kl.png", dpi=100)
     plt.close(fig)
 
