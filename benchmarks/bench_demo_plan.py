@@ -28,7 +28,7 @@ from topovae.workflows import evaluate
 from topovae.workflows._demo import PLANS, training_configs
 
 
-def run(data: str, epochs: int, physics: int, seed: int, width: int) -> str:
+def run(data: str, epochs: int, physics: int, seed: int, width: int, ema: float) -> str:
     plan = dataclasses.replace(
         PLANS["full"],
         epochs=epochs,
@@ -38,7 +38,7 @@ def run(data: str, epochs: int, physics: int, seed: int, width: int) -> str:
     train = TopologyDataset(data, "train", in_memory=True, fields=True)
     val = TopologyDataset(data, "val", in_memory=True, fields=True)
     mcfg, tcfg = training_configs(plan, len(train.condition_channels), len(train), "cpu")
-    tcfg = dataclasses.replace(tcfg, seed=seed)
+    tcfg = dataclasses.replace(tcfg, seed=seed, ema=ema)
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
         with torch_threads(os.cpu_count()):
@@ -50,7 +50,8 @@ def run(data: str, epochs: int, physics: int, seed: int, width: int) -> str:
     alone = evaluate(model, data, "test", connect=False, **{**kw, "polish": 0})["metrics"]
     f, p, s = m["first"], m["polished"], m["simp_k"]
     return (
-        f"{epochs}:{physics} width {plan.base_width} seed {seed}: training {seconds:.0f} s; "
+        f"{epochs}:{physics} width {plan.base_width} ema {ema:g} seed {seed}: training "
+        f"{seconds:.0f} s; "
         "first CE "
         f"{100 * f['ce_median']:.2f} / {100 * f['ce_binary_median']:.2f} %, pass "
         f"{100 * f['pass_rate']:.2f} %, polished {100 * p['ce_median']:.2f} % (SIMP-10 "
@@ -67,11 +68,12 @@ def main() -> int:
     ap.add_argument(
         "--base-width", type=int, default=0, help="the U-Net's first width (0: the plan's)"
     )
+    ap.add_argument("--ema", type=float, default=0.0, help="TrainConfig.ema (0: none, the demo's)")
     a = ap.parse_args()
     for spec in a.plans.split(","):
         epochs, physics = (int(x) for x in spec.split(":"))
         for seed in (int(s) for s in a.seeds.split(",")):
-            print(run(a.data, epochs, physics, seed, a.base_width), flush=True)
+            print(run(a.data, epochs, physics, seed, a.base_width, a.ema), flush=True)
     return 0
 
 

@@ -334,11 +334,16 @@ def test_project_volume_meets_the_target_on_the_free_elements():
     torch.testing.assert_close(got, target, rtol=0, atol=1e-10)
 
 
-def test_project_volume_converges_on_crisp_float32_designs_as_brent_does():
+def test_project_volume_converges_on_crisp_float32_designs_as_brent_does(monkeypatch):
     """Decoders make crisp designs (|logits| ~ 10-40): the shift must reach the root there too,
-    in float32, where Newton steps once bounced at the float's resolution; the root is checked
-    against scipy's brentq on the same mean in float64."""
+    in float32, where Newton steps once bounced at the float's resolution, and within 12
+    iterations (a bisection needs ~50); the root is checked against scipy's brentq on the same
+    mean in float64."""
     from scipy.optimize import brentq
+
+    from topovae.models import _losses
+
+    monkeypatch.setattr(_losses, "PROJECT_ITERATIONS", 12)
 
     g = torch.Generator().manual_seed(3)
     rough = torch.randn(6, 16, 16, generator=g)
@@ -355,6 +360,15 @@ def test_project_volume_converges_on_crisp_float32_designs_as_brent_does():
     for k in range(6):
         root = brentq(excess, -40, 40, args=(k,))
         assert float((shifted[k] - logits[k]).mean()) == pytest.approx(root, abs=1e-4)
+
+
+def test_project_volume_of_no_designs_and_of_a_nan_design():
+    free = torch.ones(4, 4, dtype=torch.bool)
+    assert project_volume(torch.zeros(0, 4, 4), free, 0.5).shape == (0, 4, 4)
+    logits = torch.randn(2, 4, 4, generator=torch.Generator().manual_seed(0))
+    logits[1] = float("nan")
+    rho = torch.sigmoid(project_volume(logits, free, 0.5))
+    assert float(rho[0].mean()) == pytest.approx(0.5, abs=1e-6) and rho[1].isnan().all()
 
 
 def test_project_volume_gradient_is_the_implicit_functions():

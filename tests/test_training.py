@@ -555,6 +555,48 @@ def test_epochs_before_a_late_physics_term_are_validated_only_for_the_curves(spl
         assert (tmp_path / name).read_bytes()[:8] == PNG, name
 
 
+def test_validating_leaves_training_alone(splits, tmp_path, monkeypatch):
+    """Validation draws its noise from a generator of its own: a run that validates every
+    epoch trains exactly the weights of one that validates a few (the late physics term's)."""
+    physics = {"compliance_weight": 1000.0, "compliance_samples": 2, "compliance_start": 34}
+    thinned = make_trainer(splits, tmp_path / "a", "cvae", epochs=20, model_kw=physics)
+    thinned.fit(progress=False)
+    monkeypatch.setattr(Trainer, "_validates", lambda self, epoch: True)
+    every = make_trainer(splits, tmp_path / "b", "cvae", epochs=20, model_kw=physics)
+    history = every.fit(progress=False)
+    assert all("val_total" in r for r in history)
+    assert_same_weights(thinned.model.state_dict(), every.model.state_dict())
+
+
+def test_a_run_stopped_at_an_epoch_that_was_not_validated_resumes_as_if_never_stopped(
+    splits, tmp_path, monkeypatch
+):
+    physics = {"compliance_weight": 1000.0, "compliance_samples": 2, "compliance_start": 34}
+    full = make_trainer(splits, tmp_path / "full", "cvae", epochs=20, model_kw=physics)
+    expected = full.fit(progress=False)
+    assert "val_total" not in expected[4]  # epoch 5: not validated
+    real = Trainer._train_epoch
+
+    def interrupted(self, bar):
+        if self.epoch == 5:
+            raise KeyboardInterrupt
+        return real(self, bar)
+
+    cut = tmp_path / "cut"
+    monkeypatch.setattr(Trainer, "_train_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        make_trainer(splits, cut, "cvae", epochs=20, model_kw=physics).fit(progress=False)
+    monkeypatch.setattr(Trainer, "_train_epoch", real)
+    resumed = make_trainer(splits, cut, "cvae", epochs=20, model_kw=physics)
+    got = resumed.fit(resume=True, progress=False)
+    assert timeless(got) == timeless(expected) == timeless(jsonl(cut / "metrics.jsonl"))
+    assert_same_weights(resumed.model.state_dict(), full.model.state_dict())
+    with open(cut / "metrics.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in table] == list(range(1, 21))
+    assert [r["val_total"] != "" for r in table] == ["val_total" in r for r in expected]
+
+
 def test_without_a_late_physics_term_every_epoch_is_validated(splits, tmp_path):
     history = make_trainer(splits, tmp_path, epochs=20).fit(progress=False)
     assert all("val_total" in r for r in history) and len(history) == 20

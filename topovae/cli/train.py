@@ -217,7 +217,9 @@ def train(
         dist.destroy_process_group()  # (gloo's threads abort a process that exits inside it)
     if not history:  # a torchrun rank other than 0: rank 0 evaluates, writes and reports
         return
-    last = history[-1]
+    # the last validated epoch (a run resumed past its new --epochs may end on one that was
+    # not; the first epoch always is)
+    last = next(r for r in reversed(history) if "val_total" in r)
     click.echo(
         f"{out}: epoch {last['epoch']}, val loss {last['val_total']:.4g}, "
         f"IoU {last['val_iou']:.3f}, active units {last['val_active_units']}"

@@ -72,6 +72,7 @@ class TrainingError(RuntimeError):
 
 
 MAX_EPOCHS = 1_000_000  # more is a typo, not a plan
+VAL_SEED = 2_718_281  # validation's noise generator: seed + VAL_SEED, the same every epoch
 MAX_BATCH_SIZE = 2**20
 
 
@@ -403,8 +404,9 @@ class Trainer:
         self.opt = torch.optim.AdamW(
             self.model.parameters(), lr=train_config.lr, weight_decay=train_config.weight_decay
         )
-        steps_per_epoch = math.ceil(len(train_set) / train_config.batch_size)
-        total = max(1, steps_per_epoch * train_config.epochs)
+        # per process: under DDP each rank steps through its share of every global batch
+        self.steps_per_epoch = len(self._loader(train_set, shuffle=True))
+        total = max(1, self.steps_per_epoch * train_config.epochs)
         warm = max(1, min(train_config.warmup_steps, total // 2))
 
         def lr_factor(step: int) -> float:
@@ -588,16 +590,17 @@ class Trainer:
             num_workers=self.tcfg.num_workers, pin_memory=self.device.type == "cuda",
         )  # fmt: skip
 
-    def _terms(self, x, c, vf, model=None, judged=None):
+    def _terms(self, x, c, vf, model=None, judged=None, generator=None):
         """The loss terms of a batch; ``judged`` = (problems, reference compliances) of its
-        first samples, which the physics term judges (None: the term is off this step)."""
+        first samples, which the physics term judges (None: the term is off this step); the
+        model's noise drawn from ``generator`` (default: training's, `noise`)."""
         n = 0 if judged is None else len(judged[0])
         decode = self.mcfg.compliance_decode
         extra = {}
         if n and decode in ("prior_mean", "prior_sample"):
             extra = {"prior_mean": n, "prior_noise": decode == "prior_sample"}
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
-            out = (model or self.forward)(x, c, generator=self.noise, **extra)
+            out = (model or self.forward)(x, c, generator=generator or self.noise, **extra)
         terms = loss_terms(
             self.mcfg, out.logits, x, out.mu, out.logvar, self.step, vf, out.prior_mu,
             out.prior_logvar,
@@ -697,9 +700,8 @@ class Trainer:
         if progress:
             from tqdm.auto import tqdm
 
-            per_epoch = math.ceil(len(self.train_set) / self.tcfg.batch_size)
-            bar = tqdm(total=per_epoch * self.tcfg.epochs, initial=self.step, unit="step",
-                       desc=f"train {self.mcfg.kind}")  # fmt: skip
+            total = self.steps_per_epoch * self.tcfg.epochs
+            bar = tqdm(total=total, initial=self.step, unit="step", desc=f"train {self.mcfg.kind}")
         try:
             while self.epoch < self.tcfg.epochs:
                 t0 = time.perf_counter()
@@ -735,7 +737,8 @@ class Trainer:
                 # a run and at its end, not every epoch (150 redraws cost the demo ~1 minute);
                 # those epochs are always validated
                 every = max(1, self.tcfg.epochs // 10)
-                if self.tcfg.plots and (self.epoch % every == 0 or self.epoch == self.tcfg.epochs):
+                last = self.epoch == self.tcfg.epochs
+                if self.tcfg.plots and validated and (self.epoch % every == 0 or last):
                     from ..plotting import save_training_figures
 
                     save_training_figures(self, val["kl_per_dim"])
@@ -750,7 +753,7 @@ class Trainer:
     def _final_objective(self) -> bool:
         """Whether the steps so far are judged with the run's final physics weight: only such
         epochs can hold the run's best.pt."""
-        total = math.ceil(len(self.train_set) / self.tcfg.batch_size) * self.tcfg.epochs
+        total = self.steps_per_epoch * self.tcfg.epochs
         return compliance_weight(self.mcfg, self.step) == compliance_weight(self.mcfg, total)
 
     def _validates(self, epoch: int) -> bool:
@@ -848,8 +851,11 @@ class Trainer:
         """Held-out loss terms, active units, binarised reconstruction IoU, ELBO per sample.
         With the physics term on, it is judged here as in training (the first
         ``compliance_samples`` of each batch, no flips), so ``total``, which picks best.pt, is
-        the training objective; a dataset without ``problem(position)`` gets no physics term."""
+        the training objective; a dataset without ``problem(position)`` gets no physics term.
+        Its noise comes from a generator of its own, seeded alike at every call: every epoch is
+        judged with the same draws, and validating (or not) leaves training's draws alone."""
         model = self.eval_model.eval()
+        noise = torch.Generator(device=self.device).manual_seed(self.tcfg.seed + VAL_SEED)
         dataset = dataset or self.val_set
         judge = compliance_weight(self.mcfg, self.step) > 0 and hasattr(dataset, "problem")
         sums: dict[str, float] = {}
@@ -861,7 +867,7 @@ class Trainer:
             if judge and "position" in item:
                 judged = self._judged(x, item["position"], None, dataset)
             # unwrapped model: no DDP collectives
-            terms = self._terms(x, c, vf, model=model, judged=judged)
+            terms = self._terms(x, c, vf, model=model, judged=judged, generator=noise)
             b = x.shape[0]
             n += b
             for k in self._logged:
@@ -905,18 +911,27 @@ class Trainer:
             tb.flush()
         with open(self.out / "metrics.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
-        # the CSV keeps its first row's columns (a validated epoch: every key); an epoch that
-        # was not validated leaves the val_ cells empty (metrics.jsonl omits them)
+        # the CSV's columns are its first row's (a validated epoch: every key); an epoch that
+        # was not validated leaves the val_ cells empty (metrics.jsonl omits them). A row with
+        # a column the file lacks rewrites it from metrics.jsonl with every column.
         path = self.out / "metrics.csv"
         header = None
         if path.exists():
             with open(path, newline="") as f:
                 header = next(csv.reader(f), None)
-        with open(path, "a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=header or list(row), restval="")
-            if header is None:
-                w.writeheader()
-            w.writerow(row)
+        if header is not None and set(row) <= set(header):
+            with open(path, "a", newline="") as f:
+                csv.DictWriter(f, fieldnames=header, restval="").writerow(row)
+            return
+        with open(self.out / "metrics.jsonl") as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+        columns = list(dict.fromkeys(k for r in rows for k in r))
+        tmp = path.with_suffix(".csv.tmp")
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=columns, restval="")
+            w.writeheader()
+            w.writerows(rows)
+        os.replace(tmp, path)
 
 
 @dataclass
