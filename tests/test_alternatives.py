@@ -277,6 +277,37 @@ def test_alternatives_temperature_scales_the_prior_samples(cvae):
         alternatives(cvae, problem, temperature=-1)
 
 
+def test_deflated_polish_moves_a_second_start_away_from_the_first():
+    """Two identical starts: polished plainly they stay one design; under deflation the
+    second leaves the first (Deflation's penalty is largest on a known design)."""
+    from topovae.workflows._alternatives import _deflated_polish
+
+    problem = preset("mbb", 24, 12, 0.5)
+    start = solve(problem.with_settings(max_iter=15)).density
+    twice = np.stack([start, start])
+    out = _deflated_polish(problem, twice, polish=6)
+    assert np.abs(out[1] - out[0]).max() > 0.1
+    plain = _deflated_polish(problem, twice[:1], polish=6)  # no known design: no penalty
+    np.testing.assert_array_equal(plain[0], out[0])
+
+
+def test_deflation_hands_out_distinct_designs_from_a_latent_that_holds_one(cvae):
+    """At a temperature near 0 every decoded sample is the prior mean: polished plainly one
+    design comes back; with deflation (the default) the polish starts again from it and
+    returns several distinct ones."""
+    problem = preset("cantilever", TINY, TINY, 0.4)
+    kw = dict(k=4, samples=16, polish=8, seed=0, temperature=1e-6)
+    one = alternatives(cvae, problem, deflate=False, **kw)
+    many = alternatives(cvae, problem, **kw)
+    assert len(one.designs) == 1 and not one.summary()["deflate"]
+    assert len(many.designs) >= 2 and many.summary()["deflate"]
+    d = pairwise_distances(np.stack([solid(x, problem) for x in many.designs]))
+    assert d[np.triu_indices(len(d), 1)].min() >= DISTINCT
+    assert not alternatives(cvae, problem, **{**kw, "polish": 0}).summary()["deflate"]
+    with pytest.raises(WorkflowError, match="deflate must be True or False"):
+        alternatives(cvae, problem, deflate="yes")
+
+
 @pytest.mark.parametrize(
     "args, fragment",
     [

@@ -146,13 +146,17 @@ def search(checkpoint, problem, volfrac, problem_file, data, index, methods, bud
 )
 @click.option("--simp/--no-simp", default=True, show_default=True,
               help="Solve the problem with SIMP too, for the compliance error CE.")  # fmt: skip
+@click.option("--deflate/--no-deflate", default=True, show_default=True,
+              help="Polish each candidate under a deflation penalty against those polished "
+              "before it (distinct designs even from a model whose latent holds one).")  # fmt: skip
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda.")
 @click.option("--drop", default=None, help="Condition groups to leave out, e.g. loads,supports "
               "(a model trained with --condition-dropout).")  # fmt: skip
 @click.option("--out", required=True, help="The picture (PNG) of the distinct designs.")
 @click.option("--json", "json_out", help="Also write the designs' figures as JSON here.")
 def alternatives(checkpoint, problem, volfrac, problem_file, data, index, k, samples, polish,
-                 tol, seed, temperature, simp, device, drop, out, json_out) -> None:  # fmt: skip
+                 tol, seed, temperature, simp, deflate, device, drop, out,
+                 json_out) -> None:  # fmt: skip
     """Distinct good designs of one problem: sample, judge, polish, group, rank."""
     from ..solvers import solve as simp_solve
     from ..solvers._problem import MAX_ITERATIONS
@@ -186,7 +190,7 @@ def alternatives(checkpoint, problem, volfrac, problem_file, data, index, k, sam
     try:
         alt = find(model, prob, k, samples=samples, polish=polish, tol=tol, seed=seed,
                    temperature=temperature, reference=reference, device=device,
-                   drop=drop)  # fmt: skip
+                   drop=drop, deflate=deflate)  # fmt: skip
     except workflow_errors() as e:
         raise InputError(str(e)) from None
     save_alternatives(alt, out, reference)
